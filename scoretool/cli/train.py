@@ -1,0 +1,82 @@
+"""`scoretool train`: denoising score matching on clean images (prior) or noisy ones (Noise2Score)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import ScoretoolError
+from ..train import TrainConfig, checkpoint_path, train as run_training
+from . import app
+from .common import Common, DebugOpt, JsonOpt, PrecisionOpt, QuietOpt, SeedOpt, run_command
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="Folder of training images (clean for --clean, noisy for --noisy).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model file to write (.safetensors). A checkpoint MODEL.ckpt.safetensors is kept beside it.")],
+    noisy: Annotated[bool, typer.Option("--noisy/--clean", help="--clean: train a prior on clean images; --noisy: Noise2Score (AR-DAE) on noisy images.")] = False,
+    noise: Annotated[str | None, typer.Option("--noise", help="Noise family of the noisy data: gaussian, poisson, gamma (stored in the model; may be left out).")] = None,
+    sigma: Annotated[float | None, typer.Option("--sigma", help="Gaussian noise std of the data, on the [0,1] scale × 255 (grey levels).")] = None,
+    zeta: Annotated[float | None, typer.Option("--zeta", help="Poisson scale ζ of the data (y = ζ·Poisson(x/ζ), [0,1] scale).")] = None,
+    k: Annotated[float | None, typer.Option("--k", help="Gamma shape k of the data (mean x, [0,1] scale).")] = None,
+    steps: Annotated[int, typer.Option("--steps", help="Optimiser steps (the learning-rate schedule spans them).")] = 20000,
+    patch: Annotated[int, typer.Option("--patch", help="Training patch size in pixels.")] = 64,
+    batch: Annotated[int, typer.Option("--batch", help="Patches per step (per process).")] = 32,
+    lr: Annotated[float, typer.Option("--lr", help="Peak Adam learning rate (cosine decay).")] = 1e-3,
+    sigma_min: Annotated[float | None, typer.Option("--sigma-min", help="Smallest training σ on the [0,1] scale (default 0.002 clean, 0.001 noisy).")] = None,
+    sigma_max: Annotated[float | None, typer.Option("--sigma-max", help="Largest training σ on the [0,1] scale (default 10 clean, 0.1 noisy).")] = None,
+    widths: Annotated[str, typer.Option("--widths", help="U-Net channel widths per level, comma-separated.")] = "32,64,128",
+    init: Annotated[str | None, typer.Option("--init", help="Start from these weights (bundled name or path).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue exactly from OUTPUT's checkpoint (same step, optimiser, EMA, data order).")] = False,
+    time_limit: Annotated[float | None, typer.Option("--time-limit", help="Stop cleanly after this many minutes, writing a usable model and a checkpoint.")] = None,
+    checkpoint_minutes: Annotated[float, typer.Option("--checkpoint-minutes", help="Minutes between checkpoints.")] = 5.0,
+    precision: PrecisionOpt = "auto",
+    seed: SeedOpt = 0,
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Train a score network by denoising score matching (methods.md §1)."""
+    common = Common(seed=seed, json=json, quiet=quiet, debug=debug)
+
+    def body():
+        if output.suffix != ".safetensors":
+            raise ScoretoolError(f"{output}: the model file must end in .safetensors")
+        if output.exists() and not resume and not common.overwrite and checkpoint_path(output).exists() is False:
+            common.notice(f"note: {output} exists and will be replaced when training ends")
+        noise_info = {}
+        if noise:
+            if noise not in ("gaussian", "poisson", "gamma"):
+                raise ScoretoolError(f"--noise {noise}: expected gaussian, poisson or gamma")
+            noise_info = {"family": noise}
+        for name, value in (("sigma", sigma), ("zeta", zeta), ("k", k)):
+            if value is not None:
+                noise_info[name] = value
+        cfg = TrainConfig(
+            data=str(data), mode="noisy" if noisy else "clean", steps=steps, patch=patch, batch=batch, lr=lr,
+            sigma_min=sigma_min or (0.001 if noisy else 0.002), sigma_max=sigma_max or (0.1 if noisy else 10.0),
+            sigma_focus=None if noisy else (0.01, 0.5), seed=seed, widths=[int(w) for w in widths.split(",")], checkpoint_minutes=checkpoint_minutes,
+            time_limit_minutes=time_limit, precision=precision, init=init, noise=noise_info,
+            command="scoretool train " + shlex.join(a for a in sys.argv[2:] if a != "--resume"),
+        )
+        with common.progress("training", steps) as advance:
+            last = [0]
+
+            def on_step(step, loss, ips):
+                advance(step - last[0], status=f"loss {loss:.4f} · {ips:.0f} img/s")
+                last[0] = step
+                if not common.console.is_terminal and not quiet and step % 500 == 0:
+                    common.notice(f"step {step}/{steps} loss {loss:.4f} {ips:.0f} img/s")
+
+            record = run_training(cfg, output, resume=resume, on_step=on_step)
+        if json:
+            common.emit({"output": str(output), **record})
+        else:
+            common.notice(f"wrote {output} after {record['steps']} steps ({record['train_seconds'] / 60:.1f} min)")
+
+    run_command(common, body)

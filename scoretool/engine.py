@@ -1,0 +1,172 @@
+"""Device and precision policy, and tiled application of a network to images of any size."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Callable
+
+import torch
+
+from .errors import ScoretoolError
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""D(x, σ): (B, C, H, W) images on the [0,1] scale and σ of shape (B,) → denoised images."""
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """`auto` = CUDA, then MPS, then CPU; an explicit device that is absent is an error."""
+    name = name.lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ScoretoolError("--device cuda: no CUDA device is available (try --device auto)")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ScoretoolError("--device mps: no MPS device is available (try --device auto)")
+    if name not in ("cpu", "cuda", "mps"):
+        raise ScoretoolError(f"--device {name}: expected auto, cpu, cuda or mps")
+    return torch.device(name)
+
+
+def bf16_available(device: torch.device) -> bool:
+    """bf16 matrix units: AVX512-BF16/AMX on CPUs, compute capability ≥ 8 on CUDA."""
+    if device.type == "cpu":
+        cpu = torch.cpu
+        return bool(getattr(cpu, "_is_amx_tile_supported", lambda: False)()
+                    or getattr(cpu, "_is_avx512_bf16_supported", lambda: False)())
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return False
+
+
+def autocast(device: torch.device, precision: str = "auto"):
+    """Context for the network's forward pass: bf16 autocast when `auto` and supported, else fp32.
+
+    bench/engine.py measures the accuracy cost (PSNR change ≤ 0.01 dB on BSD68 σ=25).
+    """
+    if precision == "fp32" or (precision == "auto" and not bf16_available(device)):
+        return contextlib.nullcontext()
+    if precision not in ("auto", "bf16"):
+        raise ScoretoolError(f"--precision {precision}: expected auto, fp32 or bf16")
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def _axis_tiles(length: int, tile: int, overlap: int, multiple: int) -> list[int]:
+    """Start positions (multiples of `multiple`) of tiles of size `tile` covering [0, length)."""
+    if length <= tile:
+        return [0]
+    stride = max(multiple, (tile - overlap) // multiple * multiple)
+    starts = list(range(0, length - tile, stride))
+    starts.append(length - tile)
+    return starts
+
+
+def _axis_weight(start: int, size: int, length: int, overlap: int) -> torch.Tensor:
+    """Blend weight along one axis: 1 inside, 0 for the first overlap/4 next to a neighbour's side,
+    then a linear ramp over overlap/2. Where weights overlap, every contributing tile is at least
+    overlap/4 from its own inner border, so a network with receptive radius ≤ overlap/4 is exact."""
+    w = torch.ones(size)
+    pos = torch.arange(size, dtype=torch.float32)
+    q, ramp = overlap / 4, max(overlap / 2, 1.0)
+    if start > 0:
+        w = torch.minimum(w, ((pos - q) / ramp).clamp(0, 1))
+    if start + size < length:
+        w = torch.minimum(w, ((size - 1 - pos - q) / ramp).clamp(0, 1))
+    return w.clamp_min(1e-6)
+
+
+@torch.no_grad()
+def apply_tiled(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    tile: int = 512,
+    overlap: int = 64,
+    multiple: int = 8,
+    batch: int = 4,
+    device: torch.device | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Apply an image-to-image `fn` to (1, C, H, W) `x` in overlapping tiles, blended without seams.
+
+    The result stays on x's device (CPU for large images); only `batch` tiles at a time go to
+    `device`, so memory is bounded by the tile size. Tile starts are multiples of `multiple`
+    (the network's down-sampling factor), so each tile sees the same pixel grid as the whole image.
+    """
+    if x.shape[0] != 1:
+        return torch.cat([apply_tiled(fn, xi[None], tile, overlap, multiple, batch, device, progress) for xi in x])
+    device = device or x.device
+    _, c, h, w = x.shape
+    tile = max(multiple, tile // multiple * multiple)
+    if h <= tile and w <= tile:
+        out = fn(x.to(device)).to(x.device)
+        if progress:
+            progress(1)
+        return out
+    # pad to multiples of `multiple` so the last tile also starts on the grid
+    ph, pw = (-h) % multiple, (-w) % multiple
+    xp = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+    hp, wp = xp.shape[-2:]
+    th, tw = min(tile, hp), min(tile, wp)
+    ys, xs = _axis_tiles(hp, th, overlap, multiple), _axis_tiles(wp, tw, overlap, multiple)
+    out, weight = None, torch.zeros(1, 1, hp, wp, device=x.device)
+    boxes = [(y0, x0) for y0 in ys for x0 in xs]
+    for i in range(0, len(boxes), batch):
+        chunk = boxes[i : i + batch]
+        tiles = torch.cat([xp[..., y0 : y0 + th, x0 : x0 + tw] for y0, x0 in chunk]).to(device)
+        res = fn(tiles).to(x.device, torch.float32)
+        if out is None:
+            out = torch.zeros(1, res.shape[1], hp, wp, device=x.device)
+        for (y0, x0), r in zip(chunk, res):
+            wt = _axis_weight(y0, th, hp, overlap)[:, None] * _axis_weight(x0, tw, wp, overlap)[None, :]
+            wt = wt.to(x.device)
+            out[0, :, y0 : y0 + th, x0 : x0 + tw] += r * wt
+            weight[0, :, y0 : y0 + th, x0 : x0 + tw] += wt
+        if progress:
+            progress(len(chunk))
+    return (out / weight)[..., :h, :w]
+
+
+def count_tiles(h: int, w: int, tile: int = 512, overlap: int = 64, multiple: int = 8) -> int:
+    tile = max(multiple, tile // multiple * multiple)
+    if h <= tile and w <= tile:
+        return 1
+    hp, wp = math.ceil(h / multiple) * multiple, math.ceil(w / multiple) * multiple
+    return len(_axis_tiles(hp, min(tile, hp), overlap, multiple)) * len(_axis_tiles(wp, min(tile, wp), overlap, multiple))
+
+
+class Engine:
+    """A loaded network on a device with a precision policy: the one way methods call D(x, σ)."""
+
+    def __init__(self, net: torch.nn.Module, device: torch.device, precision: str = "auto",
+                 tile: int = 512, overlap: int = 64):
+        self.device = device
+        self.precision = precision
+        self.tile, self.overlap = tile, overlap
+        self.net = net.to(device).eval()
+        if device.type == "cpu":
+            self.net = self.net.to(memory_format=torch.channels_last)
+
+    @property
+    def multiple(self) -> int:
+        return getattr(self.net, "multiple", 1)
+
+    @torch.no_grad()
+    def denoise(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        """D(x, σ) on a batch that fits in memory, on the engine's device, float32 out."""
+        x = x.to(self.device, torch.float32)
+        if self.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self.precision):
+            return self.net(x, sigma).float().contiguous()
+
+    def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        return self.denoise(x, sigma)
+
+    def denoise_tiled(self, x: torch.Tensor, sigma: float, progress=None) -> torch.Tensor:
+        """D(x, σ) for images of any size in overlapping tiles; result on x's device."""
+        return apply_tiled(lambda t: self.denoise(t, sigma), x, self.tile, self.overlap,
+                           max(8, self.multiple), device=self.device, progress=progress)

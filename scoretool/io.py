@@ -1,0 +1,245 @@
+"""Image files ⇄ float arrays on the [0,1] scale, folder walking, and atomic writes.
+
+Supported: PNG, JPEG, BMP (8-bit; PNG also 16-bit), TIFF (8/16-bit, float32, multi-page stacks)
+and .npy (float or integer arrays, unclipped). Layouts H×W, H×W×C with C ∈ {1, 3}; a 2nd or 4th
+channel is an alpha channel and is carried through untouched.
+Integer data maps to [0,1] by x/(2^bits − 1) and back by round(x·(2^bits − 1)) after clipping;
+float data is taken as already on the [0,1] scale (or mapped from a user-given range).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, ScoretoolError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npy"}
+MIN_SIDE = 8
+MAX_PIXELS = 2**31  # refuse absurd headers before allocating
+
+
+@dataclass
+class Image:
+    """pixels: float32 (frames, H, W, C) on the [0,1] scale (floats: unclipped);
+    alpha: (frames, H, W) in the file's dtype or None; dtype: the file's sample dtype;
+    value_range: (lo, hi) that maps to [0,1]."""
+
+    pixels: np.ndarray
+    dtype: np.dtype
+    alpha: np.ndarray | None = None
+    value_range: tuple[float, float] = (0.0, 1.0)
+    squeeze_frames: bool = True  # a single-page file is written back as one image
+    grey_2d: bool = True  # a 1-channel image stored as H×W (not H×W×1)
+
+    @property
+    def channels(self) -> int:
+        return self.pixels.shape[-1]
+
+    def with_pixels(self, pixels: np.ndarray) -> Image:
+        return replace(self, pixels=pixels.astype(np.float32, copy=False))
+
+
+def integer_range(dtype: np.dtype) -> tuple[float, float]:
+    info = np.iinfo(dtype)
+    return float(max(info.min, 0)), float(info.max)
+
+
+def to_unit(arr: np.ndarray, value_range: tuple[float, float] | None = None) -> tuple[np.ndarray, tuple[float, float]]:
+    """Samples → float32 on [0,1]: integers by their full range, floats by value_range (default 0..1)."""
+    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
+        lo, hi = integer_range(arr.dtype) if arr.dtype != np.bool_ else (0.0, 1.0)
+    elif np.issubdtype(arr.dtype, np.floating):
+        lo, hi = value_range or (0.0, 1.0)
+    else:
+        raise ValueError(f"unsupported sample type {arr.dtype}")
+    return ((arr.astype(np.float32) - lo) / (hi - lo)).astype(np.float32), (lo, hi)
+
+
+def from_unit(x: np.ndarray, dtype: np.dtype, value_range: tuple[float, float]) -> np.ndarray:
+    """Exact inverse of to_unit: integers are rounded and clipped to their range, floats are not clipped."""
+    lo, hi = value_range
+    y = x.astype(np.float64) * (hi - lo) + lo
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(y), info.min, info.max).astype(dtype)
+    if dtype == np.bool_:
+        return y >= 0.5
+    return y.astype(dtype)
+
+
+def _split_channels(arr: np.ndarray, path) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """(F, H, W[, C]) → colour (F, H, W, C∈{1,3}), alpha (F, H, W) or None, whether it was 2-D."""
+    if arr.ndim == 3:
+        return arr[..., None], None, True
+    c = arr.shape[-1]
+    if c in (1, 3):
+        return arr, None, False
+    if c in (2, 4):
+        return arr[..., : c - 1], arr[..., c - 1], False
+    raise InputError(path, f"unsupported layout {arr.shape[1:]}: expected H×W or H×W×C with C in 1..4")
+
+
+def _read_raw(path: Path) -> tuple[np.ndarray, bool]:
+    """Decode a file → (array (F, H, W[, C]), single_image)."""
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        arr = np.load(path, allow_pickle=False)
+        if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (1, 2, 3, 4)):
+            return arr[None], True
+        if arr.ndim in (3, 4):
+            return arr, False
+        raise ValueError(f"array of shape {arr.shape}: expected H×W, H×W×C or a stack F×H×W[×C]")
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            arr = series.asarray()
+            axes = series.axes
+        if "S" in axes and axes.index("S") != len(axes) - 1:
+            arr = np.moveaxis(arr, axes.index("S"), -1)
+            axes = axes.replace("S", "") + "S"
+        spatial = 3 if axes.endswith("S") else 2
+        lead = arr.ndim - spatial
+        single = lead == 0
+        arr = arr.reshape((-1,) + arr.shape[lead:])
+        return arr, single
+    import imageio.v3 as iio
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        arr = iio.imread(path)
+    if arr.ndim == 4 or (arr.ndim == 3 and arr.shape[-1] not in (1, 2, 3, 4)):
+        return arr.reshape((-1,) + arr.shape[-3 if arr.ndim == 4 else -2 :]), False
+    return arr[None], True
+
+
+def read_image(path, value_range: tuple[float, float] | None = None) -> Image:
+    """Read one image file; raises InputError naming the file and the problem."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such file")
+    if path.is_dir():
+        raise InputError(path, "is a folder, expected an image file")
+    if path.stat().st_size == 0:
+        raise InputError(path, "empty file (0 bytes)")
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise InputError(path, f"unsupported file type '{path.suffix}' (readable: {', '.join(sorted(IMAGE_SUFFIXES))})")
+    try:
+        arr, single = _read_raw(path)
+    except InputError:
+        raise
+    except PermissionError:
+        raise InputError(path, "permission denied") from None
+    except MemoryError:
+        raise InputError(path, "image too large to load") from None
+    except Exception as e:  # decoders raise many types on corrupt data
+        kind = path.suffix.lower().lstrip(".").upper()
+        msg = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise InputError(path, f"not a valid {kind} file ({msg})") from None
+    if arr.size == 0 or arr.ndim < 3:
+        raise InputError(path, f"no pixels (shape {arr.shape})")
+    if arr.dtype.kind == "c" or arr.dtype.kind not in "iufb":
+        raise InputError(path, f"unsupported sample type {arr.dtype}")
+    colour, alpha, grey_2d = _split_channels(arr, path)
+    h, w = colour.shape[1:3]
+    if min(h, w) < MIN_SIDE:
+        raise InputError(path, f"image too small ({w}×{h} pixels; at least {MIN_SIDE}×{MIN_SIDE} needed)")
+    pixels, vrange = to_unit(colour, value_range)
+    if not np.isfinite(pixels).all():
+        bad = int((~np.isfinite(pixels)).sum())
+        raise InputError(path, f"{bad} pixel(s) are NaN or infinite")
+    return Image(pixels, arr.dtype, alpha, vrange, single, grey_2d)
+
+
+def encode(image: Image) -> np.ndarray:
+    """Image → array in the file's dtype and layout ((F,) H, W[, C]) with alpha re-attached."""
+    arr = from_unit(image.pixels, image.dtype, image.value_range)
+    if image.alpha is not None:
+        arr = np.concatenate([arr, image.alpha[..., None].astype(arr.dtype)], axis=-1)
+    elif image.grey_2d and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if image.squeeze_frames and arr.shape[0] == 1:
+        arr = arr[0]
+    return arr
+
+
+def write_image(path, image: Image, overwrite: bool = False) -> Path:
+    """Write atomically (temporary file in the same folder, then rename); refuse to replace an
+    existing file unless `overwrite`. Format from the suffix; 8-bit-only formats get uint8."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise InputError(path, "output exists (use --overwrite to replace it)")
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ScoretoolError(f"{path}: cannot write '{suffix}' files (use {', '.join(sorted(IMAGE_SUFFIXES))})")
+    if suffix in (".jpg", ".jpeg", ".bmp") and image.dtype != np.uint8:
+        image = replace(image, dtype=np.dtype(np.uint8), value_range=(0.0, 255.0), alpha=None)
+    if suffix in (".jpg", ".jpeg"):
+        image = replace(image, alpha=None)
+    if suffix == ".png" and image.dtype not in (np.uint8, np.uint16):
+        image = replace(image, dtype=np.dtype(np.uint16), value_range=(0.0, 65535.0),
+                        alpha=None if image.alpha is None else from_unit(to_unit(image.alpha)[0], np.uint16, (0, 65535)))
+    arr = encode(image)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        if suffix == ".npy":
+            np.save(tmp, arr, allow_pickle=False)
+        elif suffix in (".tif", ".tiff"):
+            import tifffile
+
+            photometric = "rgb" if arr.shape[-1] in (3, 4) and arr.ndim >= 3 and not (image.grey_2d and image.alpha is None) else "minisblack"
+            extrasamples = ["unassalpha"] if image.alpha is not None and photometric == "rgb" else None
+            tifffile.imwrite(tmp, arr, photometric=photometric, extrasamples=extrasamples)
+        else:
+            import imageio.v3 as iio
+
+            if arr.ndim == 4 or (not image.squeeze_frames):
+                raise ScoretoolError(f"{path}: a multi-frame stack can only be written as .tif or .npy")
+            iio.imwrite(tmp, arr, extension=suffix)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def list_images(path: Path, recursive: bool = False, exclude: Path | None = None) -> tuple[list[Path], list[Path]]:
+    """Image files under a folder (sorted), and the non-image files skipped; a file gives itself.
+    Hidden files and anything inside `exclude` (an output folder) are left out."""
+    path = Path(path)
+    if path.is_file():
+        return [path], []
+    if not path.is_dir():
+        raise ScoretoolError(f"{path}: no such file or folder")
+    pattern = "**/*" if recursive else "*"
+    exclude = exclude.resolve() if exclude else None
+    images, skipped = [], []
+    for p in sorted(path.glob(pattern)):
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        if exclude and (exclude == p.resolve().parent or exclude in p.resolve().parents):
+            continue
+        (images if p.suffix.lower() in IMAGE_SUFFIXES else skipped).append(p)
+    return images, skipped
+
+
+def output_path(src: Path, input_root: Path, output: Path, fmt: str | None, single_file: bool) -> Path:
+    """Where the result of `src` goes: the input's name (and relative folder) under the output folder,
+    or the output file itself for a single input named with an image suffix."""
+    if single_file and output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir():
+        dest = output
+    else:
+        rel = src.relative_to(input_root) if not single_file else Path(src.name)
+        dest = output / rel
+    if fmt:
+        dest = dest.with_suffix("." + fmt.lower().lstrip("."))
+    return dest

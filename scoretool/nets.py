@@ -1,0 +1,182 @@
+"""The noise-conditional U-Net with EDM preconditioning: D(x, σ) and score(x, σ).
+
+D(z, σ) = c_skip(σ)·z + c_out(σ)·F(c_in(σ)·z, c_noise(σ))       (Karras et al. 2022, "EDM")
+c_skip = σ_d²/(σ²+σ_d²), c_out = σ·σ_d/√(σ²+σ_d²), c_in = 1/√(σ²+σ_d²), c_noise = ¼·ln σ.
+score(z, σ) = (D(z, σ) − z)/σ²                                   (Tweedie)
+
+F is a small residual U-Net without normalisation layers; σ enters every residual block as a
+scale/shift of its features (the design that trained well in the pilots of shared/docs/peers.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as nnf
+from torch import nn
+
+
+@dataclass
+class UNetConfig:
+    """Architecture of the score network; stored in every weights file."""
+
+    channels: int = 1
+    widths: list[int] = field(default_factory=lambda: [32, 64, 128])
+    blocks_per_level: int = 2
+    sigma_data: float = 0.5
+    embed_dim: int = 64
+    freq_min: float = 0.2
+    freq_max: float = 20.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> UNetConfig:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def as_sigma_batch(sigma, x: torch.Tensor) -> torch.Tensor:
+    """σ given as a float, 0-d tensor or one value per batch item → tensor of shape (B,)."""
+    s = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
+    if s.ndim == 0:
+        s = s.expand(x.shape[0])
+    return s.reshape(x.shape[0])
+
+
+class SigmaEmbedding(nn.Module):
+    """Fourier features of c_noise = ¼·ln σ at geometric frequencies, then a 2-layer MLP."""
+
+    def __init__(self, dim: int, freq_min: float, freq_max: float):
+        super().__init__()
+        freqs = torch.exp(torch.linspace(math.log(freq_min), math.log(freq_max), dim // 2))
+        self.register_buffer("freqs", freqs, persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim), nn.SiLU())
+
+    def forward(self, c_noise: torch.Tensor) -> torch.Tensor:
+        arg = c_noise[:, None] * self.freqs[None, :] * (2 * math.pi)
+        return self.mlp(torch.cat([arg.cos(), arg.sin()], dim=1))
+
+
+class ResBlock(nn.Module):
+    """x + conv(silu(conv(silu(x)) · (1 + scale(σ)) + shift(σ)))."""
+
+    def __init__(self, c_in: int, c_out: int, embed_dim: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.affine = nn.Linear(embed_dim, 2 * c_out)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(nnf.silu(x))
+        scale, shift = self.affine(emb)[:, :, None, None].chunk(2, dim=1)
+        h = h * (1 + scale) + shift
+        return self.skip(x) + self.conv2(nnf.silu(h))
+
+
+class ScoreUNet(nn.Module):
+    """Noise-conditional denoiser D(x, σ) for images with `channels` channels, any size.
+
+    Input x: (B, C, H, W) on the [0,1] scale (plus noise); σ: float or (B,) on the same scale.
+    The image is reflect-padded to a multiple of 2^(levels−1) and cropped back.
+    """
+
+    def __init__(self, config: UNetConfig):
+        super().__init__()
+        self.config = config
+        w, e = config.widths, config.embed_dim
+        self.embed = SigmaEmbedding(e, config.freq_min, config.freq_max)
+        self.stem = nn.Conv2d(config.channels, w[0], 3, padding=1)
+        self.down = nn.ModuleList()
+        self.pool = nn.ModuleList()
+        for i, width in enumerate(w):
+            c_in = w[max(i - 1, 0)]
+            blocks = [ResBlock(c_in if j == 0 else width, width, e) for j in range(config.blocks_per_level)]
+            self.down.append(nn.ModuleList(blocks))
+            if i < len(w) - 1:
+                self.pool.append(nn.Conv2d(width, width, 2, stride=2))
+        self.up = nn.ModuleList()
+        self.unpool = nn.ModuleList()
+        for i in reversed(range(len(w) - 1)):
+            self.unpool.append(nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2))
+            blocks = [ResBlock(2 * w[i] if j == 0 else w[i], w[i], e) for j in range(config.blocks_per_level)]
+            self.up.append(nn.ModuleList(blocks))
+        self.head = nn.Conv2d(w[0], config.channels, 3, padding=1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    @property
+    def multiple(self) -> int:
+        """Image sizes are padded to a multiple of this (the total down-sampling factor)."""
+        return 2 ** (len(self.config.widths) - 1)
+
+    def raw(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+        """F(x, c_noise): the U-Net itself, on a size that is a multiple of `multiple`."""
+        emb = self.embed(c_noise)
+        h = self.stem(x)
+        skips = []
+        for level, blocks in enumerate(self.down):
+            for block in blocks:
+                h = block(h, emb)
+            if level < len(self.pool):
+                skips.append(h)
+                h = self.pool[level](h)
+        for unpool, blocks in zip(self.unpool, self.up):
+            h = torch.cat([unpool(h), skips.pop()], dim=1)
+            for block in blocks:
+                h = block(h, emb)
+        return self.head(nnf.silu(h))
+
+    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        """D(x, σ) = c_skip·x + c_out·F(c_in·x, ¼ ln σ), computed in float32 outside F."""
+        sigma = as_sigma_batch(sigma, x)
+        x = x.float()
+        sd = self.config.sigma_data
+        s4 = sigma[:, None, None, None]
+        c_skip = sd**2 / (s4**2 + sd**2)
+        c_out = s4 * sd / (s4**2 + sd**2).sqrt()
+        c_in = 1 / (s4**2 + sd**2).sqrt()
+        h, w = x.shape[-2:]
+        m = self.multiple
+        ph, pw = (-h) % m, (-w) % m
+        z = c_in * x
+        if ph or pw:
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            z = nnf.pad(z, (0, pw, 0, ph), mode=mode)
+        f = self.raw(z, sigma.log() / 4)[..., :h, :w].float()
+        return c_skip * x + c_out * f
+
+    def score(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        """s(x, σ) = (D(x, σ) − x)/σ²  (Tweedie's formula)."""
+        s4 = as_sigma_batch(sigma, x)[:, None, None, None]
+        return (self(x, sigma) - x) / s4**2
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def macs_per_pixel(net: ScoreUNet, size: int = 64) -> float:
+    """Multiply-accumulates of one forward pass per image pixel (convolutions only)."""
+    total = 0
+
+    def hook(mod, inp, out):
+        nonlocal total
+        k = mod.weight.shape[2] * mod.weight.shape[3]
+        if isinstance(mod, nn.ConvTranspose2d):
+            total += inp[0].numel() // inp[0].shape[0] * mod.out_channels * k
+        else:
+            total += out.numel() // out.shape[0] * (mod.in_channels // mod.groups) * k
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    with torch.no_grad():
+        net(torch.zeros(1, net.config.channels, size, size), 0.1)
+    for h in handles:
+        h.remove()
+    return total / (size * size)

@@ -1,0 +1,275 @@
+"""One trainer: denoising score matching on clean images (a prior) or noisy ones (Noise2Score).
+
+loss = w(σ)·‖D(u + σn, σ) − u‖²,  w = 1/c_out²,  ln σ ~ U(ln σ_min, ln σ_max)   (methods.md §1)
+With u = clean images, D is the MMSE Gaussian denoiser (a prior). With u = noisy images and small σ
+(σ_a ≈ 0.001–0.1) it is amortised AR-DAE: s(y, σ_a → 0) is the score of the noisy density
+(Noise2Score, Kim & Ye 2021).
+
+Reproducibility: the patch of sample i and the noise of step t are drawn from generators seeded by
+(seed, i) and (seed, t), so a run resumed from a checkpoint continues exactly as if uninterrupted.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset
+
+from . import __version__
+from .engine import autocast
+from .errors import ScoretoolError
+from .io import list_images, read_image
+from .nets import ScoreUNet, UNetConfig
+from .weights import load_extra, load_model, read_metadata, save_model
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    mode: str = "clean"  # "clean" (prior) or "noisy" (Noise2Score)
+    steps: int = 20000
+    patch: int = 64
+    batch: int = 32
+    lr: float = 1e-3
+    sigma_min: float = 0.002
+    sigma_max: float = 10.0
+    sigma_focus: tuple[float, float] | None = (0.01, 0.5)  # half the samples from here (denoising range)
+    ema: float = 0.999
+    seed: int = 0
+    channels: int | None = None
+    widths: list[int] = field(default_factory=lambda: [32, 64, 128])
+    blocks_per_level: int = 2
+    checkpoint_minutes: float = 5.0
+    time_limit_minutes: float | None = None
+    precision: str = "auto"
+    init: str | None = None
+    noise: dict = field(default_factory=dict)  # Noise2Score: family and parameter of the data
+    command: str = ""
+    cache_mb: int = 1024
+
+
+class PatchDataset(Dataset):
+    """Random augmented patches; sample i is a pure function of (seed, i). Images stream from disk
+    through a bounded in-memory cache, so folders larger than memory train."""
+
+    def __init__(self, files: list[Path], patch: int, seed: int, channels: int, cache_mb: int):
+        self.files, self.patch, self.seed, self.channels = files, patch, seed, channels
+        self.cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.cache_bytes, self.cache_limit = 0, cache_mb * 2**20
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def _image(self, k: int) -> np.ndarray:
+        if k in self.cache:
+            self.cache.move_to_end(k)
+            return self.cache[k]
+        img = read_image(self.files[k]).pixels[0]  # (H, W, C) float32 on [0,1]
+        if img.shape[2] != self.channels:
+            img = img.mean(axis=2, keepdims=True) if self.channels == 1 else np.repeat(img, 3, axis=2)
+        self.cache[k] = img
+        self.cache_bytes += img.nbytes
+        while self.cache_bytes > self.cache_limit and len(self.cache) > 1:
+            _, old = self.cache.popitem(last=False)
+            self.cache_bytes -= old.nbytes
+        return img
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        rng = np.random.default_rng([self.seed, i])
+        img = self._image(int(rng.integers(len(self.files))))
+        p = self.patch
+        h, w = img.shape[:2]
+        if h < p or w < p:
+            img = np.pad(img, ((0, max(0, p - h)), (0, max(0, p - w)), (0, 0)), mode="reflect")
+            h, w = img.shape[:2]
+        y0, x0 = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
+        crop = img[y0 : y0 + p, x0 : x0 + p]
+        crop = np.rot90(crop, int(rng.integers(4)))
+        if rng.integers(2):
+            crop = crop[:, ::-1]
+        return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))
+
+
+class StepSampler(torch.utils.data.Sampler):
+    """Indices of the samples of steps start, start+1, … for this process (rank) of `world`."""
+
+    def __init__(self, start_step: int, batch: int, rank: int = 0, world: int = 1):
+        self.start, self.batch, self.rank, self.world = start_step, batch, rank, world
+
+    def __iter__(self):
+        step = self.start
+        while True:
+            base = (step * self.world + self.rank) * self.batch
+            yield from range(base, base + self.batch)
+            step += 1
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up over 200 steps, then cosine decay to 2% of lr at `steps`."""
+    warm = min(1.0, (step + 1) / 200)
+    t = min(step / max(cfg.steps, 1), 1.0)
+    return cfg.lr * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def sample_sigma(cfg: TrainConfig, n: int, g: torch.Generator) -> torch.Tensor:
+    """ln σ ~ U(ln σ_min, ln σ_max), except that half the samples come from the `sigma_focus`
+    sub-range (the σ of everyday denoising), so the wide range needed to sample from pure noise
+    does not starve the range users denoise at."""
+    lo, hi = math.log(cfg.sigma_min), math.log(cfg.sigma_max)
+    u = torch.rand(n, generator=g)
+    log_sigma = lo + (hi - lo) * u
+    if cfg.sigma_focus:
+        flo, fhi = (math.log(min(max(v, cfg.sigma_min), cfg.sigma_max)) for v in cfg.sigma_focus)
+        focus = torch.rand(n, generator=g) < 0.5
+        log_sigma = torch.where(focus, flo + (fhi - flo) * u, log_sigma)
+    return log_sigma.exp()
+
+
+def dsm_loss(net, u: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, device, precision="auto"):
+    """EDM-weighted denoising score matching: mean of ‖D(u + σn, σ) − u‖² / c_out(σ)²."""
+    sd = net.module.config.sigma_data if hasattr(net, "module") else net.config.sigma_data
+    s4 = sigma[:, None, None, None]
+    weight = (s4**2 + sd**2) / (s4 * sd) ** 2
+    with autocast(device, precision):
+        d = net(u + s4 * noise, sigma)
+    return (weight * (d.float() - u) ** 2).mean()
+
+
+def _git_revision() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def checkpoint_path(output: Path) -> Path:
+    return output.with_name(output.name.replace(".safetensors", "") + ".ckpt.safetensors")
+
+
+def _save_checkpoint(path: Path, net, ema, opt, step: int, cfg: TrainConfig, info: dict) -> None:
+    extra = {f"ema.{k}": v for k, v in ema.state_dict().items()}
+    for i, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            extra[f"opt.{i}.{k}"] = torch.as_tensor(v)
+    tmp = path.with_name(path.name + ".tmp")
+    save_model(tmp, net, {**info, "checkpoint_step": step, "train_config": asdict(cfg)}, extra)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, net, ema, opt) -> int:
+    fresh, info = load_model(path)
+    net.load_state_dict(fresh.state_dict())
+    extra = load_extra(path)
+    ema.load_state_dict({k[4:]: v for k, v in extra.items() if k.startswith("ema.")})
+    state = opt.state_dict()
+    for key, v in extra.items():
+        if key.startswith("opt."):
+            _, i, name = key.split(".", 2)
+            state["state"].setdefault(int(i), {})[name] = v
+    opt.load_state_dict(state)
+    return int(info["checkpoint_step"])
+
+
+def train(cfg: TrainConfig, output: Path, resume: bool = False,
+          on_step: Callable[[int, float, float], None] | None = None) -> dict:
+    """Train and write the EMA weights to `output`; returns the training record (also in metadata)."""
+    output = Path(output)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    files, _ = list_images(Path(cfg.data))
+    if not files:
+        raise ScoretoolError(f"{cfg.data}: no readable images to train on")
+    if cfg.channels is None:
+        cfg.channels = 3 if read_image(files[0]).pixels.shape[-1] == 3 else 1
+    torch.manual_seed(cfg.seed)
+    if cfg.init:
+        net, init_info = load_model(cfg.init, cfg.channels)
+        config = net.config
+    else:
+        config = UNetConfig(channels=cfg.channels, widths=list(cfg.widths), blocks_per_level=cfg.blocks_per_level)
+        net = ScoreUNet(config)
+    net = net.train().to(memory_format=torch.channels_last)
+    ema = ScoreUNet(config)
+    ema.load_state_dict(net.state_dict())
+    ema.requires_grad_(False)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    ckpt = checkpoint_path(output)
+    start = 0
+    if resume:
+        if not ckpt.exists():
+            raise ScoretoolError(f"--resume: no checkpoint {ckpt} to resume from")
+        start = _load_checkpoint(ckpt, net, ema, opt)
+    model = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
+    info = {
+        "kind": "prior" if cfg.mode == "clean" else "noise2score",
+        "sigma_min": cfg.sigma_min, "sigma_max": cfg.sigma_max, "sigma_focus": cfg.sigma_focus,
+        "training_data": f"{cfg.data} ({len(files)} {'clean' if cfg.mode == 'clean' else 'noisy'} images)",
+        "command": cfg.command, "git_revision": _git_revision(), "scoretool_version": __version__,
+        "noise": cfg.noise, "init": cfg.init,
+        "patch": cfg.patch, "batch": cfg.batch * world, "processes": world,
+    }
+    data = PatchDataset(files, cfg.patch, cfg.seed, cfg.channels, cfg.cache_mb)
+    loader = iter(DataLoader(data, batch_size=cfg.batch, sampler=StepSampler(start, cfg.batch, rank, world)))
+    t0 = last_ckpt = time.monotonic()
+    train_seconds = float(read_metadata(ckpt)[1].get("train_seconds", 0.0)) if resume else 0.0
+    step, loss_avg = start, None
+    stopped_by_time = False
+    while step < cfg.steps:
+        u = next(loader).to(device).contiguous(memory_format=torch.channels_last)
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * world + rank)
+        sigma = sample_sigma(cfg, u.shape[0], g)
+        noise = torch.randn(u.shape, generator=g).contiguous(memory_format=torch.channels_last)
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(cfg, step)
+        loss = dsm_loss(model, u, sigma, noise, device, cfg.precision)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            decay = min(cfg.ema, (1 + step) / (10 + step))
+            for pe, p in zip(ema.parameters(), net.parameters()):
+                pe.lerp_(p.detach(), 1 - decay)
+        step += 1
+        loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
+        now = time.monotonic()
+        if on_step and rank == 0:
+            on_step(step, loss_avg, (step - start) * cfg.batch * world / max(now - t0, 1e-9))
+        out_of_time = cfg.time_limit_minutes is not None and now - t0 >= cfg.time_limit_minutes * 60
+        if out_of_time:
+            stopped_by_time = True
+        if rank == 0 and (now - last_ckpt >= cfg.checkpoint_minutes * 60 or out_of_time or step == cfg.steps):
+            info["train_seconds"] = train_seconds + now - t0
+            _save_checkpoint(ckpt, net, ema, opt, step, cfg, info)
+            last_ckpt = now
+        if world > 1:
+            flag = torch.tensor([1.0 if out_of_time else 0.0])
+            dist.all_reduce(flag)
+            out_of_time = flag.item() > 0
+        if out_of_time:
+            break
+    info.update(steps=step, steps_planned=cfg.steps, final_loss=loss_avg,
+                train_seconds=train_seconds + time.monotonic() - t0, stopped_by_time_limit=stopped_by_time,
+                threads=torch.get_num_threads())
+    if rank == 0:
+        tmp = output.with_name(output.name + ".tmp")
+        save_model(tmp, ema, info)
+        os.replace(tmp, output)
+    if world > 1:
+        dist.barrier()
+    return info
