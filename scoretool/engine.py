@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -56,7 +55,8 @@ def autocast(device: torch.device, precision: str = "auto"):
 
 
 def _axis_tiles(length: int, tile: int, overlap: int, multiple: int) -> list[int]:
-    """Start positions (multiples of `multiple`) of tiles of size `tile` covering [0, length)."""
+    """Start positions of tiles of size `tile` covering [0, length): multiples of `multiple` (so a
+    U-Net's down-sampling grid matches the whole image's), except the last, which ends at `length`."""
     if length <= tile:
         return [0]
     stride = max(multiple, (tile - overlap) // multiple * multiple)
@@ -93,8 +93,8 @@ def apply_tiled(
     """Apply an image-to-image `fn` to (1, C, H, W) `x` in overlapping tiles, blended without seams.
 
     The result stays on x's device (CPU for large images); only `batch` tiles at a time go to
-    `device`, so memory is bounded by the tile size. Tile starts are multiples of `multiple`
-    (the network's down-sampling factor), so each tile sees the same pixel grid as the whole image.
+    `device`, so memory is bounded by the tile size. A network whose receptive radius is at most
+    overlap/4 gives exactly the whole-image result; a larger one (the U-Net) is blended smoothly.
     """
     if x.shape[0] != 1:
         return torch.cat([apply_tiled(fn, xi[None], tile, overlap, multiple, batch, device, progress) for xi in x])
@@ -106,36 +106,29 @@ def apply_tiled(
         if progress:
             progress(1)
         return out
-    # pad to multiples of `multiple` so the last tile also starts on the grid
-    ph, pw = (-h) % multiple, (-w) % multiple
-    xp = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
-    hp, wp = xp.shape[-2:]
-    th, tw = min(tile, hp), min(tile, wp)
-    ys, xs = _axis_tiles(hp, th, overlap, multiple), _axis_tiles(wp, tw, overlap, multiple)
-    out, weight = None, torch.zeros(1, 1, hp, wp, device=x.device)
+    th, tw = min(tile, h), min(tile, w)
+    ys, xs = _axis_tiles(h, th, overlap, multiple), _axis_tiles(w, tw, overlap, multiple)
+    out, weight = None, torch.zeros(1, 1, h, w, device=x.device)
     boxes = [(y0, x0) for y0 in ys for x0 in xs]
     for i in range(0, len(boxes), batch):
         chunk = boxes[i : i + batch]
-        tiles = torch.cat([xp[..., y0 : y0 + th, x0 : x0 + tw] for y0, x0 in chunk]).to(device)
+        tiles = torch.cat([x[..., y0 : y0 + th, x0 : x0 + tw] for y0, x0 in chunk]).to(device)
         res = fn(tiles).to(x.device, torch.float32)
         if out is None:
-            out = torch.zeros(1, res.shape[1], hp, wp, device=x.device)
+            out = torch.zeros(1, res.shape[1], h, w, device=x.device)
         for (y0, x0), r in zip(chunk, res):
-            wt = _axis_weight(y0, th, hp, overlap)[:, None] * _axis_weight(x0, tw, wp, overlap)[None, :]
+            wt = _axis_weight(y0, th, h, overlap)[:, None] * _axis_weight(x0, tw, w, overlap)[None, :]
             wt = wt.to(x.device)
             out[0, :, y0 : y0 + th, x0 : x0 + tw] += r * wt
             weight[0, :, y0 : y0 + th, x0 : x0 + tw] += wt
         if progress:
             progress(len(chunk))
-    return (out / weight)[..., :h, :w]
+    return out / weight
 
 
 def count_tiles(h: int, w: int, tile: int = 512, overlap: int = 64, multiple: int = 8) -> int:
     tile = max(multiple, tile // multiple * multiple)
-    if h <= tile and w <= tile:
-        return 1
-    hp, wp = math.ceil(h / multiple) * multiple, math.ceil(w / multiple) * multiple
-    return len(_axis_tiles(hp, min(tile, hp), overlap, multiple)) * len(_axis_tiles(wp, min(tile, wp), overlap, multiple))
+    return len(_axis_tiles(h, min(tile, h), overlap, multiple)) * len(_axis_tiles(w, min(tile, w), overlap, multiple))
 
 
 class Engine:

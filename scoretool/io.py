@@ -110,6 +110,8 @@ def _read_raw(path: Path) -> tuple[np.ndarray, bool]:
         single = lead == 0
         arr = arr.reshape((-1,) + arr.shape[lead:])
         return arr, single
+    if suffix == ".png" and _png_bit_depth(path) == 16:
+        return _read_png16(path)[None], True
     import imageio.v3 as iio
 
     with warnings.catch_warnings():
@@ -118,6 +120,31 @@ def _read_raw(path: Path) -> tuple[np.ndarray, bool]:
     if arr.ndim == 4 or (arr.ndim == 3 and arr.shape[-1] not in (1, 2, 3, 4)):
         return arr.reshape((-1,) + arr.shape[-3 if arr.ndim == 4 else -2 :]), False
     return arr[None], True
+
+
+def _png_bit_depth(path: Path) -> int:
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return head[24] if len(head) >= 26 and head[:8] == b"\x89PNG\r\n\x1a\n" else 8
+
+
+def _read_png16(path: Path) -> np.ndarray:
+    """16-bit PNG (Pillow reduces 16-bit colour to 8 bits, so pypng reads these)."""
+    import png
+
+    w, h, rows, info = png.Reader(filename=str(path)).asDirect()
+    arr = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(h, w, info["planes"])
+    return arr[..., 0] if info["planes"] == 1 else arr
+
+
+def _write_png16(path: str, arr: np.ndarray) -> None:
+    import png
+
+    c = 1 if arr.ndim == 2 else arr.shape[-1]
+    h, w = arr.shape[:2]
+    writer = png.Writer(w, h, greyscale=c in (1, 2), alpha=c in (2, 4), bitdepth=16)
+    with open(path, "wb") as f:
+        writer.write(f, arr.reshape(h, w * c))
 
 
 def read_image(path, value_range: tuple[float, float] | None = None) -> Image:
@@ -204,7 +231,10 @@ def write_image(path, image: Image, overwrite: bool = False) -> Path:
 
             if arr.ndim == 4 or (not image.squeeze_frames):
                 raise ScoretoolError(f"{path}: a multi-frame stack can only be written as .tif or .npy")
-            iio.imwrite(tmp, arr, extension=suffix)
+            if arr.dtype == np.uint16:
+                _write_png16(tmp, arr)
+            else:
+                iio.imwrite(tmp, arr, extension=suffix)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

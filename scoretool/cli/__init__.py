@@ -11,7 +11,17 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-from . import denoise, info, train  # noqa: E402,F401  (commands register themselves on `app`)
+from . import (  # noqa: E402,F401  (each module registers its command on `app`)
+    demo,
+    denoise,
+    evaluate,
+    info,
+    noise,
+    ood,
+    restore,
+    train,
+    uncertainty,
+)
 
 
 def main() -> None:

@@ -10,10 +10,11 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Callable
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -48,7 +49,7 @@ class Common:
     quiet: bool = False
     debug: bool = False
     overwrite: bool = False
-    console: Console = field(default_factory=lambda: Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR"))))
+    console: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True, no_color=bool(os.environ.get("NO_COLOR"))))
 
     def notice(self, msg: str) -> None:
         if not self.quiet:

@@ -9,13 +9,30 @@ from typing import Annotated
 import torch
 import typer
 
-from ..api import denoise as denoise_array, load_engine
+from ..api import denoise as denoise_array
+from ..api import load_engine
 from ..errors import ScoretoolError
 from ..io import read_image, write_image
 from . import app
-from .common import (Common, DebugOpt, DeviceOpt, FormatOpt, JsonOpt, OutputOpt, OverwriteOpt, PrecisionOpt,
-                     QuietOpt, RangeOpt, RecursiveOpt, SeedOpt, TileOpt, WeightsOpt, plan_jobs, run_batch,
-                     run_command)
+from .common import (
+    Common,
+    DebugOpt,
+    DeviceOpt,
+    FormatOpt,
+    JsonOpt,
+    OutputOpt,
+    OverwriteOpt,
+    PrecisionOpt,
+    QuietOpt,
+    RangeOpt,
+    RecursiveOpt,
+    SeedOpt,
+    TileOpt,
+    WeightsOpt,
+    plan_jobs,
+    run_batch,
+    run_command,
+)
 
 
 def parse_range(text: str | None) -> tuple[float, float] | None:

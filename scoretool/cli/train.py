@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 
 from ..errors import ScoretoolError
-from ..train import TrainConfig, checkpoint_path, train as run_training
+from ..train import TrainConfig, checkpoint_path
+from ..train import train as run_training
 from . import app
 from .common import Common, DebugOpt, JsonOpt, PrecisionOpt, QuietOpt, SeedOpt, run_command
 

@@ -1,0 +1,12 @@
+"""`scoretool ood`: not built yet (see the issue tracker)."""
+
+import typer
+
+from . import app
+
+
+@app.command(name="ood", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def not_built() -> None:
+    """Not built yet in this version."""
+    typer.echo("Error: scoretool ood is not built yet in this version", err=True)
+    raise typer.Exit(2)

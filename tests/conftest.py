@@ -1,0 +1,34 @@
+"""Shared fixtures: seeded generators, small images, and a tiny random-weight model file."""
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+import numpy as np
+import pytest
+import torch
+
+from scoretool.nets import ScoreUNet, UNetConfig
+from scoretool.weights import save_model
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def tiny_model(tmp_path_factory):
+    """A factory: tiny_model(channels) → path of a small random-weight scoretool model."""
+    made = {}
+
+    def make(channels: int = 1):
+        if channels not in made:
+            torch.manual_seed(channels)
+            net = ScoreUNet(UNetConfig(channels=channels, widths=[8, 16], blocks_per_level=1, embed_dim=16))
+            path = tmp_path_factory.mktemp("models") / f"tiny-{channels}.safetensors"
+            save_model(path, net, {"kind": "prior", "sigma_min": 0.002, "sigma_max": 10.0, "training_data": "none (test)"})
+            made[channels] = path
+        return made[channels]
+
+    return make

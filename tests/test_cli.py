@@ -1,0 +1,114 @@
+"""CLI contract: info/weights JSON, denoise on files and folders, bad input → one line, exit codes."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from scoretool.cli import app
+from scoretool.io import Image, read_image, write_image
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def write_png(path, rng, shape=(40, 36)):
+    arr = rng.integers(0, 256, size=shape).astype(np.float32) / 255
+    img = Image(arr.reshape((1,) + shape[:2] + (shape[2] if len(shape) == 3 else 1,)), np.dtype(np.uint8), None, (0, 255))
+    write_image(path, img)
+
+
+def test_help_and_info_json():
+    assert invoke("--help").exit_code == 0
+    res = invoke("info", "--json")
+    assert res.exit_code == 0
+    info = json.loads(res.stdout)
+    assert {"version", "device", "threads", "bf16_available", "bundled_weights"} <= info.keys()
+
+
+def test_weights_lists_given_file(tiny_model):
+    res = invoke("weights", tiny_model(1), "--json")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert rows[-1]["channels"] == 1 and rows[-1]["sigma_range"] == [0.002, 10.0]
+
+
+def test_denoise_file_and_folder(tmp_path, rng, tiny_model):
+    write_png(tmp_path / "a.png", rng)
+    write_png(tmp_path / "b.png", rng)
+    (tmp_path / "readme.txt").write_text("not an image")
+    res = invoke("denoise", tmp_path / "a.png", "-o", tmp_path / "a_out.png", "--sigma", 25, "--weights", tiny_model(1))
+    assert res.exit_code == 0, res.output
+    assert read_image(tmp_path / "a_out.png").dtype == np.uint8
+    out = tmp_path / "out"
+    res = invoke("denoise", tmp_path, "-o", out, "--sigma", 25, "--weights", tiny_model(1), "--json")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)["results"]
+    assert sorted(os.listdir(out)) == ["a.png", "a_out.png", "b.png"]
+    assert all(r["status"] == "ok" for r in rows)
+    # a rerun skips existing outputs; the output folder inside the input is never an input
+    res = invoke("denoise", tmp_path, "-o", out, "--sigma", 25, "--weights", tiny_model(1), "--json")
+    assert res.exit_code == 0 and {r["status"] for r in json.loads(res.stdout)["results"]} == {"skipped"}
+
+
+def test_folder_with_one_corrupt_image_processes_the_rest(tmp_path, rng, tiny_model):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.png", "c.png"):
+        write_png(src / name, rng)
+    (src / "b.png").write_text("I am text")
+    res = invoke("denoise", src, "-o", tmp_path / "out", "--sigma", 10, "--weights", tiny_model(1))
+    assert res.exit_code == 1
+    assert "b.png" in res.output and "Traceback" not in res.output
+    assert sorted(os.listdir(tmp_path / "out")) == ["a.png", "c.png"]
+
+
+@pytest.mark.parametrize("case", ["empty_folder", "corrupt_png", "zero_bytes", "unknown_weights", "foreign_safetensors",
+                                  "unwritable_output"])
+def test_bad_input_is_one_clear_line(tmp_path, rng, tiny_model, case):
+    src = tmp_path / "in.png"
+    write_png(src, rng)
+    out = tmp_path / "out"
+    weights = str(tiny_model(1))
+    if case == "empty_folder":
+        (tmp_path / "empty").mkdir()
+        src, expect = tmp_path / "empty", "no image files"
+    elif case == "corrupt_png":
+        src.write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+        expect = "not a valid PNG"
+    elif case == "zero_bytes":
+        src.write_bytes(b"")
+        expect = "empty file"
+    elif case == "unknown_weights":
+        weights, expect = "no-such-model", "not a bundled model name"
+    elif case == "foreign_safetensors":
+        save_file({"w": torch.zeros(1)}, str(tmp_path / "f.safetensors"))
+        weights, expect = str(tmp_path / "f.safetensors"), "not a scoretool model"
+    else:
+        if os.geteuid() == 0:
+            out, expect = tmp_path / "in.png" / "sub", "cannot create output folder"  # a file in the way
+        else:
+            out.mkdir()
+            out.chmod(0o500)
+            expect = "not writable"
+    res = invoke("denoise", src, "-o", out, "--sigma", 25, "--weights", weights)
+    assert res.exit_code == 2, res.output
+    assert expect in res.output and "Traceback" not in res.output
+    lines = [line for line in res.output.splitlines() if line.startswith("Error")]
+    assert len(lines) == 1
+    assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
+
+
+def test_input_is_never_overwritten(tmp_path, rng, tiny_model):
+    write_png(tmp_path / "a.png", rng)
+    before = (tmp_path / "a.png").read_bytes()
+    res = invoke("denoise", tmp_path / "a.png", "-o", tmp_path / "a.png", "--sigma", 5, "--weights", tiny_model(1), "--overwrite")
+    assert res.exit_code == 2 and "overwrite its input" in res.output
+    assert (tmp_path / "a.png").read_bytes() == before

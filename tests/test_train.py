@@ -1,0 +1,117 @@
+"""The trainer: DSM loss prefers the true posterior mean, a toy model learns the MMSE denoiser,
+resume is exact, time limits stop cleanly, and DDP runs on two CPU processes."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from scoretool.train import TrainConfig, checkpoint_path, dsm_loss, train
+from scoretool.weights import load_model
+
+MU, TAU = 0.5, 0.15  # toy prior: every pixel i.i.d. N(MU, TAU²)
+
+
+def gaussian_mmse(y, sigma):
+    """Closed-form posterior mean for the toy prior: μ + τ²/(τ²+σ²)·(y − μ)."""
+    s = torch.as_tensor(sigma).reshape(-1, 1, 1, 1)
+    return MU + TAU**2 / (TAU**2 + s**2) * (y - MU)
+
+
+class Oracle(torch.nn.Module):
+    def __init__(self, bias=0.0):
+        super().__init__()
+        self.bias = bias
+        self.config = type("C", (), {"sigma_data": 0.5})()
+
+    def forward(self, x, sigma):
+        return gaussian_mmse(x, sigma) + self.bias
+
+
+def test_dsm_loss_is_lowest_for_the_posterior_mean():
+    g = torch.Generator().manual_seed(0)
+    u = MU + TAU * torch.randn(64, 1, 16, 16, generator=g)
+    sigma = torch.exp(torch.empty(64).uniform_(-4, 0, generator=g))
+    noise = torch.randn(u.shape, generator=g)
+    cpu = torch.device("cpu")
+    best = dsm_loss(Oracle(), u, sigma, noise, cpu, "fp32")
+    for bias in (0.02, -0.02):
+        assert dsm_loss(Oracle(bias), u, sigma, noise, cpu, "fp32") > best
+
+
+@pytest.fixture(scope="module")
+def toy_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("toy")
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        np.save(folder / f"{i}.npy", (MU + TAU * rng.standard_normal((32, 32))).astype(np.float32))
+    return folder
+
+
+def tiny_config(folder, **kw):
+    base = dict(data=str(folder), steps=200, patch=16, batch=8, lr=3e-3, widths=[8, 16], blocks_per_level=1,
+                sigma_min=0.02, sigma_max=1.0, precision="fp32", checkpoint_minutes=100)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_toy_denoiser_approaches_mmse(toy_folder, tmp_path):
+    out = tmp_path / "toy.safetensors"
+    train(tiny_config(toy_folder, steps=600), out)
+    net, info = load_model(str(out), channels=1)
+    assert info["steps"] == 600 and info["kind"] == "prior"
+    g = torch.Generator().manual_seed(1)
+    x = MU + TAU * torch.randn(16, 1, 32, 32, generator=g)
+    sigma = 0.1
+    y = x + sigma * torch.randn(x.shape, generator=g)
+    with torch.no_grad():
+        d = net(y, sigma)
+    mmse = ((gaussian_mmse(y, sigma) - x) ** 2).mean()
+    learned = ((d - x) ** 2).mean()
+    noisy = ((y - x) ** 2).mean()
+    assert learned < mmse + 0.25 * (noisy - mmse)  # most of the way from the noisy input to the MMSE
+
+
+def test_resume_is_exact(toy_folder, tmp_path):
+    cfg = tiny_config(toy_folder, steps=12, checkpoint_minutes=0)
+    full = tmp_path / "full.safetensors"
+    train(cfg, full)
+
+    part = tmp_path / "part.safetensors"
+
+    def interrupt(step, loss, ips):
+        if step == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(toy_folder, steps=12, checkpoint_minutes=0), part, on_step=interrupt)
+    assert checkpoint_path(part).exists() and not part.exists()
+    info = train(tiny_config(toy_folder, steps=12, checkpoint_minutes=0), part, resume=True)
+    assert info["steps"] == 12
+    a, _ = load_model(str(full))
+    b, _ = load_model(str(part))
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(va, vb, rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_time_limit_stops_with_a_usable_model(toy_folder, tmp_path):
+    out = tmp_path / "t.safetensors"
+    info = train(tiny_config(toy_folder, steps=10**6, time_limit_minutes=0.02), out)
+    assert info["stopped_by_time_limit"] and 0 < info["steps"] < 10**6
+    load_model(str(out))
+    assert checkpoint_path(out).exists()
+
+
+def test_ddp_two_cpu_processes(toy_folder, tmp_path):
+    out = tmp_path / "ddp.safetensors"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+           "-m", "scoretool", "train", str(toy_folder), "-o", str(out), "--steps", "6", "--patch", "16",
+           "--batch", "4", "--widths", "8,16", "--precision", "fp32", "--quiet"]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr[-2000:]
+    _, info = load_model(str(out))
+    assert info["processes"] == 2 and info["batch"] == 8 and info["steps"] == 6

@@ -1,0 +1,43 @@
+"""Weights format: round trip with metadata, rejection of foreign files, bundled registry."""
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from scoretool.errors import ScoretoolError
+from scoretool.nets import ScoreUNet, UNetConfig
+from scoretool.weights import bundled_models, load_model, resolve_weights, save_model
+
+
+def test_round_trip_keeps_weights_and_metadata(tmp_path):
+    net = ScoreUNet(UNetConfig(channels=3, widths=[8, 16], blocks_per_level=1, embed_dim=16))
+    for p in net.parameters():
+        torch.nn.init.normal_(p)
+    save_model(tmp_path / "m.safetensors", net, {"sigma_min": 0.002, "measured_psnr": {"BSD68": 29.0}})
+    back, info = load_model(str(tmp_path / "m.safetensors"), channels=3)
+    assert info["measured_psnr"] == {"BSD68": 29.0} and back.config == net.config
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x, 0.1), net(x, 0.1))
+
+
+def test_foreign_safetensors_is_rejected(tmp_path):
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ScoretoolError, match="not a scoretool model"):
+        load_model(str(tmp_path / "other.safetensors"))
+    (tmp_path / "junk.safetensors").write_bytes(b"not at all")
+    with pytest.raises(ScoretoolError, match="not a readable safetensors"):
+        load_model(str(tmp_path / "junk.safetensors"))
+
+
+def test_unknown_name_and_channel_mismatch(tiny_model):
+    with pytest.raises(ScoretoolError, match="not a bundled model name"):
+        resolve_weights("no-such-model")
+    with pytest.raises(ScoretoolError, match="1-channel"):
+        load_model(str(tiny_model(1)), channels=3)
+
+
+def test_bundled_models_load():
+    for name in bundled_models():
+        net, info = load_model(name)
+        assert info["sigma_max"] > info["sigma_min"] > 0
