@@ -1,0 +1,71 @@
+"""Shared bench helpers: data sets, seeded float noise, PSNR, tables and JSON results."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "bench" / "results"
+
+
+def load_set(name: str, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
+    """(file name, float32 H×W or H×W×3 image on [0,1]) for a benchmark set, sorted by name."""
+    from scoretool.io import list_images, read_image
+
+    files, _ = list_images(DATA / name)
+    out = []
+    for f in files[:limit]:
+        px = read_image(f).pixels[0]
+        out.append((f.name, px[..., 0] if px.shape[-1] == 1 else px))
+    return out
+
+
+def gaussian_noisy(x: np.ndarray, sigma: float, seed: int) -> np.ndarray:
+    """y = x + σ·n in float, not clipped or quantised (the papers' protocol)."""
+    return (x + sigma * np.random.default_rng(seed).standard_normal(x.shape)).astype(np.float32)
+
+
+def psnr(estimate: np.ndarray, clean: np.ndarray) -> float:
+    """PSNR with data range 1 after clamping the estimate to [0,1]."""
+    mse = float(np.mean((np.clip(estimate, 0, 1) - clean) ** 2))
+    return 10 * np.log10(1 / mse)
+
+
+class Timer:
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.t0
+
+
+def print_table(rows: list[dict], columns: list[str]) -> None:
+    widths = [max(len(c), *(len(fmt(r.get(c))) for r in rows)) for c in columns]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print("  ".join(fmt(r.get(c)).ljust(w) for c, w in zip(columns, widths)))
+
+
+def fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
+    return "–" if v is None else str(v)
+
+
+def save_results(name: str, payload: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                           "torch": torch.__version__}, **payload}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2))
+    print(f"\nwrote {path}")
+    return path
