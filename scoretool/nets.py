@@ -158,6 +158,20 @@ class ScoreUNet(nn.Module):
         return (self(x, sigma) - x) / s4**2
 
 
+def adapt_channels(net: ScoreUNet, channels: int) -> ScoreUNet:
+    """The same network for another channel count (e.g. a grey prior to start a colour one):
+    the stem sees the channel mean, and the head writes its output to every channel."""
+    if net.config.channels == channels:
+        return net
+    new = ScoreUNet(UNetConfig.from_dict({**net.config.to_dict(), "channels": channels}))
+    state = dict(net.state_dict())
+    state["stem.weight"] = state["stem.weight"].sum(1, keepdim=True).repeat(1, channels, 1, 1) / channels
+    state["head.weight"] = state["head.weight"].mean(0, keepdim=True).repeat(channels, 1, 1, 1)
+    state["head.bias"] = state["head.bias"].mean(0, keepdim=True).repeat(channels)
+    new.load_state_dict(state)
+    return new
+
+
 def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 

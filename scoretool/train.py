@@ -29,7 +29,7 @@ from . import __version__
 from .engine import autocast
 from .errors import ScoretoolError
 from .io import list_images, read_image
-from .nets import ScoreUNet, UNetConfig
+from .nets import ScoreUNet, UNetConfig, adapt_channels
 from .weights import load_extra, load_model, read_metadata, save_model
 
 
@@ -198,7 +198,8 @@ def train(cfg: TrainConfig, output: Path, resume: bool = False,
         cfg.channels = 3 if read_image(files[0]).pixels.shape[-1] == 3 else 1
     torch.manual_seed(cfg.seed)
     if cfg.init:
-        net, init_info = load_model(cfg.init, cfg.channels)
+        net, _ = load_model(cfg.init)
+        net = adapt_channels(net, cfg.channels)
         config = net.config
     else:
         config = UNetConfig(channels=cfg.channels, widths=list(cfg.widths), blocks_per_level=cfg.blocks_per_level)

@@ -115,3 +115,16 @@ def test_ddp_two_cpu_processes(toy_folder, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     _, info = load_model(str(out))
     assert info["processes"] == 2 and info["batch"] == 8 and info["steps"] == 6
+
+
+def test_init_from_a_grey_model_starts_a_colour_one(toy_folder, tmp_path, tiny_model):
+    """--init with another channel count: the colour net starts as the grey one on the channel mean."""
+    from scoretool.nets import adapt_channels
+
+    grey, _ = load_model(str(tiny_model(1)))
+    for p in grey.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    colour = adapt_channels(grey, 3)
+    x = torch.rand(1, 1, 16, 16).repeat(1, 3, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(colour(x, 0.2), grey(x[:, :1], 0.2).repeat(1, 3, 1, 1), rtol=1e-4, atol=1e-5)
