@@ -109,7 +109,7 @@ def evaluate_split(image: np.ndarray, sigma: float, weights: str | None = None, 
     return est
 
 
-def _fp32_denoiser(engine: Engine):
+def network_denoiser(engine: Engine):
     """D(x, σ) of the engine's network in float32, no autocast, differentiable (for Jacobian products)."""
 
     def d(x: torch.Tensor, sigma) -> torch.Tensor:
@@ -123,7 +123,7 @@ def _fp32_denoiser(engine: Engine):
 
 def posterior_std(image: np.ndarray, sigma: float, weights: str | None = None, probes: int = 8, stride: int = 1,
                   method: str = "forward", seed: int = 0, device: str = "auto", tile: int = 512,
-                  progress=None) -> tuple[np.ndarray, np.ndarray, dict]:
+                  smooth: float = 0.0, progress=None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Per-pixel posterior standard deviation √Var[x | y] ≈ σ·√diag(∂D/∂y) (Hutchinson probes, tiled).
 
     Args:
@@ -131,6 +131,7 @@ def posterior_std(image: np.ndarray, sigma: float, weights: str | None = None, p
         sigma: noise std on the same scale. probes: Rademacher probes per tile (more = less noise);
         stride: lattice period of the probes (1 = plain Hutchinson; needs probes ≥ stride²).
         method: J·b by "forward" (one-sided difference, default), "fd" (central, twice the cost) or "jvp".
+        smooth: Gaussian smoothing (std, pixels) of the variance estimate before clamping; 0 = none.
     Returns:
         (std, mean, info): std and the posterior mean D(y, σ), same shape as image, on the [0,1] scale;
         info = {"negative": count of clamped negative variance estimates, "probes", "stride", "method"}.
@@ -141,10 +142,10 @@ def posterior_std(image: np.ndarray, sigma: float, weights: str | None = None, p
     y, shape = _as_batch(image)
     if y.shape[0] != 1:
         raise ValueError("posterior_std takes one image (H, W) or (H, W, C), not a stack")
-    res = posterior_variance(_fp32_denoiser(engine), y, float(sigma), probes, stride, method, seed=seed,
+    res = posterior_variance(network_denoiser(engine), y, float(sigma), probes, stride, method, seed=seed,
                              tile=engine.tile, overlap=engine.overlap, multiple=max(8, engine.multiple),
-                             device=engine.device, progress=progress)
-    info = {"negative": res.negative, "probes": probes, "stride": stride, "method": method}
+                             device=engine.device, smooth=smooth, progress=progress)
+    info = {"negative": res.negative, "probes": probes, "stride": stride, "method": method, "smooth": smooth}
     return _from_batch(res.std, shape), _from_batch(res.mean, shape), info
 
 
@@ -166,7 +167,7 @@ def posterior_components(image: np.ndarray, sigma: float, k: int = 3, region: tu
     y, _ = _as_batch(image)
     if y.shape[0] != 1:
         raise ValueError("posterior_components takes one image (H, W) or (H, W, C), not a stack")
-    return principal_components(_fp32_denoiser(engine), y.to(engine.device), float(sigma), k, region, margin,
+    return principal_components(network_denoiser(engine), y.to(engine.device), float(sigma), k, region, margin,
                                 iterations, symmetric=symmetric, method=method, seed=seed, multiple=engine.multiple)
 
 

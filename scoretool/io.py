@@ -235,6 +235,9 @@ def write_image(path, image: Image, overwrite: bool = False) -> Path:
                 _write_png16(tmp, arr)
             else:
                 iio.imwrite(tmp, arr, extension=suffix)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; outputs get ordinary permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,12 +1,176 @@
-"""`scoretool uncertainty`: not built yet (see the issue tracker)."""
+"""`scoretool uncertainty`: posterior std map and principal components of Gaussian denoising."""
 
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
 import typer
 
+from ..api import load_engine, posterior_components, posterior_std
+from ..errors import InputError, ScoretoolError
+from ..io import IMAGE_SUFFIXES, Image, read_image, write_image
+from ..uncertainty import METHODS, std_map_image
 from . import app
+from .common import (
+    Common,
+    DebugOpt,
+    DeviceOpt,
+    JsonOpt,
+    OverwriteOpt,
+    QuietOpt,
+    RangeOpt,
+    SeedOpt,
+    TileOpt,
+    WeightsOpt,
+    plan_jobs,
+    run_batch,
+    run_command,
+)
+from .denoise import parse_range
+
+DEFAULT_REGION = 64
 
 
-@app.command(name="uncertainty", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def not_built() -> None:
-    """Not built yet in this version."""
-    typer.echo("Error: scoretool uncertainty is not built yet in this version", err=True)
-    raise typer.Exit(2)
+def parse_region(text: str | None) -> tuple[int, int, int, int] | None:
+    if text is None:
+        return None
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise ScoretoolError(f"--region {text}: expected X,Y,W,H (four integers, pixels)") from None
+    if x < 0 or y < 0 or w < 1 or h < 1:
+        raise ScoretoolError(f"--region {text}: X, Y must be ≥ 0 and W, H ≥ 1")
+    return x, y, w, h
+
+
+def _central_region(w: int, h: int) -> tuple[int, int, int, int]:
+    rw, rh = min(w, DEFAULT_REGION), min(h, DEFAULT_REGION)
+    return (w - rw) // 2, (h - rh) // 2, rw, rh
+
+
+@app.command()
+def uncertainty(
+    input: Annotated[Path, typer.Argument(help="Noisy image file or folder of images (one image per file).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (created if missing): <name>_std.tif, _std.png, _mean, _pcK_minus/_plus.png.")],
+    sigma: Annotated[float, typer.Option("--sigma", help="Gaussian noise std in the input's pixel units (0–255 for 8-bit, 0–65535 for 16-bit, raw for float).")],
+    components: Annotated[int | None, typer.Option("--components", "-k", help="Number of posterior principal components of the region (default: 3 with --region, else 0).")] = None,
+    region: Annotated[str | None, typer.Option("--region", help="X,Y,W,H in pixels (X,Y = top-left corner) of the region for the components (default: the central 64×64).")] = None,
+    probes: Annotated[int, typer.Option("--probes", help="Hutchinson probes per tile for the std map (more = less noisy; each costs one network pass with --method forward).")] = 8,
+    stride: Annotated[int, typer.Option("--stride", help="Lattice period of the probes (1 = plain Hutchinson; s > 1 needs --probes ≥ s² and removes the noise from neighbours closer than s).")] = 1,
+    method: Annotated[str, typer.Option("--method", help="Jacobian-vector products: forward (one-sided difference, 1 network pass each), fd (central difference, 2 passes) or jvp (forward-mode autodiff, ~4 passes on CPU).")] = "forward",
+    smooth: Annotated[float, typer.Option("--smooth", help="Gaussian smoothing of the variance estimate, std in pixels (less probe noise, less detail; 0 = none).")] = 0.0,
+    iterations: Annotated[int, typer.Option("--iterations", help="Most subspace iterations for the components (stops earlier once converged).")] = 50,
+    margin: Annotated[int, typer.Option("--margin", help="Context in pixels around the region that the network sees when computing components.")] = 32,
+    symmetric: Annotated[bool, typer.Option("--symmetric", help="Iterate with (J+Jᵀ)/2 (reverse-mode autodiff, ~3× slower) instead of J.")] = False,
+    weights: WeightsOpt = None,
+    tile: TileOpt = 512,
+    value_range: RangeOpt = None,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Posterior uncertainty of Gaussian denoising: per-pixel std map σ·√diag(∂D/∂y) and the top
+    principal components of a region (Cov[x|y] = σ²·∂D/∂y). Std and eigenvalues in input pixel units."""
+    common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
+
+    def body():
+        if sigma <= 0:
+            raise ScoretoolError(f"--sigma {sigma}: must be positive")
+        if probes < 1:
+            raise ScoretoolError(f"--probes {probes}: must be ≥ 1")
+        if stride < 1 or probes < stride * stride:
+            raise ScoretoolError(f"--stride {stride}: must be ≥ 1 with --probes ≥ stride² ({stride * stride})")
+        if method not in METHODS:
+            raise ScoretoolError(f"--method {method}: expected {', '.join(METHODS)}")
+        if iterations < 1 or margin < 0 or smooth < 0:
+            raise ScoretoolError("--iterations must be ≥ 1, --margin and --smooth ≥ 0")
+        box = parse_region(region)
+        k = components if components is not None else (3 if box else 0)
+        if k < 0:
+            raise ScoretoolError(f"--components {k}: must be ≥ 0")
+        vrange = parse_range(value_range)
+        if output.suffix.lower() in IMAGE_SUFFIXES:
+            raise ScoretoolError(f"-o {output}: must be a folder (several files are written per image)")
+        jobs = plan_jobs(common, input, None)
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ScoretoolError(f"{output}: cannot create output folder ({e.strerror})") from None
+        for job in jobs:
+            job.dest = output / f"{job.src.stem}_std.tif"
+
+        def process(job):
+            image = read_image(job.src, vrange)
+            if image.pixels.shape[0] != 1:
+                raise InputError(job.src, "multi-frame stacks are not supported by uncertainty (one image per file)")
+            _, info = load_engine(weights, image.channels, device, "fp32", tile)
+            lo, hi = image.value_range
+            scale = hi - lo
+            s = sigma / scale
+            pixels = image.pixels[0]
+            h, w = pixels.shape[:2]
+            stem = job.src.stem
+            rbox = box or _central_region(w, h)
+            x0, y0, rw, rh = rbox
+            if k > 0 and (x0 + rw > w or y0 + rh > h):
+                raise ScoretoolError(f"--region {x0},{y0},{rw},{rh} is not inside the {w}×{h} image")
+            if k > rw * rh * image.channels:
+                raise ScoretoolError(f"--components {k}: the region has only {rw * rh * image.channels} values")
+            t0 = time.perf_counter()
+            std, mean, est = posterior_std(pixels, s, weights, probes, stride, method, seed, device, tile, smooth)
+            t_std = time.perf_counter() - t0
+            std_px = std * scale  # input pixel units
+            written = {}
+            tif = Image(std[None], np.dtype(np.float32), None, (0.0, scale), True, image.grey_2d)
+            written["std"] = write_image(output / f"{stem}_std.tif", tif, common.overwrite)
+            view = std_map_image(np.sqrt((std_px**2).mean(-1)))
+            written["std_png"] = write_image(output / f"{stem}_std.png",
+                                             Image(view[None].astype(np.float32), np.dtype(np.uint8), None, (0.0, 255.0),
+                                                   True, False), common.overwrite)
+            suffix = job.src.suffix.lower()
+            mean_suffix = ".png" if suffix in (".jpg", ".jpeg", ".bmp") else suffix
+            written["mean"] = write_image(output / f"{stem}_mean{mean_suffix}", image.with_pixels(mean[None]),
+                                          common.overwrite)
+            row = {"weights": info["name"], "sigma": sigma, "sigma_unit": s, "probes": probes, "stride": stride,
+                   "method": method, "smooth": smooth, "seconds_std": round(t_std, 3), "negative_variance_pixels": est["negative"],
+                   "std_mean": float(std_px.mean()), "std_median": float(np.median(std_px)),
+                   "std_max": float(std_px.max()), "units": f"input pixel units (value range {lo:g}..{hi:g})",
+                   "shape": list(pixels.shape)}
+            if k > 0:
+                if box is None:
+                    common.notice(f"{job.src}: components of the central region {x0},{y0},{rw},{rh} (set --region)")
+                t0 = time.perf_counter()
+                comp = posterior_components(pixels, s, k, rbox, weights, iterations, margin, symmetric, method, seed, device)
+                t_pc = time.perf_counter() - t0
+                base = comp.mean[0].permute(1, 2, 0).numpy()
+                rows = []
+                for i in range(k):
+                    lam = float(comp.eigenvalues[i])
+                    vec = comp.vectors[i].permute(1, 2, 0).numpy()
+                    for sign, name in ((-1, "minus"), (1, "plus")):
+                        pic = base + sign * 2 * np.sqrt(max(lam, 0.0)) * vec
+                        crop = replace(image, pixels=pic[None].astype(np.float32), alpha=None)
+                        written[f"pc{i + 1}_{name}"] = write_image(output / f"{stem}_pc{i + 1}_{name}.png", crop,
+                                                                   common.overwrite)
+                    rows.append({"k": i + 1, "eigenvalue": lam * scale**2, "std": float(np.sqrt(max(lam, 0.0))) * scale,
+                                 "eigenvalue_unit": lam, "residual": float(comp.residuals[i])})
+                row.update({"region": list(rbox), "components": rows, "iterations": comp.iterations,
+                            "symmetric": symmetric, "seconds_components": round(t_pc, 3)})
+            row["outputs"] = {key: str(p) for key, p in written.items()}
+            if est["negative"]:
+                common.notice(f"{job.src}: {est['negative']} negative variance estimate(s) clamped to 0 (use more --probes)")
+            return row
+
+        rows, code = run_batch(common, jobs, process, "uncertainty")
+        if json:
+            common.emit({"command": "uncertainty", "results": rows})
+        return code
+
+    run_command(common, body)
