@@ -10,8 +10,8 @@ import torch
 import typer
 
 from ..api import denoise as denoise_array
-from ..api import load_engine
-from ..errors import ScoretoolError
+from ..api import load_engine, model_channels, tweedie_denoise
+from ..errors import InputError, ScoretoolError
 from ..io import read_image, write_image
 from . import app
 from .common import (
@@ -47,12 +47,42 @@ def parse_range(text: str | None) -> tuple[float, float] | None:
     return lo, hi
 
 
+def choose_noise(noise: str | None, sigma: float | None, zeta: float | None, k: float | None) -> tuple[str | None, str | None]:
+    """(family or None = from the model / gaussian, the name of the parameter option given)."""
+    given = [(n, v) for n, v in (("sigma", sigma), ("zeta", zeta), ("k", k)) if v is not None]
+    if len(given) > 1:
+        raise ScoretoolError(f"give one of --sigma, --zeta, --k (got {', '.join('--' + n for n, _ in given)})")
+    family_of = {"sigma": "gaussian", "zeta": "poisson", "k": "gamma"}
+    if noise is not None:
+        noise = noise.lower()
+        if noise not in ("gaussian", "poisson", "gamma", "auto"):
+            raise ScoretoolError(f"--noise {noise}: expected gaussian, poisson, gamma or auto")
+    name = given[0][0] if given else None
+    if name:
+        if noise == "auto":
+            raise ScoretoolError(f"--noise auto estimates the family and its parameter; drop --{name} or name the family")
+        if noise is not None and family_of[name] != noise:
+            raise ScoretoolError(f"--{name} is the {family_of[name]} parameter; --noise {noise} takes --{PARAM_OPT[noise]}")
+        noise = family_of[name]
+        value = given[0][1]
+        if not value > 0 or (name == "k" and not value > 1):
+            raise ScoretoolError(f"--{name} {value}: must be positive" + (" and greater than 1" if name == "k" else ""))
+    return noise, name
+
+
+PARAM_OPT = {"gaussian": "sigma", "poisson": "zeta", "gamma": "k"}
+
+
 @app.command()
 def denoise(
     input: Annotated[Path, typer.Argument(help="Image file or folder of images.")],
     output: OutputOpt,
-    noise: Annotated[str, typer.Option("--noise", help="Noise family: gaussian (others: see the Noise2Score commands).")] = "gaussian",
-    sigma: Annotated[float | None, typer.Option("--sigma", help="Gaussian noise std in the input's pixel units (0–255 for 8-bit, 0–65535 for 16-bit, raw for float).")] = None,
+    noise: Annotated[str | None, typer.Option("--noise", help="Noise family: gaussian, poisson (y = ζ·Poisson(x/ζ)), gamma (y = x·G, G ~ Gamma(k, 1/k)) or auto (family and parameter estimated; needs a Noise2Score model). Default: the family a Noise2Score model was trained on, else gaussian (or the family of the --zeta/--k given).")] = None,
+    sigma: Annotated[float | None, typer.Option("--sigma", help="Gaussian noise std in the input's pixel units (0–255 for 8-bit, 0–65535 for 16-bit, raw for float). Left out with a Noise2Score model: estimated and reported.")] = None,
+    zeta: Annotated[float | None, typer.Option("--zeta", help="Poisson scale ζ on the [0,1] intensity scale (paper: 0.01). Left out: estimated (Noise2Score model).")] = None,
+    k: Annotated[float | None, typer.Option("--k", help="Gamma shape k (> 1; mean x, variance x²/k; paper: 100). Left out: estimated (Noise2Score model).")] = None,
+    negative: Annotated[str, typer.Option("--negative", help="Poisson/Gamma input with values < 0: error (default; the file is reported) or clip (set to 0, counted in the report).")] = "error",
+    sigma_a: Annotated[float, typer.Option("--sigma-a", help="AR-DAE σ_a on the [0,1] scale at which a Noise2Score model's score s(y, σ_a) is read (small: 0.001–0.005).")] = 0.002,
     weights: WeightsOpt = None,
     tile: TileOpt = 512,
     fmt: FormatOpt = None,
@@ -66,16 +96,17 @@ def denoise(
     debug: DebugOpt = False,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Denoise images by Tweedie's posterior mean x̂ = D(y, σ) with a score prior."""
+    """Denoise images by Tweedie's posterior mean: x̂ = D(y, σ) with a clean prior (Gaussian noise), or
+    Noise2Score's formulas (Gaussian, Poisson, Gamma) with a Noise2Score model; a parameter left out is
+    estimated from the data and reported."""
     common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
 
     def body():
-        if noise != "gaussian":
-            raise ScoretoolError(f"--noise {noise}: only gaussian is available in this version")
-        if sigma is None:
-            raise ScoretoolError("--sigma is required (noise estimation is not available in this version)")
-        if sigma <= 0:
-            raise ScoretoolError(f"--sigma {sigma}: must be positive")
+        family, given = choose_noise(noise, sigma, zeta, k)
+        if negative not in ("error", "clip"):
+            raise ScoretoolError(f"--negative {negative}: expected error or clip")
+        if not 0 < sigma_a <= 0.1:
+            raise ScoretoolError(f"--sigma-a {sigma_a}: expected a value in (0, 0.1]")
         vrange = parse_range(value_range)
         jobs = plan_jobs(common, input, output, fmt, recursive)
         torch.manual_seed(seed)
@@ -83,15 +114,50 @@ def denoise(
         def process(job):
             image = read_image(job.src, vrange)
             ch = image.channels
-            _, info = load_engine(weights, ch, device, precision, tile)
+            _, info = load_engine(weights, model_channels(weights, ch), device, precision, tile)
             lo, hi = image.value_range
-            sigma_unit = sigma / (hi - lo)
+            fam = family or ((info.get("noise") or {}).get("family") if info.get("kind") == "noise2score" else None) or "gaussian"
+            param = None
+            if given:
+                param = {"sigma": (sigma or 0) / (hi - lo), "zeta": zeta, "k": k}[given]
             t0 = time.perf_counter()
-            out = denoise_array(image.pixels, sigma_unit, weights, device, precision, tile)
+            if fam == "gaussian" and param is not None and info.get("kind") != "noise2score":
+                out = denoise_array(image.pixels, param, weights, device, precision, tile)  # today's prior path
+                report = {"method": "prior D(y, sigma)", "family": "gaussian", "parameter_name": "sigma", "parameter": param,
+                          "estimated": False, "guards": None}
+            else:
+                try:
+                    out, report = tweedie_denoise(image.pixels, fam, param, weights, device, precision, tile,
+                                                  sigma_a=sigma_a, negative=negative, seed=seed)
+                except ScoretoolError as e:
+                    raise InputError(job.src, str(e)) from None
             seconds = time.perf_counter() - t0
             write_image(job.dest, image.with_pixels(out), overwrite=common.overwrite)
-            return {"weights": info["name"], "sigma": sigma, "sigma_unit": sigma_unit, "seconds": round(seconds, 3),
-                    "shape": list(image.pixels.shape[1:])}
+            row = {"weights": info["name"], "noise": report["family"], "method": report["method"],
+                   "parameter_name": report["parameter_name"], "parameter": report["parameter"],
+                   "estimated": report["estimated"]}
+            if report["family"] == "gaussian":
+                row.update(sigma=report["parameter"] * (hi - lo), sigma_unit=report["parameter"])
+            if report.get("estimate"):
+                from .noise import json_safe
+
+                est = report["estimate"]
+                row["estimate"] = json_safe({"family": est["family"], "power": est["power"], "parameters": est["parameters"]})
+                what = f"σ = {report['parameter'] * (hi - lo):.4g} (input units)" if report["family"] == "gaussian" else \
+                    f"{'ζ' if report['family'] == 'poisson' else 'k'} = {report['parameter']:.4g}"
+                common.notice(f"{job.src}: estimated {report['family']} noise, {what}; power p = {est['power']:.2f}")
+            guards = report.get("guards")
+            if guards:
+                row["guards"] = guards
+                if guards["guarded"]:
+                    common.notice(f"{job.src}: {guards['guarded']} of {guards['pixels']} pixel(s) hit a Tweedie guard "
+                                  f"(gamma denominator {guards['gamma_denominator']}, exp overflow {guards['exp_overflow']}, "
+                                  f"non-finite score {guards['nonfinite_score']}); they keep the noisy value")
+            if report.get("negative_clipped"):
+                row["negative_clipped"] = report["negative_clipped"]
+                common.notice(f"{job.src}: {report['negative_clipped']} negative value(s) set to 0 (--negative clip)")
+            row.update(seconds=round(seconds, 3), shape=list(image.pixels.shape[1:]))
+            return row
 
         rows, code = run_batch(common, jobs, process, "denoising")
         if json:

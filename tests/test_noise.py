@@ -1,0 +1,233 @@
+"""Known-answer tests of scoretool.noise: Tweedie posterior means on conjugate priors with exact
+noisy-density scores, the guards, and parameter / family estimation from exact scores."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import special
+
+from scoretool import noise
+from scoretool.errors import ScoretoolError
+
+H, W = 37, 31
+
+
+# ---------------------------------------------------------------- sampling
+
+@pytest.mark.parametrize("family,param,var", [("gaussian", 0.1, lambda x: 0.01 + 0 * x), ("poisson", 0.01, lambda x: 0.01 * x),
+                                              ("gamma", 100.0, lambda x: x * x / 100)])
+def test_add_noise_moments(family, param, var):
+    x = np.full((200, 200), 0.4)
+    y = noise.add_noise(x, family, param, seed=1)
+    assert y.dtype == np.float32 and y.shape == x.shape
+    assert abs(y.mean() - 0.4) < 3e-3
+    assert abs(y.var() / var(0.4) - 1) < 0.03
+    assert np.array_equal(y, noise.add_noise(x, family, param, seed=1))  # seeded
+
+
+def test_add_noise_unclipped_gaussian():
+    y = noise.add_noise(np.zeros((50, 50)), "gaussian", 0.1, seed=0)
+    assert y.min() < 0  # float, not clipped
+
+
+# ---------------------------------------------------------------- Tweedie on conjugate priors
+
+def test_gaussian_prior_gaussian_noise_equals_closed_form():
+    mu, tau, sigma = 0.4, 0.2, 0.1
+    y = torch.linspace(-0.3, 1.2, H * W, dtype=torch.float64).reshape(1, 1, H, W)
+    s = -(y - mu) / (tau**2 + sigma**2)  # exact score of y ~ N(mu, tau² + σ²)
+    xhat, rep = noise.tweedie_posterior_mean(y, s, "gaussian", sigma)
+    exact = mu + tau**2 / (tau**2 + sigma**2) * (y - mu)
+    assert torch.allclose(xhat, exact, atol=1e-12) and rep.fired == 0
+    xp, _ = noise.tweedie_power_mean(y, s, 0.0, sigma**2)
+    assert torch.allclose(xp, exact, atol=1e-12)
+
+
+def _gamma_case(k, alpha=3.0, beta=1.2):
+    """x = 1/w, w ~ Gamma(α, rate β) (inverse-gamma prior); y = x·G. Marginal ∝ y^{k−1}/(k·y + β)^{k+α}."""
+    y = torch.linspace(0.05, 1.5, H * W, dtype=torch.float64).reshape(1, 1, H, W)
+    s = (k - 1) / y - k * (k + alpha) / (k * y + beta)
+    posterior_mean = (k * y + beta) / (k + alpha - 1)  # E[1/w], w | y ~ Gamma(α + k, β + k·y)
+    harmonic = (k * y + beta) / (k + alpha)  # 1 / E[w | y]
+    return y, s, posterior_mean, harmonic
+
+
+def test_gamma_formula_exact_identity_and_posterior_mean():
+    y, s, mean, harmonic = _gamma_case(k=100)
+    xhat, rep = noise.tweedie_posterior_mean(y, s, "gamma", 100)
+    assert rep.fired == 0
+    assert torch.allclose(xhat, harmonic, rtol=1e-10)  # exactly 1/E[1/x | y]
+    # the documented bias against E[x|y]: relative 1/(k + α − 1)
+    assert torch.allclose(mean / xhat - 1, torch.full_like(xhat, 1 / (100 + 3 - 1)), atol=1e-10)
+    xp, _ = noise.tweedie_power_mean(y, s, 2.0, 1 / 100)
+    assert torch.allclose(xp, xhat, rtol=1e-10)  # p = 2, φ = 1/k is the Gamma formula
+
+
+def test_gamma_formula_matches_posterior_mean_to_1e3():
+    y, s, mean, _ = _gamma_case(k=2000)
+    xhat, _ = noise.tweedie_posterior_mean(y, s, "gamma", 2000)
+    assert float((xhat - mean).abs().max()) < 1e-3
+
+
+def _poisson_case(zeta, a=4.0, b_over_zeta=2.0):
+    """λ = x/ζ ~ Gamma(a, rate b) (conjugate); n = y/ζ ~ negative binomial, continuous in y via Γ:
+    log p(y) = lnΓ(n + a) − lnΓ(n + 1) − n·ln(b + 1) + const."""
+    b = b_over_zeta * zeta  # prior mean of x = ζ·a/b = a/b_over_zeta = 2
+    n = torch.arange(1, H * W + 1, dtype=torch.float64).reshape(1, 1, H, W) * (1.2 / zeta) / (H * W) + 10
+    y = zeta * n
+    s = torch.from_numpy(special.digamma(n.numpy() + a) - special.digamma(n.numpy() + 1) - math.log(b + 1)) / zeta
+    mean = zeta * (n + a) / (b + 1)
+    geometric = zeta * torch.from_numpy(np.exp(special.digamma(n.numpy() + a))) / (b + 1)  # exp E[log x | y]
+    return y, s, mean, geometric
+
+
+def test_poisson_formula_is_geometric_posterior_mean():
+    zeta = 0.01
+    y, s, mean, geometric = _poisson_case(zeta)
+    xhat, rep = noise.tweedie_posterior_mean(y, s, "poisson", zeta)
+    assert rep.fired == 0
+    assert float(((xhat - geometric) / geometric).abs().max()) < 5e-4  # Stirling ψ(n+1) ≈ ln(n + ½), n ≥ 10
+    # documented bias against E[x|y]: ≈ ζ/2/(b + 1) below it
+    assert float((mean - xhat).abs().max()) < zeta / 2 * 1.05
+
+
+def test_poisson_formula_matches_posterior_mean_to_1e3():
+    y, s, mean, _ = _poisson_case(0.001)
+    xhat, _ = noise.tweedie_posterior_mean(y, s, "poisson", 0.001)
+    assert float((xhat - mean).abs().max()) < 1e-3
+
+
+def test_power_formula_near_one_uses_poisson():
+    y, s, _, _ = _poisson_case(0.01)
+    a, _ = noise.tweedie_power_mean(y, s, 1.0, 0.01)
+    b, _ = noise.tweedie_posterior_mean(y, s, "poisson", 0.01)
+    assert torch.equal(a, b)
+
+
+# ---------------------------------------------------------------- guards and bad input
+
+def test_guards_fire_are_counted_and_fall_back_to_y():
+    y = torch.full((1, 1, 8, 8), 0.5)
+    s = torch.zeros_like(y)
+    s[0, 0, 0, :3] = 1e6  # Gamma denominator < 0, Poisson exp overflow
+    s[0, 0, 1, 0] = float("nan")
+    xg, rg = noise.tweedie_posterior_mean(y, s, "gamma", 100)
+    xp, rp = noise.tweedie_posterior_mean(y, s, "poisson", 0.01)
+    for x, r, name in ((xg, rg, "gamma_denominator"), (xp, rp, "exp_overflow")):
+        assert torch.isfinite(x).all()
+        assert getattr(r, name) == 3 and r.nonfinite_score == 1 and r.fired == 4
+        assert torch.equal(x[0, 0, 0, :3], y[0, 0, 0, :3]) and x[0, 0, 1, 0] == 0.5
+    assert rg.as_dict()["guarded"] == 4
+    xq, rq = noise.tweedie_power_mean(torch.tensor([0.0, -0.1, 0.5]), torch.zeros(3), 1.5, 0.01)
+    assert torch.isfinite(xq).all() and rq.invalid_base == 2
+
+
+def test_negative_values():
+    y = torch.tensor([0.2, -0.05, 0.3])
+    with pytest.raises(ScoretoolError, match="negative"):
+        noise.check_nonnegative(y, "poisson")
+    clipped, n = noise.check_nonnegative(y, "gamma", "clip")
+    assert n == 1 and clipped.min() == 0
+    assert noise.check_nonnegative(y, "gaussian")[1] == 0
+
+
+def test_bad_parameters():
+    with pytest.raises(ScoretoolError):
+        noise.check_parameter("gamma", 1.0)
+    with pytest.raises(ScoretoolError):
+        noise.check_parameter("poisson", -0.1)
+    with pytest.raises(ScoretoolError):
+        noise.check_family("laplace")
+
+
+# ---------------------------------------------------------------- the score of a denoiser
+
+def test_noisy_score_from_gaussian_denoiser():
+    """A denoiser of a Gaussian-noise density N(m, v): D(y, σa) = m + v/(v + σa²)(y − m) — the AR-DAE of
+    the noisy data. s(y, σa) → −(y − m)/v; Richardson removes the σa² term."""
+    m, v = 0.5, 0.01
+    y = torch.rand(1, 1, H, W, dtype=torch.float64)
+
+    def den(z, sig):
+        sa2 = sig.double()[:, None, None, None] ** 2
+        return m + v / (v + sa2) * (z - m)
+
+    exact = -(y - m) / v
+    s1 = noise.noisy_score(den, y, 0.005)
+    s2 = noise.noisy_score(den, y, 0.005, richardson=True)
+    assert float(((s1 - exact) / exact).abs().max()) < 3e-3
+    assert float(((s2 - exact) / exact).abs().max()) < 5e-5  # O(σa⁴) left
+
+
+def test_heteroscedastic_denoise_gaussian_prior():
+    """With a Gaussian prior and constant variance the blend reduces to D(y, σ)."""
+    mu, tau, sigma = 0.4, 0.2, 0.05
+
+    def den(z, sig):
+        s2 = sig.double()[:, None, None, None] ** 2
+        return mu + tau**2 / (tau**2 + s2) * (z - mu)
+
+    y = torch.rand(1, 1, H, W, dtype=torch.float64)
+    out = noise.heteroscedastic_denoise(den, y, noise.prior_variance_fn("gaussian", sigma))
+    assert torch.allclose(out, den(y, torch.tensor([sigma])), atol=1e-9)
+    out2 = noise.heteroscedastic_denoise(den, y, noise.prior_variance_fn("poisson", 0.01))
+    assert torch.isfinite(out2).all() and out2.shape == y.shape
+
+
+# ---------------------------------------------------------------- estimation
+
+def _mixture_gaussian_score(centres, sigma):
+    c = torch.tensor(centres, dtype=torch.float64)
+
+    def score(y):
+        d = y[..., None] - c
+        r = torch.softmax(-d**2 / (2 * sigma**2), dim=-1)
+        return -(r * d).sum(-1) / sigma**2
+
+    return score
+
+
+def test_sigma_estimator_recovers_sigma_from_exact_score():
+    """x from 5 well-separated point masses, y = x + σn: exact mixture score; σ̂ within 3%."""
+    g = torch.Generator().manual_seed(0)
+    centres = [0.1, 0.3, 0.5, 0.7, 0.9]
+    sigma = 0.025
+    x = torch.tensor(centres, dtype=torch.float64)[torch.randint(0, 5, (1, 1, 64, 64), generator=g)]
+    y = x + sigma * torch.randn(x.shape, generator=g, dtype=torch.float64)
+    est = noise.estimate_noise(_mixture_gaussian_score(centres, sigma), y, generator=g)
+    assert est.family == "gaussian"
+    assert abs(est.parameter / sigma - 1) < 0.03
+
+
+def _oracle_score(family, param, x):
+    """Exact score of y | x per pixel (a perfectly sharp prior: the clean value is known)."""
+    if family == "gaussian":
+        return lambda y: (x - y) / param**2
+    if family == "poisson":
+        lam = x / param
+        return lambda y: (lam.log() - torch.special.digamma(y.clamp_min(0) / param + 1)) / param
+    return lambda y: (param - 1) / y - param / x
+
+
+@pytest.mark.parametrize("family,param", [("gaussian", 15 / 255), ("gaussian", 50 / 255), ("poisson", 0.01),
+                                          ("poisson", 0.05), ("gamma", 50.0), ("gamma", 100.0)])
+def test_family_and_parameter_from_exact_score(family, param):
+    g = torch.Generator().manual_seed(1)
+    x = 0.05 + 0.9 * torch.rand(1, 1, 48, 48, generator=g, dtype=torch.float64)
+    y = torch.from_numpy(noise.add_noise(x.numpy(), family, param, seed=2)).double()
+    if family == "gamma":
+        y = y.clamp_min(1e-6)
+    est = noise.estimate_noise(_oracle_score(family, param, x), y, eps=1e-4, generator=g)
+    assert est.family == family, est.as_dict()
+    assert abs(est.parameter / param - 1) < 0.05, est.as_dict()
+    assert abs(est.power - noise.POWER[family]) < 0.3
+
+
+def test_estimate_with_given_family():
+    g = torch.Generator().manual_seed(3)
+    x = 0.05 + 0.9 * torch.rand(1, 1, 32, 32, generator=g, dtype=torch.float64)
+    y = torch.from_numpy(noise.add_noise(x.numpy(), "poisson", 0.02, seed=4)).double()
+    est = noise.estimate_noise(_oracle_score("poisson", 0.02, x), y, family="poisson", eps=1e-4, generator=g)
+    assert est.family_given and est.family == "poisson" and abs(est.parameter / 0.02 - 1) < 0.05

@@ -1,0 +1,180 @@
+"""CLI tests of `scoretool noise` and `scoretool denoise --noise …` (tiny random models: plumbing, not quality)."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import scoretool.api as api
+from scoretool.cli import app
+from scoretool.weights import load_model, save_model
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def n2s_model(tiny_model, tmp_path):
+    """The tiny random-weight model re-labelled as a Noise2Score model (Poisson ζ = 0.01)."""
+    net, info = load_model(str(tiny_model(1)))
+    info = {k: v for k, v in info.items() if k not in ("name", "path")}
+    info.update(kind="noise2score", noise={"family": "poisson", "zeta": 0.01})
+    path = tmp_path / "n2s-tiny.safetensors"
+    save_model(path, net, info)
+    return path
+
+
+@pytest.fixture
+def images(tmp_path, rng):
+    d = tmp_path / "in"
+    d.mkdir()
+    x = 0.2 + 0.6 * rng.random((37, 31))
+    np.save(d / "a.npy", (x + 0.05 * rng.standard_normal(x.shape)).astype(np.float32))
+    np.save(d / "b.npy", (0.01 * rng.poisson(x / 0.01)).astype(np.float32))
+    return d
+
+
+def _json(result):
+    return json.loads(result.stdout)
+
+
+def test_noise_command_json(n2s_model, images):
+    r = runner.invoke(app, ["noise", str(images), "--weights", str(n2s_model), "--json", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    out = _json(r)
+    assert [row["status"] for row in out["results"]] == ["ok", "ok"]
+    for row in out["results"]:
+        assert row["family"] in ("gaussian", "poisson", "gamma")
+        assert set(row["parameters"]) == {"sigma", "zeta", "k"}
+    assert out["overall"]["images"] == 2 and out["overall"]["family"] in ("gaussian", "poisson", "gamma")
+
+
+def test_noise_command_given_family_text(n2s_model, images):
+    r = runner.invoke(app, ["noise", str(images / "b.npy"), "--weights", str(n2s_model), "--noise", "poisson"])
+    assert r.exit_code == 0, r.output
+    assert "b.npy\tpoisson\tzeta=" in r.stdout and "overall (1 images)\tpoisson" in r.stdout
+
+
+def test_noise_command_refuses_prior(tiny_model, images):
+    r = runner.invoke(app, ["noise", str(images), "--weights", str(tiny_model(1))])
+    assert r.exit_code == 2
+    assert "Noise2Score" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["noise", str(images)])
+    assert r.exit_code == 2 and "--weights" in r.output
+
+
+def test_denoise_gaussian_prior_unchanged(tiny_model, images, tmp_path):
+    out = tmp_path / "out.npy"
+    r = runner.invoke(app, ["denoise", str(images / "a.npy"), "-o", str(out), "--sigma", "0.05", "--weights",
+                            str(tiny_model(1)), "--precision", "fp32", "--json"])
+    assert r.exit_code == 0, r.output
+    y = np.load(images / "a.npy")
+    ref = api.denoise(y, 0.05, str(tiny_model(1)), precision="fp32")
+    assert np.allclose(np.load(out), ref, atol=1e-6)
+    assert _json(r)["results"][0]["method"] == "prior D(y, sigma)"
+
+
+@pytest.mark.parametrize("family,opt", [("poisson", ["--zeta", "0.01"]), ("gamma", ["--k", "100"]),
+                                        ("gaussian", ["--sigma", "0.05"])])
+def test_denoise_noise2score_known_parameter(n2s_model, images, tmp_path, family, opt):
+    out = tmp_path / "o"
+    r = runner.invoke(app, ["denoise", str(images / "b.npy"), "-o", str(out), "--weights", str(n2s_model), "--noise", family,
+                            *opt, "--json"])
+    assert r.exit_code == 0, r.output
+    row = _json(r)["results"][0]
+    assert row["method"] == "noise2score tweedie" and row["noise"] == family and not row["estimated"]
+    assert "guards" in row and row["guards"]["pixels"] == 37 * 31
+    assert np.isfinite(np.load(out / "b.npy")).all()
+
+
+def test_denoise_auto_reports_estimate(n2s_model, images, tmp_path, monkeypatch):
+    fake = {"family": "gamma", "parameter_name": "k", "parameter": 80.0, "power": 2.1, "dispersion": 0.0125,
+            "parameters": {"sigma": 0.1, "zeta": 0.02, "k": 80.0}, "family_given": False, "sigma_a": 0.002}
+    monkeypatch.setattr(api, "estimate_noise", lambda *a, **k: fake)
+    r = runner.invoke(app, ["denoise", str(images / "b.npy"), "-o", str(tmp_path / "o"), "--weights", str(n2s_model),
+                            "--noise", "auto", "--json"])
+    assert r.exit_code == 0, r.output
+    row = _json(r)["results"][0]
+    assert row["estimated"] and row["noise"] == "gamma" and row["parameter"] == 80.0 and row["estimate"]["power"] == 2.1
+    assert "estimated gamma noise, k = 80" in r.stderr
+
+
+def test_denoise_missing_parameter_uses_model_family(n2s_model, images, tmp_path, monkeypatch):
+    seen = {}
+
+    def fake(image, weights, family, *a, **k):
+        seen["family"] = family
+        return {"family": family, "parameter_name": "zeta", "parameter": 0.02, "power": 1.0, "dispersion": 0.02,
+                "parameters": {"sigma": 0.1, "zeta": 0.02, "k": 80.0}, "family_given": True, "sigma_a": 0.002}
+
+    monkeypatch.setattr(api, "estimate_noise", fake)
+    r = runner.invoke(app, ["denoise", str(images / "b.npy"), "-o", str(tmp_path / "o"), "--weights", str(n2s_model), "--json"])
+    assert r.exit_code == 0, r.output
+    assert seen["family"] == "poisson"  # from the model's metadata
+    assert _json(r)["results"][0]["parameter"] == 0.02
+
+
+def test_denoise_auto_with_prior_is_clear_error(tiny_model, images, tmp_path):
+    r = runner.invoke(app, ["denoise", str(images / "a.npy"), "-o", str(tmp_path / "o"), "--weights", str(tiny_model(1)),
+                            "--noise", "auto"])
+    assert r.exit_code == 2
+    assert "a.npy" in r.output and "Noise2Score" in r.output and "Traceback" not in r.output
+
+
+def test_denoise_prior_poisson_gaussian_approximation(tiny_model, images, tmp_path):
+    r = runner.invoke(app, ["denoise", str(images / "b.npy"), "-o", str(tmp_path / "o"), "--weights", str(tiny_model(1)),
+                            "--zeta", "0.01", "--json"])
+    assert r.exit_code == 0, r.output
+    assert _json(r)["results"][0]["method"] == "prior gaussian approximation"
+    assert np.isfinite(np.load(tmp_path / "o" / "b.npy")).all()
+
+
+def test_negative_values_with_poisson(n2s_model, images, tmp_path):
+    r = runner.invoke(app, ["denoise", str(images / "a.npy"), "-o", str(tmp_path / "o"), "--weights", str(n2s_model),
+                            "--noise", "poisson", "--zeta", "0.01"])
+    y = np.load(images / "a.npy")
+    if (y < 0).any():
+        assert r.exit_code == 2 and "a.npy" in r.output and "negative" in r.output
+    neg = images / "neg.npy"
+    np.save(neg, np.where(np.arange(y.size).reshape(y.shape) % 7 == 0, -0.02, y).astype(np.float32))
+    r = runner.invoke(app, ["denoise", str(neg), "-o", str(tmp_path / "o2"), "--weights", str(n2s_model), "--k", "100"])
+    assert r.exit_code == 2 and "neg.npy" in r.output and "negative" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["denoise", str(neg), "-o", str(tmp_path / "o3"), "--weights", str(n2s_model), "--k", "100",
+                            "--negative", "clip", "--json"])
+    assert r.exit_code == 0, r.output
+    assert _json(r)["results"][0]["negative_clipped"] > 0
+    assert np.isfinite(np.load(tmp_path / "o3" / "neg.npy")).all()
+
+
+def test_nan_pixel_is_reported(n2s_model, images, tmp_path):
+    y = np.load(images / "b.npy")
+    y[3, 4] = np.nan
+    np.save(images / "nan.npy", y)
+    r = runner.invoke(app, ["denoise", str(images), "-o", str(tmp_path / "o"), "--weights", str(n2s_model), "--zeta", "0.01"])
+    assert r.exit_code == 1  # the other files were processed
+    assert "nan.npy" in r.output and "NaN" in r.output
+    r = runner.invoke(app, ["noise", str(images / "nan.npy"), "--weights", str(n2s_model)])
+    assert r.exit_code == 2 and "nan.npy" in r.output and "NaN" in r.output
+
+
+@pytest.mark.parametrize("args,msg", [(["--noise", "gaussian", "--zeta", "0.01"], "--zeta"),
+                                      (["--noise", "auto", "--sigma", "5"], "auto"),
+                                      (["--sigma", "5", "--k", "10"], "one of"),
+                                      (["--k", "1"], "--k"),
+                                      (["--noise", "laplace"], "laplace")])
+def test_denoise_bad_options(n2s_model, images, tmp_path, args, msg):
+    r = runner.invoke(app, ["denoise", str(images / "b.npy"), "-o", str(tmp_path / "o"), "--weights", str(n2s_model), *args])
+    assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output
+
+
+def test_grey_noise2score_model_on_colour_input(n2s_model, tmp_path, rng):
+    """A grey Noise2Score model treats each channel of a colour image as a grey image."""
+    y = (0.01 * rng.poisson(0.5 / 0.01, size=(37, 31, 3))).astype(np.float32)
+    np.save(tmp_path / "c.npy", y)
+    r = runner.invoke(app, ["denoise", str(tmp_path / "c.npy"), "-o", str(tmp_path / "o"), "--weights", str(n2s_model),
+                            "--zeta", "0.01", "--json"])
+    assert r.exit_code == 0, r.output
+    out = np.load(tmp_path / "o" / "c.npy")
+    assert out.shape == y.shape and np.isfinite(out).all()
+    r = runner.invoke(app, ["noise", str(tmp_path / "c.npy"), "--weights", str(n2s_model), "--json"])
+    assert r.exit_code == 0, r.output
