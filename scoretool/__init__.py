@@ -9,3 +9,4 @@ from .api import denoise  # noqa: E402,F401
 from .api import estimate_noise, tweedie_denoise  # noqa: E402,F401
 from .api import evaluate_split, evaluate_sure  # noqa: E402,F401
 from .api import ood_features, ood_fit, ood_score, ood_spec  # noqa: E402,F401
+from .api import restore  # noqa: E402,F401

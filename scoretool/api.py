@@ -173,7 +173,7 @@ def posterior_components(image: np.ndarray, sigma: float, k: int = 3, region: tu
 
 def restore(image: np.ndarray, task: str, *, scale: int = 4, sr_kernel: str = "avgpool", mask: np.ndarray | None = None,
             kernel: np.ndarray | None = None, ratio: float = 0.25, sigma_y: float = 0.0, steps: int = 100,
-            eta: float = 0.85, travel: int = 0, sigma_max: float = 10.0, weights: str | None = None,
+            eta: float = 1.0, travel: int = 0, sigma_max: float = 1.0, weights: str | None = None,
             device: str = "auto", precision: str = "auto", tile: int = 512, seed: int = 0,
             progress=None) -> tuple[np.ndarray, dict]:
     """Zero-shot restoration by DDNM / DDNM+ with a prior (methods.md §3; maths in scoretool.ddnm).
@@ -275,14 +275,15 @@ def _ood_prior(weights: str | None, channels: int, device: str, precision: str):
 
 
 def ood_spec(weights: str | None = None, channels: int = 1, levels: int = 10, sigma_max: float = 1.0,
-             sigma_min: float = 0.01, crop: int = 64, patch: int = 32, crops: int = 8):
-    """The OOD feature recipe: L geometric σ levels clipped to the prior's trained σ range."""
+             sigma_min: float = 0.003, **opts):
+    """The OOD feature recipe (ood.FeatureSpec; `opts`: crop, patch, crops, quantiles, rms, corr):
+    L geometric σ levels clipped to the prior's trained σ range."""
     from .ood import FeatureSpec, geometric_levels
     from .weights import read_metadata, resolve_weights
 
     _, info = read_metadata(resolve_weights(weights, channels))
     lo, hi = info.get("sigma_min") or sigma_min, info.get("sigma_max") or sigma_max
-    return FeatureSpec(geometric_levels(min(sigma_max, hi), max(sigma_min, lo), levels), crop, patch, crops)
+    return FeatureSpec(geometric_levels(min(sigma_max, hi), max(sigma_min, lo), levels), **opts)
 
 
 def ood_features(image: np.ndarray, spec, weights: str | None = None, device: str = "auto",
@@ -296,7 +297,7 @@ def ood_features(image: np.ndarray, spec, weights: str | None = None, device: st
 
 
 def ood_fit(images, weights: str | None = None, method: str = "gmm", levels: int = 10, sigma_max: float = 1.0,
-            sigma_min: float = 0.01, device: str = "auto", precision: str = "auto", seed: int = 0, progress=None,
+            sigma_min: float = 0.003, device: str = "auto", precision: str = "auto", seed: int = 0, progress=None,
             **spec_opts):
     """Fit an OOD density (ood.OODModel) on the MSMA features of clean training images on [0,1]."""
     from .errors import ScoretoolError

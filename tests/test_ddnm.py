@@ -1,0 +1,110 @@
+"""DDNM / DDNM+ with a closed-form Gaussian-prior denoiser (no network): known answers."""
+
+import pytest
+import torch
+
+from scoretool import operators as ops
+from scoretool.ddnm import data_consistency, ddnm_sample, edm_sigmas
+
+MU, TAU = 0.5, 0.1
+SHAPE = (1, 37, 31)
+
+
+def gauss_denoiser(x, sigma):
+    """x ~ N(μ, τ²I): D(y, σ) = μ + τ²/(τ²+σ²)·(y − μ), the exact MMSE denoiser."""
+    s = sigma.view(-1, 1, 1, 1)
+    return MU + TAU**2 / (TAU**2 + s**2) * (x - MU)
+
+
+def _sample(n=4, c=1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return MU + TAU * torch.randn(n, c, *SHAPE[1:], generator=g)
+
+
+def test_schedule():
+    s = edm_sigmas(10, 10.0, 0.005)
+    assert len(s) == 11 and s[0] == pytest.approx(10.0) and s[-2] == pytest.approx(0.005) and s[-1] == 0
+    assert all(a > b for a, b in zip(s, s[1:]))
+
+
+def test_inpainting_null_space_follows_prior():
+    """Missing pixels of an iid Gaussian prior: the deterministic sampler (η = 0, 100 steps) draws them
+    from N(μ, τ²) (probability-flow ODE); known pixels equal y exactly."""
+    x = _sample()
+    g = torch.Generator().manual_seed(5)
+    known = ops.random_known_mask(SHAPE[1:], 0.5, g)
+    op = ops.Inpaint(known, SHAPE)
+    y = op.A(x)
+    xh, nfe = ddnm_sample(gauss_denoiser, op, y, steps=100, eta=0.0, sigma_max=10.0, clip=None, generator=torch.Generator().manual_seed(1))
+    assert nfe == 100
+    miss = xh[(known == 0).expand_as(xh)]
+    assert abs(miss.mean().item() - MU) < 0.01
+    assert abs(miss.std().item() / TAU - 1) < 0.05
+    assert torch.equal(xh[(known == 1).expand_as(xh)], x[(known == 1).expand_as(x)])
+
+
+@pytest.mark.parametrize("name", ["sr4", "bicubic3", "inpaint", "colorize", "deblur", "cs", "blur_pool"])
+def test_noise_free_output_is_data_consistent(name):
+    c = 3 if name == "colorize" else 1
+    shape = (c, *SHAPE[1:])
+    g = torch.Generator().manual_seed(2)
+    op = {"sr4": lambda: ops.AvgPoolSR(4, shape), "bicubic3": lambda: ops.BicubicSR(3, shape),
+          "inpaint": lambda: ops.Inpaint(ops.random_known_mask(SHAPE[1:], 0.8, g), shape),
+          "colorize": lambda: ops.Colorize(shape), "deblur": lambda: ops.Blur(ops.gaussian_kernel(2.0), shape),
+          "cs": lambda: ops.CompressedSensing(0.25, shape, block=8),
+          "blur_pool": lambda: ops.Blur(ops.gaussian_kernel(1.0), shape).then(ops.AvgPoolSR(2, shape))}[name]()
+    x = _sample(2, c).clamp(0, 1)
+    y = op.A(x)
+    xh, _ = ddnm_sample(gauss_denoiser, op, y, steps=15, generator=torch.Generator().manual_seed(0))
+    assert xh.shape == x.shape
+    assert (data_consistency(op, xh, y) <= 1e-3).all()
+
+
+def test_seeded_and_time_travel_counts():
+    op = ops.AvgPoolSR(2, SHAPE)
+    y = op.A(_sample(1))
+    a, n1 = ddnm_sample(gauss_denoiser, op, y, steps=12, generator=torch.Generator().manual_seed(3))
+    b, _ = ddnm_sample(gauss_denoiser, op, y, steps=12, generator=torch.Generator().manual_seed(3))
+    c, _ = ddnm_sample(gauss_denoiser, op, y, steps=12, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.equal(a, c) and n1 == 12
+    _, n2 = ddnm_sample(gauss_denoiser, op, y, steps=12, travel=4, generator=torch.Generator().manual_seed(3))
+    assert n2 == 12 + 2 * 4  # jumps back after steps 4 and 8 (not after the last one)
+
+
+def test_ddnm_plus_beats_plain_ddnm_on_noisy_measurements():
+    """Known pixels observed with noise σ_y = 2τ: DDNM copies the noise (MSE ≈ σ_y²); DDNM+ shrinks
+    towards the prior (a posterior sample, MSE ≈ 2·τ²σ_y²/(τ²+σ_y²) = 0.4·σ_y²)."""
+    x = _sample()
+    g = torch.Generator().manual_seed(7)
+    known = ops.random_known_mask(SHAPE[1:], 0.5, g)
+    op = ops.Inpaint(known, SHAPE)
+    sy = 2 * TAU
+    y = op.A(x + sy * torch.randn(x.shape, generator=g))
+    k = (known == 1).expand_as(x)
+    mse = {}
+    for s in (0.0, sy):
+        xh, _ = ddnm_sample(gauss_denoiser, op, y, steps=30, sigma_y=s, clip=None, generator=torch.Generator().manual_seed(1))
+        mse[s] = ((xh - x)[k] ** 2).mean().item()
+    assert mse[0.0] == pytest.approx(sy**2, rel=0.1)
+    assert mse[sy] < 0.6 * sy**2
+
+
+def test_deblur_ddnm_plus_limits_noise_amplification():
+    shape = (1, 31, 29)
+    op = ops.Blur(ops.gaussian_kernel(2.0), shape)
+    x = _sample(1).clamp(0, 1)[..., :31, :29]
+    g = torch.Generator().manual_seed(0)
+    y = op.A(x) + 0.02 * torch.randn(1, *shape, generator=g)
+    plain, _ = ddnm_sample(gauss_denoiser, op, y, steps=20, generator=torch.Generator().manual_seed(1))
+    plus, _ = ddnm_sample(gauss_denoiser, op, y, steps=20, sigma_y=0.02, generator=torch.Generator().manual_seed(1))
+    assert ((plus - x) ** 2).mean() < 0.1 * ((plain - x) ** 2).mean()
+    assert ((plus - x) ** 2).mean() < 2.5 * TAU**2  # a prior sample alone: 2τ²
+
+
+def test_colour_batch_and_bad_eta():
+    op = ops.AvgPoolSR(3, (3, 37, 31))
+    y = op.A(_sample(2, 3))
+    xh, _ = ddnm_sample(gauss_denoiser, op, y, steps=5, generator=torch.Generator().manual_seed(0))
+    assert xh.shape == (2, 3, 37, 31)
+    with pytest.raises(ValueError, match="eta"):
+        ddnm_sample(gauss_denoiser, op, y, steps=5, eta=1.5)

@@ -1,0 +1,117 @@
+"""Operator contract on odd sizes: A·A†·A = A, <A x, y> = <x, Aᵀ y>, and known answers."""
+
+import numpy as np
+import pytest
+import torch
+
+from scoretool import operators as ops
+
+H, W = 37, 31
+
+
+def _make(name, c):
+    g = torch.Generator().manual_seed(1)
+    shape = (c, H, W)
+    if name == "avgpool2":
+        return ops.AvgPoolSR(2, shape)
+    if name == "avgpool4":
+        return ops.AvgPoolSR(4, shape)
+    if name == "avgpool3":
+        return ops.AvgPoolSR(3, shape)
+    if name == "bicubic4":
+        return ops.BicubicSR(4, shape)
+    if name == "bicubic3":
+        return ops.BicubicSR(3, shape)
+    if name == "inpaint":
+        return ops.Inpaint(ops.random_known_mask((H, W), 0.5, g), shape)
+    if name == "colorize":
+        return ops.Colorize(shape)
+    if name == "blur_gauss":
+        return ops.Blur(ops.gaussian_kernel(2.0), shape)
+    if name == "blur_uniform":
+        return ops.Blur(ops.uniform_kernel(5), shape)
+    if name == "blur_user":
+        return ops.Blur(torch.rand(4, 6, generator=g).numpy(), shape)
+    if name == "cs":
+        return ops.CompressedSensing(0.25, shape, block=8, seed=3)
+    if name == "blur_then_pool":
+        return ops.Blur(ops.gaussian_kernel(1.0), shape).then(ops.AvgPoolSR(2, shape))
+    raise KeyError(name)
+
+
+NAMES = ["avgpool2", "avgpool3", "avgpool4", "bicubic3", "bicubic4", "inpaint", "colorize", "blur_gauss",
+         "blur_uniform", "blur_user", "cs", "blur_then_pool"]
+
+
+@pytest.mark.parametrize("c", [1, 3])
+@pytest.mark.parametrize("name", NAMES)
+def test_operator_contract(name, c):
+    if name == "colorize" and c == 1:
+        pytest.skip("colourisation maps 3 channels to 1")
+    op = _make(name, c)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, *op.x_shape, generator=g, dtype=torch.float64)
+    y = torch.randn(2, *op.y_shape, generator=g, dtype=torch.float64)
+    ax = op.A(x)
+    assert tuple(ax.shape[1:]) == tuple(op.y_shape)
+    # pseudo-inverse: A A† A = A
+    aaa = op.A(op.A_dagger(ax))
+    assert (aaa - ax).norm() / ax.norm() < 1e-3
+    # adjointness
+    lhs, rhs = (ax * y).sum(), (x * op.A_adjoint(y)).sum()
+    assert abs(lhs - rhs) / (abs(lhs) + abs(rhs)) < 1e-6
+    # A† A is a projection (A† A A† A = A† A)
+    p = op.A_dagger(ax)
+    assert (op.A_dagger(op.A(p)) - p).norm() / p.norm() < 1e-3
+    # float32 works and keeps its dtype
+    assert op.A(x.float()).dtype == torch.float32
+
+
+def test_avgpool_known_answer_and_edges():
+    op = ops.AvgPoolSR(4, (1, 6, 5))
+    x = torch.arange(30, dtype=torch.float64).reshape(1, 1, 6, 5)
+    y = op.A(x)
+    assert y.shape == (1, 1, 2, 2)
+    assert y[0, 0, 0, 0] == x[0, 0, :4, :4].mean()
+    assert y[0, 0, 1, 1] == x[0, 0, 4:, 4:].mean()  # cut corner block: 2×1 pixels
+    up = op.A_dagger(y)
+    assert up.shape == x.shape and up[0, 0, 5, 4] == y[0, 0, 1, 1]
+
+
+def test_bicubic_rows_sum_to_one_and_constant_preserved():
+    M = ops.bicubic_matrix(37, 4)
+    assert M.shape == (10, 37)
+    np.testing.assert_allclose(M.sum(1), 1, atol=1e-12)
+    op = ops.BicubicSR(4, (1, 37, 31))
+    assert torch.allclose(op.A(torch.full((1, 1, 37, 31), 0.3, dtype=torch.float64)), torch.tensor(0.3, dtype=torch.float64))
+
+
+def test_blur_matches_circular_convolution():
+    from scipy.ndimage import convolve
+
+    k = np.random.default_rng(0).random((3, 5))
+    x = np.random.default_rng(1).random((H, W))
+    op = ops.Blur(k, (1, H, W))
+    got = op.A(torch.from_numpy(x)[None, None])[0, 0].numpy()
+    ref = convolve(x, k, mode="wrap")  # scipy convolve flips k: true convolution, centred
+    np.testing.assert_allclose(got, ref, atol=1e-10)
+
+
+def test_cs_rows_orthonormal():
+    op = ops.CompressedSensing(0.3, (1, 37, 31), block=8)
+    y = torch.randn(1, *op.y_shape, dtype=torch.float64)
+    torch.testing.assert_close(op.A(op.A_adjoint(y)), y)
+
+
+def test_bad_inputs():
+    for s in (0, -2, 2.5, True):
+        with pytest.raises(ValueError, match="positive integer"):
+            ops.AvgPoolSR(s, (1, 8, 8))
+    with pytest.raises(ValueError, match="does not match"):
+        ops.Inpaint(torch.ones(5, 5), (1, 8, 8))
+    with pytest.raises(ValueError, match="2-D"):
+        ops.Blur(np.ones((3, 3, 3)), (1, 8, 8))
+    with pytest.raises(ValueError, match="3-channel"):
+        ops.Colorize((1, 8, 8))
+    with pytest.raises(ValueError, match="cannot compose"):
+        ops.AvgPoolSR(2, (1, 8, 8)).then(ops.AvgPoolSR(2, (1, 8, 8)))

@@ -1,0 +1,140 @@
+"""`scoretool restore` end to end with a tiny random-weight model: shapes, JSON, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from scoretool.cli import app
+from scoretool.io import Image, read_image, write_image
+
+runner = CliRunner()
+
+
+def _png(path, arr):
+    arr = np.asarray(arr)
+    grey = arr.ndim == 2
+    px = (arr[None, ..., None] if grey else arr[None]).astype(np.float32) / 255
+    write_image(path, Image(px, np.dtype(np.uint8), value_range=(0.0, 255.0), grey_2d=grey))
+    return path
+
+
+def _run(args):
+    res = runner.invoke(app, ["restore", *map(str, args), "--steps", "3", "--quiet"])
+    return res, res.stdout, res.stderr
+
+
+@pytest.fixture
+def grey(tmp_path, rng):
+    return _png(tmp_path / "g.png", rng.integers(0, 256, (13, 11)))
+
+
+def test_sr_output_size_and_json(tmp_path, grey, tiny_model):
+    out = tmp_path / "sr.png"
+    res, stdout, _ = _run([grey, "-o", out, "--task", "sr", "--scale", "3", "--weights", tiny_model(1), "--json"])
+    assert res.exit_code == 0, res.output
+    row = json.loads(stdout)["results"][0]
+    assert row["shape_out"] == [39, 33, 1] and row["nfe"] == 3
+    assert row["residual"] <= 1e-3
+    assert read_image(out).pixels.shape == (1, 39, 33, 1)
+
+
+@pytest.mark.parametrize("extra", [["--task", "inpaint", "--mask-random", "0.5"],
+                                   ["--task", "deblur", "--kernel", "gaussian:1.5"],
+                                   ["--task", "deblur", "--kernel", "uniform:3", "--sigma-y", "2"],
+                                   ["--task", "cs", "--ratio", "0.3"],
+                                   ["--task", "sr", "--scale", "2", "--sr-kernel", "bicubic", "--travel", "1"]])
+def test_tasks_run(tmp_path, grey, tiny_model, extra):
+    out = tmp_path / "o.npy"
+    res, stdout, _ = _run([grey, "-o", out, "--weights", tiny_model(1), "--json", *extra])
+    assert res.exit_code == 0, res.output
+    row = json.loads(stdout)["results"][0]
+    if "deblur" not in extra:  # random input is not a blurred image: its blur-killed frequencies stay
+        assert row["residual"] <= 1e-3
+    assert out.exists()
+
+
+def test_deblur_of_blurred_image_is_consistent(tmp_path, rng, tiny_model):
+    import torch
+
+    from scoretool.operators import Blur, gaussian_kernel
+
+    x = torch.from_numpy(rng.random((1, 1, 15, 13)))
+    blurred = Blur(gaussian_kernel(1.5), (1, 15, 13)).A(x)[0, 0].numpy().astype(np.float32)
+    np.save(tmp_path / "b.npy", blurred)
+    res, stdout, _ = _run([tmp_path / "b.npy", "-o", tmp_path / "d.npy", "--task", "deblur", "--kernel", "gaussian:1.5",
+                           "--weights", tiny_model(1), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(stdout)["results"][0]["residual"] <= 1e-3
+
+
+def test_colorize_gives_colour_with_grey_mean(tmp_path, rng, tiny_model):
+    grey = tmp_path / "g.npy"
+    np.save(grey, rng.random((13, 11)).astype(np.float32))
+    out = tmp_path / "c.npy"
+    res, stdout, _ = _run([grey, "-o", out, "--task", "colorize", "--weights", tiny_model(3), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(stdout)["results"][0]["residual"] <= 1e-3
+    x = np.load(out)
+    assert x.shape == (13, 11, 3)
+    np.testing.assert_allclose(x.mean(-1), np.load(grey), atol=1e-5)
+
+
+def test_mask_file_white_is_missing(tmp_path, grey, tiny_model):
+    m = np.zeros((13, 11), np.uint8)
+    m[4:8, 3:9] = 255
+    mask = _png(tmp_path / "m.png", m)
+    out = tmp_path / "i.npy"
+    res, _, _ = _run([grey, "-o", out, "--task", "inpaint", "--mask", mask, "--weights", tiny_model(1)])
+    assert res.exit_code == 0, res.output
+    x, g = np.load(out).astype(np.float32) / 255, read_image(grey).pixels[0, ..., 0]
+    np.testing.assert_allclose(x[m == 0], g[m == 0], atol=1e-6)  # known pixels kept exactly
+    assert np.abs(x[m > 0] - g[m > 0]).max() > 1e-3  # missing pixels were filled, not copied
+
+
+def test_bad_mask_size(tmp_path, grey, tiny_model):
+    mask = _png(tmp_path / "m.png", np.zeros((9, 9), np.uint8))
+    out = tmp_path / "bad.png"
+    res, _, stderr = _run([grey, "-o", out, "--task", "inpaint", "--mask", mask, "--weights", tiny_model(1)])
+    assert res.exit_code == 2 and "g.png" in stderr and "mask" in stderr and "Traceback" not in res.output
+    assert not out.exists()
+
+
+def test_mask_folder_partial_failure(tmp_path, rng, tiny_model):
+    src, masks = tmp_path / "in", tmp_path / "masks"
+    src.mkdir(), masks.mkdir()
+    _png(src / "a.png", rng.integers(0, 256, (12, 12)))
+    _png(src / "b.png", rng.integers(0, 256, (12, 12)))
+    _png(masks / "a.png", np.full((12, 12), 255, np.uint8))
+    _png(masks / "b.png", np.zeros((10, 12), np.uint8))
+    res, _, stderr = _run([src, "-o", tmp_path / "out", "--task", "inpaint", "--mask", masks, "--weights", tiny_model(1)])
+    assert res.exit_code == 1 and "b.png" in stderr
+    assert (tmp_path / "out" / "a.png").exists() and not (tmp_path / "out" / "b.png").exists()
+
+
+@pytest.mark.parametrize("extra, words", [(["--task", "sr", "--scale", "2.5"], "positive integer"),
+                                          (["--task", "sr", "--scale", "0"], "positive integer"),
+                                          (["--task", "sr", "--scale", "x"], "positive integer"),
+                                          (["--task", "deblur", "--kernel", "K3D"], "2-D"),
+                                          (["--task", "deblur", "--kernel", "gaussian:-1"], "positive"),
+                                          (["--task", "inpaint"], "--mask"),
+                                          (["--task", "paint"], "--task")])
+def test_bad_options(tmp_path, grey, tiny_model, extra, words):
+    np.save(tmp_path / "k.npy", np.ones((3, 3, 3)))
+    extra = [str(tmp_path / "k.npy") if e == "K3D" else e for e in extra]
+    out = tmp_path / "bad.png"
+    res, _, stderr = _run([grey, "-o", out, "--weights", tiny_model(1), *extra])
+    assert res.exit_code == 2, res.output
+    assert words in stderr and stderr.count("Error:") == 1 and "Traceback" not in res.output
+    assert not out.exists()
+
+
+def test_tiled_path_matches_shape_and_consistency(tmp_path, grey, tiny_model):
+    """An output larger than --tile goes through the engine's tiling (CPU-resident image)."""
+    out = tmp_path / "t.npy"
+    res, stdout, _ = _run([grey, "-o", out, "--task", "sr", "--scale", "4", "--tile", "16", "--weights", tiny_model(1),
+                           "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(stdout)["results"][0]["residual"] <= 1e-3
+    assert np.load(out).shape == (52, 44)
