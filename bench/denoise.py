@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--rgb-weights", default=None, help="default: bundled prior-rgb")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default="denoise")
+    ap.add_argument("--record", action="store_true", help="write the measured PSNR into the bundled models' metadata")
     args = ap.parse_args()
     if args.quick:
         args.images, args.sigmas = args.images or 3, "25"
@@ -89,6 +90,21 @@ def main() -> None:
     print()
     print_table(rows, ["set", "sigma", "method", "images", "psnr", "s_per_mp"])
     save_results(args.out, {"bench": "denoise", "args": vars(args), "rows": rows})
+    if args.record:
+        record(rows, args)
+
+
+def record(rows: list[dict], args) -> None:
+    """measured_psnr = {"SET σ=S": dB} in the metadata of the models that produced the rows."""
+    from scoretool.weights import resolve_weights, update_info
+
+    for colour, weights in ((False, args.gray_weights), (True, args.rgb_weights)):
+        measured = {f"{r['set']} σ={r['sigma']:g}": round(r["psnr"], 2) for r in rows
+                    if r["method"] == "scoretool" and (r["set"].startswith("C") == colour) and r["images"] >= 12}
+        if measured:
+            path = resolve_weights(weights, 3 if colour else 1)
+            update_info(path, measured_psnr=measured, measured_by="python bench/denoise.py (float noise, seed = image index)")
+            print(f"recorded {measured} in {path}")
 
 
 if __name__ == "__main__":

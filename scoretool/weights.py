@@ -8,6 +8,7 @@ Bundled models live in the top-level ``weights/`` folder and are addressed by na
 from __future__ import annotations
 
 import json
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -90,6 +91,21 @@ def load_model(name_or_path: str | None = None, channels: int | None = None) -> 
         raise ScoretoolError(f"{path}: weights do not match the stored architecture ({e})") from None
     info = {"name": path.stem, "path": str(path), **info}
     return net.eval(), info
+
+
+def update_info(path, **fields) -> None:
+    """Add or replace fields of a model file's `info` metadata (e.g. measured_psnr), atomically."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    read_metadata(path)  # refuses files that are not scoretool models
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata())
+    info = {**json.loads(meta.get("info", "{}")), **fields}
+    meta["info"] = json.dumps(info)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(load_file(str(path)), str(tmp), metadata=meta)
+    os.replace(tmp, path)
 
 
 def load_extra(path) -> dict[str, torch.Tensor]:

@@ -41,3 +41,15 @@ def test_bundled_models_load():
     for name in bundled_models():
         net, info = load_model(name)
         assert info["sigma_max"] > info["sigma_min"] > 0
+
+
+def test_update_info_records_measurements(tmp_path, tiny_model):
+    import shutil
+
+    from scoretool.weights import update_info
+
+    path = tmp_path / "m.safetensors"
+    shutil.copy(tiny_model(1), path)
+    update_info(path, measured_psnr={"BSD68 σ=25": 29.0})
+    _, info = load_model(str(path))
+    assert info["measured_psnr"] == {"BSD68 σ=25": 29.0} and info["training_data"] == "none (test)"
