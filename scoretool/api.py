@@ -252,7 +252,7 @@ def _file_sha256(path: str, mtime: float) -> str:
 
 def _ood_prior(weights: str | None, channels: int, device: str, precision: str):
     """(denoiser callable, prior record) for OOD features: the engine's precision, except fp32 for σ < 0.005
-    (bench/ood.py measures bf16 vs fp32 features: ≤ 0.5% relative difference per level)."""
+    (bench/ood.py measures bf16 vs fp32 features: differences ≤ 0.015 of the training features' std)."""
     from .weights import resolve_weights
 
     engine, info = load_engine(weights, channels, device, precision)

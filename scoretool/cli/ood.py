@@ -1,12 +1,301 @@
-"""`scoretool ood`: not built yet (see the issue tracker)."""
+"""`scoretool ood fit|score|eval`: flag images unlike a prior's training data (MSMA score norms)."""
 
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
 import typer
 
+from ..api import ood_check_prior, ood_fit, ood_score
+from ..errors import InputError, ScoretoolError
+from ..io import list_images, read_image
+from ..ood import DEFAULT_CORR, DEFAULT_PARITY, DEFAULT_QUANTILES, DEFAULT_RMS, OODModel, detection_metrics, histogram_image
 from . import app
+from .common import (
+    Common,
+    DebugOpt,
+    DeviceOpt,
+    JsonOpt,
+    OverwriteOpt,
+    PrecisionOpt,
+    QuietOpt,
+    RecursiveOpt,
+    SeedOpt,
+    WeightsOpt,
+    plan_jobs,
+    run_batch,
+    run_command,
+)
+
+ood_app = typer.Typer(
+    help="Out-of-distribution scoring with multiscale score norms (MSMA): fit a density on training images' "
+    "features, score new images against it, and evaluate inlier/outlier separation.",
+    no_args_is_help=True,
+)
+app.add_typer(ood_app, name="ood")
+
+ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="OOD model file made by `scoretool ood fit` (.safetensors).")]
+ThresholdOpt = Annotated[float, typer.Option("--threshold-percentile", help="Flag images whose score is above this percentile "
+                                             "of the (held-out) training scores, in percent.")]
+MethodOverrideOpt = Annotated[str | None, typer.Option("--method", help="Density to score with: gmm or knn (default: the "
+                                                       "model's fitted method; the file stores both when it can).")]
 
 
-@app.command(name="ood", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def not_built() -> None:
-    """Not built yet in this version."""
-    typer.echo("Error: scoretool ood is not built yet in this version", err=True)
-    raise typer.Exit(2)
+def _check_threshold(p: float) -> None:
+    if not 0 < p < 100:
+        raise ScoretoolError(f"--threshold-percentile {p}: must be between 0 and 100")
+
+
+def _parse_quantiles(text: str) -> tuple[float, ...]:
+    if text.strip().lower() in ("none", ""):
+        return ()
+    try:
+        qs = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ScoretoolError(f"--quantiles {text}: expected a comma list of numbers in [0, 1] or 'none'") from None
+    if not all(0 <= q <= 1 for q in qs):
+        raise ScoretoolError(f"--quantiles {text}: each quantile must be in [0, 1]")
+    return qs
+
+
+def _read_training(common: Common, data: Path, recursive: bool) -> tuple[list[np.ndarray], list[str], list[dict]]:
+    """Read every image of DATA (all frames); a bad file or one of another channel count is reported and skipped."""
+    if not Path(data).exists():
+        raise ScoretoolError(f"{data}: no such file or folder")
+    files, skipped = list_images(Path(data), recursive)
+    for p in skipped:
+        common.notice(f"skipping {p}: not an image file")
+    if not files:
+        raise ScoretoolError(f"{data}: no image files found")
+    images, names, failed, channels = [], [], [], None
+    for f in files:
+        try:
+            img = read_image(f)
+            channels = channels or img.channels
+            if img.channels != channels:
+                raise InputError(f, f"{img.channels}-channel image among {channels}-channel training images")
+        except (InputError, OSError) as e:
+            common.error(str(e))
+            failed.append({"input": str(f), "error": str(e)})
+            continue
+        for frame in img.pixels:
+            images.append(frame)
+            names.append(str(f))
+    return images, names, failed
+
+
+@ood_app.command()
+def fit(
+    data: Annotated[Path, typer.Argument(help="Folder (or file) of clean training images, the prior's kind of data.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="OOD model file to write (.safetensors).")],
+    levels: Annotated[int, typer.Option("--levels", help="Number L of geometric noise levels σ_i.")] = 10,
+    sigma_max: Annotated[float, typer.Option("--sigma-max", help="Largest noise level on the [0,1] scale (clipped to the prior's trained range).")] = 1.0,
+    sigma_min: Annotated[float, typer.Option("--sigma-min", help="Smallest noise level on the [0,1] scale (clipped to the prior's trained range); small levels show JPEG and resampling artefacts.")] = 0.003,
+    method: Annotated[str, typer.Option("--method", help="Density used by `ood score`: gmm (−log-likelihood) or knn (mean distance to the 5 nearest).")] = "gmm",
+    crop: Annotated[int, typer.Option("--crop", help="Side in pixels of the crops the network sees.")] = 64,
+    patch: Annotated[int, typer.Option("--patch", help="Side in pixels of the patches whose score norms are summarised.")] = 32,
+    crops: Annotated[int, typer.Option("--crops", help="Crops per image (fixed, so images of any size give comparable features).")] = 8,
+    quantiles: Annotated[str, typer.Option("--quantiles", help="Per level, these quantiles (0–1, comma list, e.g. 0.1,0.5,0.9,1, or 'none') of the per-patch score norms are features.")] = ",".join(f"{q:g}" for q in DEFAULT_QUANTILES) or "none",
+    rms: Annotated[bool, typer.Option("--rms/--no-rms", help="Per level, the RMS score norm over all sampled pixels (the MSMA whole-image norm / √N) is a feature.")] = DEFAULT_RMS,
+    corr: Annotated[bool, typer.Option("--corr/--no-corr", help="Per level, the lag-1 autocorrelation of the score map (catches blur, block and noise artefacts) is a feature.")] = DEFAULT_CORR,
+    parity: Annotated[bool, typer.Option("--parity/--no-parity", help="Per level, the even/odd asymmetry of the score map's lag-1 products (catches 2× pixel replication) is a feature.")] = DEFAULT_PARITY,
+    weights: WeightsOpt = None,
+    precision: PrecisionOpt = "auto",
+    recursive: RecursiveOpt = False,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Fit an OOD density on the multiscale score-norm features of training images."""
+    common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
+
+    def body():
+        if method not in ("gmm", "knn"):
+            raise ScoretoolError(f"--method {method}: expected gmm or knn")
+        if crop < 8 or patch < 4 or patch > crop or crops < 1:
+            raise ScoretoolError(f"--crop {crop} --patch {patch} --crops {crops}: need crop ≥ 8, 4 ≤ patch ≤ crop, crops ≥ 1")
+        if output.exists() and not overwrite:
+            raise ScoretoolError(f"{output}: exists (use --overwrite)")
+        if not output.parent.exists():
+            raise ScoretoolError(f"{output.parent}: no such folder")
+        qs = _parse_quantiles(quantiles)
+        if not qs and not rms and not corr and not parity:
+            raise ScoretoolError("no features: give --quantiles, --rms, --corr or --parity")
+        images, _, failed = _read_training(common, data, recursive)
+        if not images:
+            raise ScoretoolError(f"{data}: no readable training images")
+        t0 = time.perf_counter()
+        with common.progress("features", len(images)) as advance:
+            model = ood_fit(images, weights, method, levels, sigma_max, sigma_min, device, precision, seed, advance,
+                            crop=crop, patch=patch, crops=crops, quantiles=qs, rms=rms, corr=corr, parity=parity)
+        model.save(output)
+        seconds = time.perf_counter() - t0
+        summary = {"command": "ood fit", "model": str(output), "images": len(images), "method": method,
+                   "prior": model.prior.get("name"), "channels": model.prior.get("channels"),
+                   "sigmas": model.spec.sigmas, "features": model.spec.dim, "gmm_components": model.info.get("gmm_components"),
+                   "seconds": round(seconds, 2), "failed": failed}
+        if json:
+            common.emit(summary)
+        else:
+            common.notice(f"fitted {method} on {len(images)} images ({model.spec.dim} features, "
+                          f"{len(model.spec.sigmas)} levels {model.spec.sigmas[0]:.3g}→{model.spec.sigmas[-1]:.3g}) "
+                          f"in {seconds:.1f} s → {output}")
+        return 1 if failed else 0
+
+    run_command(common, body)
+
+
+def _score_files(common: Common, model: OODModel, input: Path, weights, device, precision, threshold, method,
+                 recursive, description="scoring") -> tuple[list[dict], int]:
+    jobs = plan_jobs(common, input, None, None, recursive)
+
+    def process(job):
+        image = read_image(job.src)
+        t0 = time.perf_counter()
+        res = ood_score(image.pixels, model, weights, device, precision, threshold, method)
+        sec = round((time.perf_counter() - t0) / len(res), 3)
+        if len(res) == 1:
+            return {**res[0], "seconds": sec}
+        return {"frames": [{"frame": i, **r} for i, r in enumerate(res)], **max(res, key=lambda r: r["score"]), "seconds": sec}
+
+    return run_batch(common, jobs, process, description)
+
+
+def _load(model_path: Path, method: str | None) -> OODModel:
+    model = OODModel.load(model_path)
+    if method not in (None, "gmm", "knn"):
+        raise ScoretoolError(f"--method {method}: expected gmm or knn")
+    if (method or model.method) not in model.ref_scores:
+        raise ScoretoolError(f"{model_path}: has no {method or model.method} density (fitted on too few images)")
+    return model
+
+
+@ood_app.command()
+def score(
+    input: Annotated[Path, typer.Argument(help="Image file or folder of images to score.")],
+    model_path: ModelOpt,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Also write the per-image rows to this CSV file.")] = None,
+    threshold: ThresholdOpt = 95.0,
+    method: MethodOverrideOpt = None,
+    weights: Annotated[str | None, typer.Option("--weights", "-w", help="The prior, if it moved since fitting (must be the same file; checked by SHA-256). Default: the one the model was fitted with.")] = None,
+    precision: PrecisionOpt = "auto",
+    recursive: RecursiveOpt = False,
+    device: DeviceOpt = "auto",
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Score images: OOD score (higher = more unusual), percentile among the training images, flag."""
+    common = Common(device=device, json=json, quiet=quiet, debug=debug)
+
+    def body():
+        _check_threshold(threshold)
+        model = _load(model_path, method)
+        ood_check_prior(model, model.prior.get("channels"), weights)  # another prior: fail before any file
+        rows, code = _score_files(common, model, input, weights, device, precision, threshold, method, recursive)
+        ok = [r for r in rows if r["status"] == "ok"]
+        if csv_path is not None:
+            with open(csv_path, "w", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(["input", "status", "score", "percentile", "flag", "seconds", "error"])
+                for r in rows:
+                    w.writerow([r["input"], r["status"], r.get("score", ""), r.get("percentile", ""),
+                                int(r["flag"]) if "flag" in r else "", r.get("seconds", ""), r.get("error", "")])
+        summary = {"images": len(ok), "flagged": sum(r["flag"] for r in ok), "threshold_percentile": threshold,
+                   "threshold": model.threshold(threshold, method), "method": method or model.method}
+        if json:
+            common.emit({"command": "ood score", "model": str(model_path), "results": rows, "summary": summary})
+        else:
+            for r in ok:
+                typer.echo(f"{r['input']}\tscore {r['score']:.4g}\tpercentile {r['percentile']:.1f}\t"
+                           f"{'OOD' if r['flag'] else 'ok'}")
+            common.notice(f"{summary['flagged']} of {len(ok)} images flagged above the {threshold:g}th training percentile")
+        return code
+
+    run_command(common, body)
+
+
+def _write_plot(path: Path, s_in, s_out, thr: float) -> str:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6.4, 3.6))
+        bins = np.linspace(min(np.min(s_in), np.min(s_out)), max(np.max(s_in), np.max(s_out)), 40)
+        ax.hist(s_in, bins, alpha=0.6, density=True, label="inliers")
+        ax.hist(s_out, bins, alpha=0.6, density=True, label="outliers")
+        ax.axvline(thr, color="k", label="threshold")
+        ax.set_xlabel("OOD score")
+        ax.legend()
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        return "matplotlib"
+    except ImportError:
+        import imageio.v3 as iio
+
+        iio.imwrite(path, histogram_image(s_in, s_out, thr))
+        return "numpy (inliers blue, outliers red, threshold black line)"
+
+
+@ood_app.command(name="eval")
+def evaluate(
+    model_path: ModelOpt,
+    inliers: Annotated[Path, typer.Option("--inliers", help="Folder of in-distribution images.")],
+    outliers: Annotated[Path, typer.Option("--outliers", help="Folder of out-of-distribution images (the positive class).")],
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a histogram of both score sets to this PNG file.")] = None,
+    threshold: ThresholdOpt = 95.0,
+    method: MethodOverrideOpt = None,
+    weights: Annotated[str | None, typer.Option("--weights", "-w", help="The prior, if it moved since fitting (must be the same file).")] = None,
+    precision: PrecisionOpt = "auto",
+    recursive: RecursiveOpt = False,
+    device: DeviceOpt = "auto",
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """AUROC, AUPR (positive class = outliers) and FPR at 95% TPR of the OOD score on two folders."""
+    common = Common(device=device, json=json, quiet=quiet, debug=debug)
+
+    def body():
+        _check_threshold(threshold)
+        model = _load(model_path, method)
+        ood_check_prior(model, model.prior.get("channels"), weights)
+        sets = {}
+        code = 0
+        for name, folder in (("inliers", inliers), ("outliers", outliers)):
+            rows, c = _score_files(common, model, folder, weights, device, precision, threshold, method, recursive, name)
+            code = max(code, c)
+            sets[name] = [r for r in rows if r["status"] == "ok"]
+            if not sets[name]:
+                raise ScoretoolError(f"{folder}: no image could be scored")
+        s_in = np.array([r["score"] for r in sets["inliers"]])
+        s_out = np.array([r["score"] for r in sets["outliers"]])
+        m = detection_metrics(s_in, s_out)
+        thr = model.threshold(threshold, method)
+        m.update(method=method or model.method, threshold_percentile=threshold, threshold=thr,
+                 inliers_flagged=float(np.mean(s_in > thr)), outliers_flagged=float(np.mean(s_out > thr)))
+        if plot is not None:
+            m["plot"] = str(plot)
+            m["plot_drawn_with"] = _write_plot(plot, s_in, s_out, thr)
+        if json:
+            common.emit({"command": "ood eval", "model": str(model_path), "metrics": m,
+                         "inliers": sets["inliers"], "outliers": sets["outliers"]})
+        else:
+            typer.echo(f"AUROC {m['auroc']:.4f}  AUPR {m['aupr']:.4f} (positive class: outliers)  "
+                       f"FPR@95%TPR {m['fpr_at_95_tpr']:.4f}")
+            typer.echo(f"flagged above the {threshold:g}th training percentile: inliers {m['inliers_flagged']:.1%} "
+                       f"of {m['inliers']}, outliers {m['outliers_flagged']:.1%} of {m['outliers']}")
+            if plot is not None:
+                common.notice(f"histogram → {plot} (drawn with {m['plot_drawn_with']})")
+        return code
+
+    run_command(common, body)
