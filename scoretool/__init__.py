@@ -5,8 +5,8 @@ Public API (numpy arrays in and out; the CLI calls the same functions), see READ
 
 __version__ = "0.1.0"
 
-from .api import (  # noqa: E402,F401  # noqa: E402,F401  # noqa: E402,F401
-    denoise,  # noqa: E402,F401
+from .api import (  # noqa: E402,F401
+    denoise,
     estimate_noise,
     evaluate_split,
     evaluate_sure,
@@ -14,6 +14,8 @@ from .api import (  # noqa: E402,F401  # noqa: E402,F401  # noqa: E402,F401
     ood_fit,
     ood_score,
     ood_spec,
-    restore,  # noqa: E402,F401
+    posterior_components,
+    posterior_std,
+    restore,
     tweedie_denoise,
 )
