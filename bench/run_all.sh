@@ -14,7 +14,7 @@ mkdir -p bench/results/logs
 (
   python bench/denoise.py --sets CBSD68 --sigmas 25 --peer-images 8 --out denoise-cbsd68 --record
   python bench/restore.py --sets CBSD68 --tasks sr4,colorize --images 4 --steps 100 --name restore-cbsd68
-  python bench/ood.py --max-train 200
+  python bench/ood.py --max-train 150
   python bench/reliability.py
   python bench/engine.py --images 5
 ) > bench/results/logs/stream-b.log 2>&1 &
