@@ -44,7 +44,7 @@ def channels_of(image: np.ndarray) -> int:
 
 def denoise(image: np.ndarray, sigma: float | None = None, weights: str | None = None, device: str = "auto",
             precision: str = "auto", tile: int = 512, progress=None, *, noise: str = "gaussian",
-            zeta: float | None = None, k: float | None = None, negative: str = "error") -> np.ndarray:
+            zeta: float | None = None, k: float | None = None, negative: str = "error", ensemble: int = 1) -> np.ndarray:
     """Gaussian denoising by Tweedie's formula with a prior, x̂ = E[x | y] = D(y, σ).
 
     Args:
@@ -53,6 +53,7 @@ def denoise(image: np.ndarray, sigma: float | None = None, weights: str | None =
         weights: bundled model name or .safetensors path; default prior-gray / prior-rgb.
         noise, zeta, k, negative: other noise families and Noise2Score models: see `tweedie_denoise`
             (which also returns the report: estimates, guards).
+        ensemble: 1, 2, 4 or 8 flips/rotations averaged (Gaussian with a prior; more passes, higher PSNR).
     Returns:
         The posterior-mean estimate, same shape, float32, not clipped.
     """
@@ -62,7 +63,7 @@ def denoise(image: np.ndarray, sigma: float | None = None, weights: str | None =
         return tweedie_denoise(image, noise, param, weights, device, precision, tile, negative=negative,
                                progress=progress)[0]
     x, shape = _as_batch(image)
-    out = torch.cat([engine.denoise_tiled(xi[None], float(sigma), progress) for xi in x])
+    out = torch.cat([engine.denoise_tiled(xi[None], float(sigma), progress, ensemble) for xi in x])
     return _from_batch(out, shape)
 
 

@@ -67,3 +67,17 @@ def test_network_any_size_and_score(channels, h, w):
     torch.testing.assert_close(s, (d - x) / sigma[:, None, None, None] ** 2)
     sd = 0.5
     torch.testing.assert_close(d, x * (sd**2 / (sigma**2 + sd**2))[:, None, None, None])
+
+
+def test_dihedral_ensemble_is_exact_for_an_equivariant_function_and_averages_otherwise():
+    from scoretool.engine import dihedral_ensemble
+
+    x = torch.rand(1, 1, 12, 12)
+    blur = lambda t: torch.nn.functional.avg_pool2d(t, 3, 1, 1, count_include_pad=False)  # noqa: E731
+    for n in (1, 2, 4, 8):
+        torch.testing.assert_close(dihedral_ensemble(blur, x, n), blur(x))
+    shift = lambda t: torch.roll(t, 1, dims=-1)  # noqa: E731  (not equivariant: the ensemble averages the shifts)
+    avg = dihedral_ensemble(shift, x, 2)
+    torch.testing.assert_close(avg, 0.5 * (torch.roll(x, 1, -1) + torch.roll(x, -1, -1)))
+    with pytest.raises(ScoretoolError):
+        dihedral_ensemble(blur, x, 3)
