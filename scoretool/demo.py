@@ -162,10 +162,10 @@ def run_demo(out: Path, steps: int = 50, device: str = "auto", seed: int = 0,
                 for x0 in range(0, f.shape[1] - 96 + 1, 96):
                     photos.append(f[y0 : y0 + 96, x0 : x0 + 96])
         order = np.random.default_rng(seed).permutation(len(photos))
-        train = [photos[i] for i in order[: len(order) * 2 // 3]]
-        held = [photos[i] for i in order[len(order) * 2 // 3 :]][:12]
+        train = [photos[i] for i in order[:40]]
+        held = [photos[i] for i in order[40:52]]
         odd = [data.text()[:96, :96] / 255.0, data.checkerboard()[:96, :96] / 255.0, data.page()[:96, :96] / 255.0,
-               data.binary_blobs(96, seed=seed).astype(np.float32), np.random.default_rng(1).random((96, 96)),
+               data.binary_blobs(96, rng=seed).astype(np.float32), np.random.default_rng(1).random((96, 96)),
                np.full((96, 96), 0.5)]
         model = api.ood_fit(train, weights="prior-gray", method="knn", levels=6, device=device)
         s_in = [api.ood_score(np.asarray(i, np.float32), model, "prior-gray", device)[0]["score"] for i in held]
