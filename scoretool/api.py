@@ -124,7 +124,7 @@ def network_denoiser(engine: Engine):
 
 def posterior_std(image: np.ndarray, sigma: float, weights: str | None = None, probes: int = 8, stride: int = 1,
                   method: str = "forward", seed: int = 0, device: str = "auto", tile: int = 512,
-                  smooth: float = 0.0, progress=None) -> tuple[np.ndarray, np.ndarray, dict]:
+                  smooth: float = 1.0, progress=None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Per-pixel posterior standard deviation √Var[x | y] ≈ σ·√diag(∂D/∂y) (Hutchinson probes, tiled).
 
     Args:
