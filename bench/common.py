@@ -34,8 +34,9 @@ def gaussian_noisy(x: np.ndarray, sigma: float, seed: int) -> np.ndarray:
 
 def psnr(estimate: np.ndarray, clean: np.ndarray) -> float:
     """PSNR with data range 1 after clamping the estimate to [0,1]."""
-    mse = float(np.mean((np.clip(estimate, 0, 1) - clean) ** 2))
-    return 10 * np.log10(1 / mse)
+    from scoretool.metrics import psnr as psnr_range
+
+    return psnr_range(np.clip(estimate, 0, 1), clean, 1.0)
 
 
 class Timer:

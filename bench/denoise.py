@@ -85,7 +85,7 @@ def main() -> None:
                     seconds += t.seconds
                     mpix += x.shape[0] * x.shape[1] / 1e6
                     scores.append(psnr(np.asarray(est, np.float32), x))
-                row = {"set": set_name, "sigma": s, "method": m, "images": n, "psnr": float(np.mean(scores)),
+                row = {"set": set_name, "colour": colour, "sigma": s, "method": m, "images": n, "psnr": float(np.mean(scores)),
                        "s_per_mp": seconds / mpix if m != "noisy" else None}
                 rows.append(row)
                 print(f"{set_name:7s} σ={s:4.0f} {m:10s} {row['psnr']:.3f} dB  n={n}  "
@@ -103,7 +103,7 @@ def record(rows: list[dict], args) -> None:
 
     for colour, weights in ((False, args.gray_weights), (True, args.rgb_weights)):
         measured = {f"{r['set']} σ={r['sigma']:g}": round(r["psnr"], 2) for r in rows
-                    if r["method"] == "scoretool" and (r["set"].startswith("C") == colour) and r["images"] >= 12}
+                    if r["method"] == "scoretool" and r["colour"] == colour and r["images"] >= 12}
         if measured:
             path = resolve_weights(weights, 3 if colour else 1)
             update_info(path, measured_psnr=measured, measured_by="python bench/denoise.py (float noise, seed = image index)")

@@ -41,6 +41,18 @@ PrecisionOpt = Annotated[str, typer.Option("--precision", help="Network arithmet
 TileOpt = Annotated[int, typer.Option("--tile", help="Tile size in pixels for large images (overlapping tiles, blended; bounds memory).")]
 
 
+def parse_range(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ScoretoolError(f"--range {text}: expected MIN,MAX (two numbers)") from None
+    if not hi > lo:
+        raise ScoretoolError(f"--range {text}: MAX must be greater than MIN")
+    return lo, hi
+
+
 @dataclass
 class Common:
     device: str = "auto"

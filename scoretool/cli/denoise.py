@@ -29,22 +29,11 @@ from .common import (
     SeedOpt,
     TileOpt,
     WeightsOpt,
+    parse_range,
     plan_jobs,
     run_batch,
     run_command,
 )
-
-
-def parse_range(text: str | None) -> tuple[float, float] | None:
-    if text is None:
-        return None
-    try:
-        lo, hi = (float(v) for v in text.split(","))
-    except ValueError:
-        raise ScoretoolError(f"--range {text}: expected MIN,MAX (two numbers)") from None
-    if not hi > lo:
-        raise ScoretoolError(f"--range {text}: MAX must be greater than MIN")
-    return lo, hi
 
 
 def choose_noise(noise: str | None, sigma: float | None, zeta: float | None, k: float | None) -> tuple[str | None, str | None]:

@@ -34,11 +34,11 @@ from .common import (
     SeedOpt,
     TileOpt,
     WeightsOpt,
+    parse_range,
     plan_jobs,
     run_batch,
     run_command,
 )
-from .denoise import parse_range
 
 MODES = ("refs", "clean", "sure", "split")
 

@@ -26,11 +26,11 @@ from .common import (
     SeedOpt,
     TileOpt,
     WeightsOpt,
+    parse_range,
     plan_jobs,
     run_batch,
     run_command,
 )
-from .denoise import parse_range
 
 SYMBOL = {"gaussian": "sigma", "poisson": "zeta", "gamma": "k"}
 

@@ -30,11 +30,11 @@ from .common import (
     SeedOpt,
     TileOpt,
     WeightsOpt,
+    parse_range,
     plan_jobs,
     run_batch,
     run_command,
 )
-from .denoise import parse_range
 
 TASKS = ("sr", "inpaint", "colorize", "deblur", "cs")
 
