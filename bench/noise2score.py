@@ -254,7 +254,7 @@ def main() -> None:
     ap.add_argument("--peer-images", type=int, default=None, help="BM3D / Anscombe+BM3D on the first N only")
     ap.add_argument("--prior", default="prior-gray")
     ap.add_argument("--n2s", default=None, help="override models: family=NAME_OR_PATH,... (default n2s-<family>-gray)")
-    ap.add_argument("--sigma-a", type=float, default=0.002, help="σ_a at which the Noise2Score score is read")
+    ap.add_argument("--sigma-a", type=float, default=None, help="σ_a at which the Noise2Score score is read (default: the tool's auto rule)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--grid-set", default="BSD68")
     ap.add_argument("--grid-images", type=int, default=20)

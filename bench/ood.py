@@ -88,7 +88,9 @@ def variants(spec: FeatureSpec) -> dict[str, FeatureSpec]:
             "global": FeatureSpec(**base, quantiles=(), rms=True, corr=False, parity=False),
             "global+corr+parity": FeatureSpec(**base, quantiles=(), rms=True, corr=True, parity=True),
             "local": FeatureSpec(**base, quantiles=(0.1, 0.5, 0.9, 1.0), rms=False, corr=False),
-            "local+corr+parity": FeatureSpec(**base, quantiles=(0.1, 0.5, 0.9, 1.0), rms=False, corr=True, parity=True)}
+            "local+corr+parity": FeatureSpec(**base, quantiles=(0.1, 0.5, 0.9, 1.0), rms=False, corr=True, parity=True),
+            "default+q0.1": FeatureSpec(**base, quantiles=(0.1,), rms=True, corr=True, parity=True),
+            "global+q0.1": FeatureSpec(**base, quantiles=(0.1,), rms=True, corr=False, parity=False)}
 
 
 def run_config(label, train_set, test_set, weights, channels, args, sigma_min) -> tuple[list[dict], dict]:

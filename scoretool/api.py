@@ -174,7 +174,7 @@ def posterior_components(image: np.ndarray, sigma: float, k: int = 3, region: tu
 
 def restore(image: np.ndarray, task: str, *, scale: int = 4, sr_kernel: str = "avgpool", mask: np.ndarray | None = None,
             kernel: np.ndarray | None = None, ratio: float = 0.25, sigma_y: float = 0.0, steps: int = 100,
-            eta: float = 1.0, travel: int = 0, sigma_max: float = 1.0, weights: str | None = None,
+            eta: float = 1.0, travel: int = 0, sigma_max: float = 1.0, samples: int = 1, weights: str | None = None,
             device: str = "auto", precision: str = "auto", tile: int = 512, seed: int = 0,
             progress=None) -> tuple[np.ndarray, dict]:
     """Zero-shot restoration by DDNM / DDNM+ with a prior (methods.md §3; maths in scoretool.ddnm).
@@ -187,6 +187,9 @@ def restore(image: np.ndarray, task: str, *, scale: int = 4, sr_kernel: str = "a
         task: sr | inpaint | colorize | deblur | cs. mask: (H, W), non-zero = missing pixel (inpaint).
         kernel: 2-D blur kernel (deblur; circular boundary). sigma_y: measurement noise std on the [0,1]
             scale (> 0: DDNM+). steps, eta, travel, sigma_max: sampler settings (scoretool.ddnm).
+        samples: average this many posterior samples (one chain each, ×samples time). One DDNM chain is
+            a sample from p(x | y); the average tends to the posterior mean E[x | y], the MSE-optimal
+            estimate (higher PSNR, less invented detail). Each sample is data-consistent, so is the mean.
     Returns:
         (x̂ float32 unclipped, same layout as the input with the output's size and channels,
          info {"nfe", "residual" = ‖A·x̂ − y‖/‖y‖, "x_shape"}).
@@ -232,8 +235,15 @@ def restore(image: np.ndarray, task: str, *, scale: int = 4, sr_kernel: str = "a
         return torch.cat([engine.denoise_tiled(xi[None], float(s)) for xi, s in zip(x, sigma)])
 
     gen = torch.Generator().manual_seed(seed)
-    x, nfe = ddnm_sample(denoiser, op, y, steps=steps, eta=eta, sigma_y=sigma_y, travel=travel, sigma_max=sigma_max,
-                         generator=gen, progress=progress)
+    if samples < 1:
+        raise ValueError(f"samples {samples}: must be ≥ 1")
+    x, nfe = None, 0
+    for _ in range(samples):
+        xk, n = ddnm_sample(denoiser, op, y, steps=steps, eta=eta, sigma_y=sigma_y, travel=travel,
+                            sigma_max=sigma_max, generator=gen, progress=progress)
+        x = xk if x is None else x + xk
+        nfe += n
+    x = x / samples
     residual = float(data_consistency(op, x, y)[0])
     out = x.permute(0, 2, 3, 1).cpu().numpy()[0]
     if np.ndim(image) == 2 and out.shape[-1] == 1:
@@ -401,8 +411,26 @@ def _check_finite(image: np.ndarray) -> None:
         raise ScoretoolError(f"{bad} pixel(s) are NaN or infinite")
 
 
+def _sigma_a(sigma_a: float | None, info: dict, y: torch.Tensor, family: str | None, parameter: float | None) -> float:
+    """The σ_a to read a Noise2Score score at: as given, else noise.auto_sigma_a for the family and
+    parameter (those of the model's training data when not known yet), within the model's σ range."""
+    from . import noise as nz
+
+    if sigma_a is not None:
+        return float(sigma_a)
+    bounds = (float(info.get("sigma_min", 0.001)), float(info.get("sigma_max", 0.1)))
+    if family is None or parameter is None:
+        trained = info.get("noise") or {}
+        family = trained.get("family")
+        value = trained.get(nz.PARAM_NAME.get(family or "", ""), None)
+        parameter = (value / 255 if family == "gaussian" else value) if value is not None else None
+    if family is None or parameter is None:
+        return max(0.01, bounds[0])
+    return nz.auto_sigma_a(y, family, float(parameter), bounds)
+
+
 def estimate_noise(image: np.ndarray, weights: str | None = None, family: str | None = None,
-                   sigma_a: float = 0.002, device: str = "auto", tile: int = 512, seed: int = 0) -> dict:
+                   sigma_a: float | None = None, device: str = "auto", tile: int = 512, seed: int = 0) -> dict:
     """Noise family and parameter of a noisy image from a Noise2Score model's score alone (methods.md §2).
 
     Args:
@@ -417,18 +445,20 @@ def estimate_noise(image: np.ndarray, weights: str | None = None, family: str | 
 
     _check_finite(image)
     ch = model_channels(weights, channels_of(image))
-    engine, _ = _noise2score_engine(weights, ch, device, tile, "noise estimation")
+    engine, info = _noise2score_engine(weights, ch, device, tile, "noise estimation")
     y, _ = _as_batch(image)
     if ch != y.shape[1]:
         y = _grey_frames(y)
     gen = torch.Generator().manual_seed(seed)
-    est = nz.estimate_noise(nz.score_from_denoiser(_tiled_denoiser(engine), sigma_a), y, family, generator=gen)
+    sigma_a = _sigma_a(sigma_a, info, y, None, None)
+    est = nz.estimate_noise(nz.score_from_denoiser(_tiled_denoiser(engine), sigma_a), y, family, generator=gen,
+                            sigma_a=sigma_a)
     return {**est.as_dict(), "sigma_a": sigma_a}
 
 
 def tweedie_denoise(image: np.ndarray, noise: str = "gaussian", parameter: float | None = None,
                     weights: str | None = None, device: str = "auto", precision: str = "auto", tile: int = 512,
-                    sigma_a: float = 0.002, negative: str = "error", seed: int = 0, progress=None) -> tuple[np.ndarray, dict]:
+                    sigma_a: float | None = None, negative: str = "error", seed: int = 0, progress=None) -> tuple[np.ndarray, dict]:
     """Posterior-mean denoising for Gaussian, Poisson or Gamma noise, with a report.
 
     With a Noise2Score model (kind noise2score): Tweedie from the noisy score s = (D(y, σ_a) − y)/σ_a²
@@ -476,8 +506,9 @@ def tweedie_denoise(image: np.ndarray, noise: str = "gaussian", parameter: float
     guards = nz.GuardReport()
     if n2s:
         engine, _ = load_engine(weights, ch, device, "fp32", tile)
+        sigma_a = _sigma_a(sigma_a, info, y, noise, parameter)
         s = nz.noisy_score(_tiled_denoiser(engine, progress), y, sigma_a)
-        out, guards = nz.tweedie_posterior_mean(y, s, noise, parameter, sigma_a if noise == "gaussian" else 0.0)
+        out, guards = nz.tweedie_posterior_mean(y, s, noise, parameter, sigma_a)
         method = "noise2score tweedie"
     elif noise == "gaussian":
         out = torch.cat([engine.denoise_tiled(yi[None], parameter, progress) for yi in y])

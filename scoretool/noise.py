@@ -124,13 +124,42 @@ def _fallback(y: torch.Tensor, xhat: torch.Tensor, bad: torch.Tensor) -> torch.T
     return torch.where(bad, y, xhat)
 
 
+def noise_variance(y: torch.Tensor, family: str, param: float, floor: float = 0.02) -> torch.Tensor:
+    """Var[y | x] at x ≈ max(y, floor): σ², ζ·x or x²/k (the floor keeps dark pixels finite)."""
+    family = check_family(family)
+    if family == "gaussian":
+        return torch.full_like(y, param**2)
+    x = y.clamp_min(floor)
+    return param * x if family == "poisson" else x * x / param
+
+
+def smoothing_correction(y: torch.Tensor, family: str, param: float, sigma_a: float) -> torch.Tensor:
+    """Factor 1 + σ_a²/Var[y | x] that turns a score smoothed at σ_a back into the noisy score, to first
+    order: locally the noise is Gaussian with variance V, the smoothed score is V/(V + σ_a²) times the
+    posterior-mean residual over V, so s_Y ≈ s_σa·(V + σ_a²)/V. Exact for Gaussian noise, where
+    y + σ²·s_Y·(1 + σ_a²/σ²) = y + (σ² + σ_a²)·s_σa is the posterior mean at level √(σ² + σ_a²)."""
+    return 1 + sigma_a**2 / noise_variance(y, family, param)
+
+
+def auto_sigma_a(y: torch.Tensor, family: str, param: float, bounds: tuple[float, float],
+                 fraction: float = 0.3) -> float:
+    """σ_a at which to read an AR-DAE score: `fraction` of the noise std (rms over the image), clamped to
+    the model's trained σ range. Smaller σ_a has less smoothing bias, but the network's error in
+    (D(y, σ_a) − y)/σ_a² grows as 1/σ_a; 0.3 leaves a bias that smoothing_correction removes to first order."""
+    std = float(noise_variance(y, family, param).mean().sqrt())
+    return float(min(max(fraction * std, bounds[0]), bounds[1]))
+
+
 def tweedie_posterior_mean(y: torch.Tensor, score: torch.Tensor, family: str, param: float,
                            sigma_a: float = 0.0) -> tuple[torch.Tensor, GuardReport]:
     """Noise2Score's Tweedie posterior mean from s = ∇ log p_Y(y) (Kim & Ye, NeurIPS 2021; methods.md §2).
 
-    gaussian: x̂ = y + (σ² + σ_a²)·s   (σ_a: the smoothing of a score taken at σ_a > 0; exact then)
+    gaussian: x̂ = y + σ²·s
     poisson:  x̂ = (y + ζ/2)·exp(ζ·s)
     gamma:    x̂ = k·y / ((k − 1) − y·s)
+    A score read at σ_a > 0 is that of p_Y smoothed by N(0, σ_a²); it is first rescaled by
+    smoothing_correction (for Gaussian noise this makes x̂ = y + (σ² + σ_a²)·s, exactly the posterior
+    mean at noise level √(σ² + σ_a²)).
     Guards (counted in the report, pixel falls back to y): non-finite s; ζ·s > EXP_MAX; Gamma
     denominator ≤ GAMMA_MIN_DENOMINATOR·(k − 1). y must be ≥ 0 for poisson/gamma (see check_nonnegative).
     """
@@ -140,8 +169,10 @@ def tweedie_posterior_mean(y: torch.Tensor, score: torch.Tensor, family: str, pa
     finite = torch.isfinite(score)
     report.nonfinite_score = int((~finite).sum())
     s = torch.where(finite, score, torch.zeros_like(score))
+    if sigma_a > 0:
+        s = s * smoothing_correction(y, family, param, sigma_a)
     if family == "gaussian":
-        xhat = y + (param**2 + sigma_a**2) * s
+        xhat = y + param**2 * s
         bad = ~finite
     elif family == "poisson":
         e = param * s
@@ -360,9 +391,15 @@ class NoiseEstimate:
 
 
 def estimate_noise(score_fn: ScoreFn, y: torch.Tensor, family: str | None = None, eps: float = 0.005,
-                   generator: torch.Generator | None = None) -> NoiseEstimate:
-    """Estimate the noise family (unless given) and its parameter from the noisy-density score alone."""
+                   generator: torch.Generator | None = None, sigma_a: float = 0.0) -> NoiseEstimate:
+    """Estimate the noise family (unless given) and its parameter from the noisy-density score alone.
+
+    A score read at σ_a has curvature −1/(V + σ_a²) where the noisy one has −1/V, so σ_a² is taken off
+    the local variance −1/s′ first (pixels left with V ≤ 0 drop out)."""
     sp = score_derivative(score_fn, y, eps, generator)
+    if sigma_a > 0:
+        v = -1 / sp - sigma_a**2
+        sp = torch.where((sp < 0) & (v > 0), -1 / v, torch.full_like(sp, float("nan")))
     params = estimate_parameters(y, sp)
     p, phi = estimate_power(y, sp)
     fam = check_family(family) if family else classify_power(p)

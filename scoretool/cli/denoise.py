@@ -71,7 +71,7 @@ def denoise(
     zeta: Annotated[float | None, typer.Option("--zeta", help="Poisson scale ζ on the [0,1] intensity scale (paper: 0.01). Left out: estimated (Noise2Score model).")] = None,
     k: Annotated[float | None, typer.Option("--k", help="Gamma shape k (> 1; mean x, variance x²/k; paper: 100). Left out: estimated (Noise2Score model).")] = None,
     negative: Annotated[str, typer.Option("--negative", help="Poisson/Gamma input with values < 0: error (default; the file is reported) or clip (set to 0, counted in the report).")] = "error",
-    sigma_a: Annotated[float, typer.Option("--sigma-a", help="AR-DAE σ_a on the [0,1] scale at which a Noise2Score model's score s(y, σ_a) is read (small: 0.001–0.005).")] = 0.002,
+    sigma_a: Annotated[float | None, typer.Option("--sigma-a", help="AR-DAE σ_a on the [0,1] scale at which a Noise2Score model's score s(y, σ_a) is read. Default: 0.3 × the noise std, within the model's trained σ range (its smoothing is corrected for).")] = None,
     weights: WeightsOpt = None,
     tile: TileOpt = 512,
     ensemble: Annotated[int, typer.Option("--ensemble", help="Average the prior's denoiser over 1, 2, 4 or 8 flips/rotations (Gaussian with a prior): ×N time, higher PSNR.")] = 1,
@@ -95,7 +95,7 @@ def denoise(
         family, given = choose_noise(noise, sigma, zeta, k)
         if negative not in ("error", "clip"):
             raise ScoretoolError(f"--negative {negative}: expected error or clip")
-        if not 0 < sigma_a <= 0.1:
+        if sigma_a is not None and not 0 < sigma_a <= 0.1:
             raise ScoretoolError(f"--sigma-a {sigma_a}: expected a value in (0, 0.1]")
         vrange = parse_range(value_range)
         jobs = plan_jobs(common, input, output, fmt, recursive)

@@ -85,7 +85,7 @@ def noise(
     input: Annotated[Path, typer.Argument(help="Noisy image file or folder of images.")],
     weights: WeightsOpt = None,
     family: Annotated[str | None, typer.Option("--noise", help="Known family gaussian, poisson or gamma: estimate only its parameter. Default: estimate the family too (from the Tweedie power p: < 0.5 Gaussian, < 1.5 Poisson, else Gamma).")] = None,
-    sigma_a: Annotated[float, typer.Option("--sigma-a", help="AR-DAE σ_a on the [0,1] scale at which the model's score is read (0.001–0.005).")] = 0.002,
+    sigma_a: Annotated[float | None, typer.Option("--sigma-a", help="AR-DAE σ_a on the [0,1] scale at which a Noise2Score model's score s(y, σ_a) is read. Default: 0.3 × the noise std, within the model's trained σ range (its smoothing is corrected for).")] = None,
     value_range: RangeOpt = None,
     tile: TileOpt = 512,
     recursive: RecursiveOpt = False,
@@ -104,7 +104,7 @@ def noise(
         fam = family.lower() if family else None
         if fam is not None and fam not in SYMBOL:
             raise ScoretoolError(f"--noise {family}: expected gaussian, poisson or gamma")
-        if not 0 < sigma_a <= 0.1:
+        if sigma_a is not None and not 0 < sigma_a <= 0.1:
             raise ScoretoolError(f"--sigma-a {sigma_a}: expected a value in (0, 0.1]")
         check_noise2score(weights)
         vrange = parse_range(value_range)
