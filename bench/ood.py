@@ -12,7 +12,8 @@ images). Feature variants side by side, from the same network passes (scoretool.
   default     — the recipe `scoretool ood fit` uses by default;
   global      — one √N-normalised norm per level over the sampled crops (the MSMA / pilot recipe);
   local       — quantiles 0.1/0.5/0.9/max of per-patch (32²) RMS score norms per level;
-  +corr+parity — adds the lag-1 autocorrelation of the score map and its even/odd asymmetry per level.
+  +corr+parity — adds the lag-1 autocorrelation of the score map and its even/odd asymmetry per level;
+  +q0.1       — adds the 10% quantile of the per-patch norms (the flattest patches: aimed at added noise).
 Positive class = outliers. Calibration = fraction of inliers flagged above the 95th percentile of
 the held-out (cross-validated) training scores, beside the in-sample GMM reference (the pilot's 13%).
 Also: seconds per 1 MP image (features + density, warm) and bf16 vs fp32 feature differences.

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import subprocess
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -182,9 +184,38 @@ def _load_checkpoint(path: Path, net, ema, opt) -> int:
     return int(info["checkpoint_step"])
 
 
+class StopRequest:
+    """SIGTERM / SIGINT (kill, Ctrl-C) while training: finish the step, write the checkpoint and the model,
+    then stop — like --time-limit. A second signal interrupts at once. Main thread only (signal rule)."""
+
+    def __init__(self):
+        self.requested, self._old = False, {}
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
 def train(cfg: TrainConfig, output: Path, resume: bool = False,
           on_step: Callable[[int, float, float], None] | None = None) -> dict:
-    """Train and write the EMA weights to `output`; returns the training record (also in metadata)."""
+    """Train and write the EMA weights to `output`; returns the training record (also in metadata).
+    SIGTERM / SIGINT stop it cleanly with a checkpoint and a usable model (StopRequest)."""
+    with StopRequest() as stop:
+        return _train(cfg, output, resume, on_step, stop)
+
+
+def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, stop: StopRequest) -> dict:
     output = Path(output)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -229,7 +260,7 @@ def train(cfg: TrainConfig, output: Path, resume: bool = False,
     t0 = last_ckpt = time.monotonic()
     train_seconds = float(read_metadata(ckpt)[1].get("train_seconds", 0.0)) if resume else 0.0
     step, loss_avg = start, None
-    stopped_by_time = False
+    stopped_by_time = stopped_by_signal = False
     while step < cfg.steps:
         u = next(loader).to(device).contiguous(memory_format=torch.channels_last)
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * world + rank)
@@ -254,6 +285,8 @@ def train(cfg: TrainConfig, output: Path, resume: bool = False,
         out_of_time = cfg.time_limit_minutes is not None and now - t0 >= cfg.time_limit_minutes * 60
         if out_of_time:
             stopped_by_time = True
+        if stop.requested:
+            out_of_time, stopped_by_signal = True, True
         if rank == 0 and (now - last_ckpt >= cfg.checkpoint_minutes * 60 or out_of_time or step == cfg.steps):
             info["train_seconds"] = train_seconds + now - t0
             _save_checkpoint(ckpt, net, ema, opt, step, cfg, info)
@@ -265,7 +298,7 @@ def train(cfg: TrainConfig, output: Path, resume: bool = False,
         if out_of_time:
             break
     info.update(steps=step, steps_planned=cfg.steps, final_loss=loss_avg,
-                train_seconds=train_seconds + time.monotonic() - t0, stopped_by_time_limit=stopped_by_time,
+                train_seconds=train_seconds + time.monotonic() - t0, stopped_by_time_limit=stopped_by_time, stopped_by_signal=stopped_by_signal,
                 threads=torch.get_num_threads())
     if rank == 0:
         tmp = output.with_name(output.name + ".tmp")

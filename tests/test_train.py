@@ -128,3 +128,26 @@ def test_init_from_a_grey_model_starts_a_colour_one(toy_folder, tmp_path, tiny_m
     x = torch.rand(1, 1, 16, 16).repeat(1, 3, 1, 1)
     with torch.no_grad():
         torch.testing.assert_close(colour(x, 0.2), grey(x[:, :1], 0.2).repeat(1, 3, 1, 1), rtol=1e-4, atol=1e-5)
+
+
+def test_sigterm_stops_with_checkpoint_and_model(toy_folder, tmp_path):
+    """kill (SIGTERM) during training: the step finishes, the checkpoint and a loadable model are written,
+    the exit code is 0, and the record says why it stopped."""
+    import signal
+    import time
+
+    out = tmp_path / "sig.safetensors"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "scoretool", "train", str(toy_folder), "-o", str(out), "--steps", "1000000",
+           "--patch", "16", "--batch", "4", "--widths", "8,16", "--precision", "fp32", "--quiet",
+           "--checkpoint-minutes", "0.001"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not checkpoint_path(out).exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert checkpoint_path(out).exists(), proc.stderr.read() if proc.poll() is not None else "no checkpoint"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    _, info = load_model(str(out))
+    assert info["stopped_by_signal"] and 0 < info["steps"] < 1000000

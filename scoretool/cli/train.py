@@ -79,5 +79,7 @@ def train(
             common.emit({"output": str(output), **record})
         else:
             common.notice(f"wrote {output} after {record['steps']} steps ({record['train_seconds'] / 60:.1f} min)")
+            if record.get("stopped_by_signal"):
+                common.notice("stopped by a signal; continue with the same command and --resume")
 
     run_command(common, body)
