@@ -20,7 +20,15 @@ stream_b() {
   python bench/reliability.py
   python bench/engine.py --images 5
 }
+stream_c() {  # session 2: Noise2Score models, restore with averaged samples, the 2048² memory run
+  python bench/noise2score.py --sets BSD68,Set12 --configs gaussian:25,poisson:0.01,gamma:100 --peer-images 12 \
+    --grid-models runs/n2s-gaussian15.safetensors,runs/n2s-gaussian50.safetensors,runs/n2s-poisson005.safetensors,runs/n2s-gamma50.safetensors
+  python bench/restore.py --sets Set12 --tasks inpaint80 --images 6 --steps 100 --samples 2 --name restore-set12-inpaint80-samples2
+  python bench/restore.py --sets none --big 2048 --name restore-big
+  python bench/ood.py --configs grey --out ood-grey-exp
+}
 case "${1:-all}" in
+  c) stream_c > bench/results/logs/stream-c.log 2>&1 ;;
   a) stream_a > bench/results/logs/stream-a.log 2>&1 ;;
   b) stream_b > bench/results/logs/stream-b.log 2>&1 ;;
   *) stream_a > bench/results/logs/stream-a.log 2>&1 & stream_b > bench/results/logs/stream-b.log 2>&1 & wait ;;

@@ -41,6 +41,9 @@ def save_model(path, net: ScoreUNet, info: dict, extra: dict[str, torch.Tensor] 
     tensors.update({k: v.detach().contiguous().cpu() for k, v in (extra or {}).items()})
     meta = {"format": FORMAT, "config": json.dumps(net.config.to_dict()), "info": json.dumps(info)}
     save_file(tensors, str(path), metadata=meta)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # safetensors writes 0600; a model file is an ordinary output
 
 
 def resolve_weights(name_or_path: str | None, channels: int | None = None) -> Path:
