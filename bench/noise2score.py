@@ -94,7 +94,7 @@ def anscombe_bm3d(y, zeta):
 
 def denoise_rows(args, notes) -> list[dict]:
     rows = []
-    configs = [(c.split(":")[0], float(c.split(":")[1])) for c in args.configs.split(",")]
+    configs = [(c.split(":")[0], float(c.split(":")[1])) for c in filter(None, args.configs.split(","))]
     prior_missing = available(args.prior)
     if prior_missing:
         notes.append(f"clean prior {args.prior} skipped: {prior_missing}")
@@ -122,6 +122,8 @@ def denoise_rows(args, notes) -> list[dict]:
             if not prior_missing:
                 methods["prior"] = lambda y, f=family, q=param: scoretool.tweedie_denoise(y, f, q, args.prior)
             methods["noisy"] = lambda y: (y, None)
+            if args.methods:
+                methods = {k: v for k, v in methods.items() if k in args.methods.split(",")}
             for name, fn in methods.items():
                 n = len(images) if args.peer_images is None or name not in ("BM3D", "Anscombe+BM3D") else min(args.peer_images, len(images))
                 scores, seconds, guarded, estimates = [], 0.0, 0, []
@@ -253,6 +255,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=None, help="first N images per set")
     ap.add_argument("--peer-images", type=int, default=None, help="BM3D / Anscombe+BM3D on the first N only")
     ap.add_argument("--prior", default="prior-gray")
+    ap.add_argument("--methods", default=None, help="only these rows, e.g. n2s,noisy (default: all)")
     ap.add_argument("--n2s", default=None, help="override models: family=NAME_OR_PATH,... (default n2s-<family>-gray)")
     ap.add_argument("--sigma-a", type=float, default=None, help="σ_a at which the Noise2Score score is read (default: the tool's auto rule)")
     ap.add_argument("--seed", type=int, default=0)
