@@ -197,6 +197,8 @@ def restore(image: np.ndarray, task: str, *, scale: int = 4, sr_kernel: str = "a
     from .ddnm import data_consistency, ddnm_sample
     from .operators import build_operator
 
+    if samples < 1:
+        raise ValueError(f"samples {samples}: must be ≥ 1")
     y_img, _ = _as_batch(image)
     if y_img.shape[0] != 1:
         raise ValueError("restore takes one image (H, W) or (H, W, C), not a stack")
@@ -235,8 +237,6 @@ def restore(image: np.ndarray, task: str, *, scale: int = 4, sr_kernel: str = "a
         return torch.cat([engine.denoise_tiled(xi[None], float(s)) for xi, s in zip(x, sigma)])
 
     gen = torch.Generator().manual_seed(seed)
-    if samples < 1:
-        raise ValueError(f"samples {samples}: must be ≥ 1")
     x, nfe = None, 0
     for _ in range(samples):
         xk, n = ddnm_sample(denoiser, op, y, steps=steps, eta=eta, sigma_y=sigma_y, travel=travel,

@@ -288,13 +288,9 @@ def heteroscedastic_denoise(denoiser, y: torch.Tensor, variance: Callable[[torch
 
 
 def prior_variance_fn(family: str, param: float) -> Callable[[torch.Tensor], torch.Tensor]:
-    """σ_eff²(x) of the Gaussian approximation: σ², ζ·x, x²/k."""
+    """σ_eff²(x) of the Gaussian approximation: σ², ζ·x, x²/k (noise_variance without a floor)."""
     family = check_family(family)
-    if family == "gaussian":
-        return lambda x: torch.full_like(x, param**2)
-    if family == "poisson":
-        return lambda x: param * x
-    return lambda x: x * x / param
+    return lambda x: noise_variance(x, family, param, floor=0.0)
 
 
 # ---------------------------------------------------------------- Anscombe (for the Anscombe+BM3D peer)
