@@ -47,11 +47,24 @@ def autocast(device: torch.device, precision: str = "auto"):
 
     bench/engine.py measures the accuracy cost (PSNR change ≤ 0.01 dB on BSD68 σ=25).
     """
-    if precision == "fp32" or (precision == "auto" and not bf16_available(device)):
-        return contextlib.nullcontext()
-    if precision not in ("auto", "bf16"):
+    if precision not in ("auto", "bf16", "fp32"):
         raise ScoretoolError(f"--precision {precision}: expected auto, fp32 or bf16")
+    if precision == "fp32" or (precision == "auto" and not bf16_available(device)):
+        return _strict_fp32() if device.type == "cuda" else contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+@contextlib.contextmanager
+def _strict_fp32():
+    """fp32 on CUDA means fp32: PyTorch lets cuDNN convolutions use TF32 (10-bit mantissa) by default,
+    which would make CUDA results differ from CPU ones by ~1e-3."""
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
 
 
 def _axis_tiles(length: int, tile: int, overlap: int, multiple: int) -> list[int]:

@@ -28,7 +28,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
 from . import __version__
-from .engine import autocast
+from .engine import autocast, select_device
 from .errors import ScoretoolError
 from .io import list_images, read_image
 from .nets import ScoreUNet, UNetConfig, adapt_channels
@@ -55,6 +55,9 @@ class TrainConfig:
     time_limit_minutes: float | None = None
     precision: str = "auto"
     init: str | None = None
+    device: str = "cpu"  # "auto" = CUDA, then MPS, then CPU (engine.select_device)
+    workers: int = 0  # DataLoader worker processes (0: patches are cut in the training process)
+    lr_schedule: str = "steps"  # "time": the cosine decay ends at --time-limit if that comes first
     noise: dict = field(default_factory=dict)  # Noise2Score: family and parameter of the data
     command: str = ""
     cache_mb: int = 1024
@@ -116,10 +119,14 @@ class StepSampler(torch.utils.data.Sampler):
             step += 1
 
 
-def learning_rate(cfg: TrainConfig, step: int) -> float:
-    """Linear warm-up over 200 steps, then cosine decay to 2% of lr at `steps`."""
+def learning_rate(cfg: TrainConfig, step: int, time_fraction: float = 0.0) -> float:
+    """Linear warm-up over 200 steps, then cosine decay to 2% of lr at `steps` — or, with
+    lr_schedule = "time", at whichever comes first of `steps` and the time limit (`time_fraction`
+    is the part of this run's time limit used), so a fixed time budget still ends annealed."""
     warm = min(1.0, (step + 1) / 200)
     t = min(step / max(cfg.steps, 1), 1.0)
+    if cfg.lr_schedule == "time":
+        t = max(t, min(time_fraction, 1.0))
     return cfg.lr * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
@@ -128,11 +135,11 @@ def sample_sigma(cfg: TrainConfig, n: int, g: torch.Generator) -> torch.Tensor:
     sub-range (the σ of everyday denoising), so the wide range needed to sample from pure noise
     does not starve the range users denoise at."""
     lo, hi = math.log(cfg.sigma_min), math.log(cfg.sigma_max)
-    u = torch.rand(n, generator=g)
+    u = torch.rand(n, generator=g, device=g.device)
     log_sigma = lo + (hi - lo) * u
     if cfg.sigma_focus:
         flo, fhi = (math.log(min(max(v, cfg.sigma_min), cfg.sigma_max)) for v in cfg.sigma_focus)
-        focus = torch.rand(n, generator=g) < 0.5
+        focus = torch.rand(n, generator=g, device=g.device) < 0.5
         log_sigma = torch.where(focus, flo + (fhi - flo) * u, log_sigma)
     return log_sigma.exp()
 
@@ -219,9 +226,18 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, stop: StopRequ
     output = Path(output)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    device = torch.device("cpu")
+    if cfg.lr_schedule not in ("steps", "time"):
+        raise ScoretoolError(f"--lr-schedule {cfg.lr_schedule}: expected steps or time")
+    if cfg.lr_schedule == "time" and cfg.time_limit_minutes is None:
+        raise ScoretoolError("--lr-schedule time needs --time-limit")
+    device = select_device(cfg.device)
+    if device.type == "cuda":
+        if world > 1:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     files, _ = list_images(Path(cfg.data))
     if not files:
         raise ScoretoolError(f"{cfg.data}: no readable images to train on")
@@ -235,8 +251,8 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, stop: StopRequ
     else:
         config = UNetConfig(channels=cfg.channels, widths=list(cfg.widths), blocks_per_level=cfg.blocks_per_level)
         net = ScoreUNet(config)
-    net = net.train().to(memory_format=torch.channels_last)
-    ema = ScoreUNet(config)
+    net = net.train().to(device, memory_format=torch.channels_last)
+    ema = ScoreUNet(config).to(device, memory_format=torch.channels_last)
     ema.load_state_dict(net.state_dict())
     ema.requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -246,7 +262,10 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, stop: StopRequ
         if not ckpt.exists():
             raise ScoretoolError(f"--resume: no checkpoint {ckpt} to resume from")
         start = _load_checkpoint(ckpt, net, ema, opt)
-    model = torch.nn.parallel.DistributedDataParallel(net) if world > 1 else net
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
+    else:
+        model = net
     info = {
         "kind": "prior" if cfg.mode == "clean" else "noise2score",
         "sigma_min": cfg.sigma_min, "sigma_max": cfg.sigma_max, "sigma_focus": cfg.sigma_focus,
@@ -254,20 +273,27 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, stop: StopRequ
         "command": cfg.command, "git_revision": _git_revision(), "scoretool_version": __version__,
         "noise": cfg.noise, "init": cfg.init,
         "patch": cfg.patch, "batch": cfg.batch * world, "processes": world,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
     }
     data = PatchDataset(files, cfg.patch, cfg.seed, cfg.channels, cfg.cache_mb)
-    loader = iter(DataLoader(data, batch_size=cfg.batch, sampler=StepSampler(start, cfg.batch, rank, world)))
+    loader = iter(DataLoader(data, batch_size=cfg.batch, sampler=StepSampler(start, cfg.batch, rank, world),
+                             num_workers=cfg.workers, pin_memory=device.type == "cuda",
+                             prefetch_factor=4 if cfg.workers else None, persistent_workers=cfg.workers > 0))
     t0 = last_ckpt = time.monotonic()
     train_seconds = float(read_metadata(ckpt)[1].get("train_seconds", 0.0)) if resume else 0.0
     step, loss_avg = start, None
     stopped_by_time = stopped_by_signal = False
+    limit_s = cfg.time_limit_minutes * 60 if cfg.time_limit_minutes is not None else None
+    ema_params, net_params = list(ema.parameters()), list(net.parameters())
     while step < cfg.steps:
-        u = next(loader).to(device).contiguous(memory_format=torch.channels_last)
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * world + rank)
+        u = next(loader).to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        # σ and noise of step t come from a generator on the training device seeded by (seed, t)
+        g = torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + step * world + rank)
         sigma = sample_sigma(cfg, u.shape[0], g)
-        noise = torch.randn(u.shape, generator=g).contiguous(memory_format=torch.channels_last)
+        noise = torch.randn(u.shape, generator=g, device=device).contiguous(memory_format=torch.channels_last)
+        time_fraction = (time.monotonic() - t0) / limit_s if limit_s else 0.0
         for group in opt.param_groups:
-            group["lr"] = learning_rate(cfg, step)
+            group["lr"] = learning_rate(cfg, step, time_fraction)
         loss = dsm_loss(model, u, sigma, noise, device, cfg.precision)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -275,14 +301,13 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, stop: StopRequ
         opt.step()
         with torch.no_grad():
             decay = min(cfg.ema, (1 + step) / (10 + step))
-            for pe, p in zip(ema.parameters(), net.parameters()):
-                pe.lerp_(p.detach(), 1 - decay)
+            torch._foreach_lerp_(ema_params, net_params, 1 - decay)
         step += 1
         loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
         now = time.monotonic()
         if on_step and rank == 0:
             on_step(step, loss_avg, (step - start) * cfg.batch * world / max(now - t0, 1e-9))
-        out_of_time = cfg.time_limit_minutes is not None and now - t0 >= cfg.time_limit_minutes * 60
+        out_of_time = limit_s is not None and now - t0 >= limit_s
         if out_of_time:
             stopped_by_time = True
         if stop.requested:
@@ -292,7 +317,7 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, stop: StopRequ
             _save_checkpoint(ckpt, net, ema, opt, step, cfg, info)
             last_ckpt = now
         if world > 1:
-            flag = torch.tensor([1.0 if out_of_time else 0.0])
+            flag = torch.tensor([1.0 if out_of_time else 0.0], device=device)
             dist.all_reduce(flag)
             out_of_time = flag.item() > 0
         if out_of_time:

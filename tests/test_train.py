@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from scoretool.train import TrainConfig, checkpoint_path, dsm_loss, train
+from scoretool.errors import ScoretoolError
+from scoretool.train import TrainConfig, checkpoint_path, dsm_loss, learning_rate, train
 from scoretool.weights import load_model
 
 MU, TAU = 0.5, 0.15  # toy prior: every pixel i.i.d. N(MU, TAU²)
@@ -151,3 +152,28 @@ def test_sigterm_stops_with_checkpoint_and_model(toy_folder, tmp_path):
     assert proc.returncode == 0, err[-2000:]
     _, info = load_model(str(out))
     assert info["stopped_by_signal"] and 0 < info["steps"] < 1000000
+
+
+def test_worker_processes_give_the_same_model(toy_folder, tmp_path):
+    """Patch i is a pure function of (seed, i), so cutting patches in DataLoader workers changes nothing."""
+    a, b = tmp_path / "w0.safetensors", tmp_path / "w2.safetensors"
+    train(tiny_config(toy_folder, steps=6), a)
+    train(tiny_config(toy_folder, steps=6, workers=2), b)
+    na, _ = load_model(str(a))
+    nb, _ = load_model(str(b))
+    for (k, va), vb in zip(na.state_dict().items(), nb.state_dict().values()):
+        torch.testing.assert_close(va, vb, rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_time_schedule_anneals_by_the_time_limit():
+    cfg = tiny_config(".", steps=10**6, lr=1e-3, lr_schedule="time", time_limit_minutes=1)
+    assert learning_rate(cfg, 1000, time_fraction=0.0) == pytest.approx(1e-3, rel=1e-3)
+    assert learning_rate(cfg, 1000, time_fraction=0.5) == pytest.approx(0.51e-3, rel=1e-3)
+    assert learning_rate(cfg, 1000, time_fraction=1.0) == pytest.approx(0.02e-3)
+    steps_cfg = tiny_config(".", steps=10**6, lr=1e-3)  # the default ignores the clock
+    assert learning_rate(steps_cfg, 1000, time_fraction=1.0) == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_time_schedule_needs_a_time_limit(toy_folder, tmp_path):
+    with pytest.raises(ScoretoolError, match="--time-limit"):
+        train(tiny_config(toy_folder, lr_schedule="time"), tmp_path / "x.safetensors")

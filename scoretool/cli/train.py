@@ -13,7 +13,7 @@ from ..errors import ScoretoolError
 from ..train import TrainConfig, checkpoint_path
 from ..train import train as run_training
 from . import app
-from .common import Common, DebugOpt, JsonOpt, PrecisionOpt, QuietOpt, SeedOpt, run_command
+from .common import Common, DebugOpt, DeviceOpt, JsonOpt, PrecisionOpt, QuietOpt, SeedOpt, run_command
 
 
 @app.command()
@@ -32,11 +32,15 @@ def train(
     sigma_min: Annotated[float | None, typer.Option("--sigma-min", help="Smallest training σ on the [0,1] scale (default 0.002 clean, 0.001 noisy).")] = None,
     sigma_max: Annotated[float | None, typer.Option("--sigma-max", help="Largest training σ on the [0,1] scale (default 10 clean, 0.1 noisy).")] = None,
     widths: Annotated[str, typer.Option("--widths", help="U-Net channel widths per level, comma-separated.")] = "32,64,128",
+    blocks: Annotated[int, typer.Option("--blocks", help="Residual blocks per U-Net level (encoder and decoder each).")] = 2,
     init: Annotated[str | None, typer.Option("--init", help="Start from these weights (bundled name or path).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue exactly from OUTPUT's checkpoint (same step, optimiser, EMA, data order).")] = False,
     time_limit: Annotated[float | None, typer.Option("--time-limit", help="Stop cleanly after this many minutes, writing a usable model and a checkpoint.")] = None,
     checkpoint_minutes: Annotated[float, typer.Option("--checkpoint-minutes", help="Minutes between checkpoints.")] = 5.0,
+    lr_schedule: Annotated[str, typer.Option("--lr-schedule", help="steps: the cosine decay spans --steps; time: it ends at --time-limit if that comes first (a fixed time budget ends annealed; resuming is then not step-exact).")] = "steps",
+    workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes that cut patches (0: in the training process).", min=0)] = 0,
     precision: PrecisionOpt = "auto",
+    device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -61,8 +65,9 @@ def train(
         cfg = TrainConfig(
             data=str(data), mode="noisy" if noisy else "clean", steps=steps, patch=patch, batch=batch, lr=lr,
             sigma_min=sigma_min or (0.001 if noisy else 0.002), sigma_max=sigma_max or (0.1 if noisy else 10.0),
-            sigma_focus=None if noisy else (0.01, 0.5), seed=seed, widths=[int(w) for w in widths.split(",")], checkpoint_minutes=checkpoint_minutes,
+            sigma_focus=None if noisy else (0.01, 0.5), seed=seed, widths=[int(w) for w in widths.split(",")], blocks_per_level=blocks, checkpoint_minutes=checkpoint_minutes,
             time_limit_minutes=time_limit, precision=precision, init=init, noise=noise_info,
+            device=device, workers=workers, lr_schedule=lr_schedule,
             command="scoretool train " + shlex.join(a for a in sys.argv[2:] if a != "--resume"),
         )
         with common.progress("training", steps) as advance:

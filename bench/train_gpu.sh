@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Train the bundled-model candidates on one GPU, all at once (session 3, an H200 lent for 15 minutes).
+#
+#   DATA=../shared/data MINUTES=7 OUT=runs/gpu bash bench/train_gpu.sh
+#
+# Six `scoretool train` runs share the GPU, each with --lr-schedule time so that its cosine decay ends
+# at --time-limit whatever the throughput. A 10-second smoke run of every job comes first and stops the
+# script if any fails (device time is scarce). Models and logs land in $OUT.
+set -u
+DATA=${DATA:-../shared/data}
+MINUTES=${MINUTES:-7}
+OUT=${OUT:-runs/gpu}
+WORK=${WORK:-/tmp/scoretool-gpu}
+mkdir -p "$OUT" "$WORK"
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
+DEVICE=${DEVICE:-cuda}
+ST="python3 -m scoretool train --device $DEVICE --workers 2 --lr-schedule time --steps 1000000 --quiet"
+
+python3 bench/make_noisy.py "$DATA/Train400" -o "$WORK/train400-gaussian25" --noise gaussian --sigma 25 >/dev/null
+
+jobs_at() {  # $1 = minutes, $2 = folder for the models
+  local m=$1 d=$2
+  mkdir -p "$d"
+  $ST "$DATA/Train400" -o "$d/prior-gray.safetensors" --clean --init weights/prior-gray.safetensors --batch 128 --lr 5e-4 --time-limit "$m" >"$d/prior-gray.log" 2>&1 &
+  $ST "$DATA/Train400" -o "$d/prior-gray-w16.safetensors" --clean --widths 16,32,64,128 --blocks 2 --batch 128 --lr 1e-3 --time-limit "$m" >"$d/prior-gray-w16.log" 2>&1 &
+  $ST "$DATA/Train400" -o "$d/prior-gray-w24.safetensors" --clean --widths 24,48,96,192 --blocks 1 --batch 128 --lr 1e-3 --time-limit "$m" >"$d/prior-gray-w24.log" 2>&1 &
+  $ST "$WORK/train400-gaussian25" -o "$d/n2s-gaussian-gray.safetensors" --noisy --noise gaussian --sigma 25 --sigma-min 0.005 --sigma-max 0.1 --init weights/n2s-gaussian-gray.safetensors --batch 128 --lr 5e-4 --time-limit "$m" >"$d/n2s-gaussian-gray.log" 2>&1 &
+  $ST "$DATA/CBSD432" -o "$d/prior-rgb.safetensors" --clean --init weights/prior-rgb.safetensors --patch 96 --batch 64 --lr 5e-4 --time-limit "$m" >"$d/prior-rgb.log" 2>&1 &
+  wait
+}
+
+jobs_at 0.15 "$WORK/smoke"
+ok=1
+for f in "$WORK"/smoke/*.log; do
+  m=${f%.log}.safetensors
+  if [ ! -s "$m" ]; then ok=0; echo "SMOKE FAILED: $m"; tail -n 15 "$f"; fi
+done
+[ $ok = 1 ] || exit 3
+echo "smoke ok: $(ls "$WORK"/smoke/*.log | wc -l) jobs"
+[ "$DEVICE" = cpu ] || python3 bench/device_check.py --device "$DEVICE" 2>&1 | tee "$OUT/device_check.json"
+
+jobs_at "$MINUTES" "$WORK/main"
+for f in "$WORK"/main/*.safetensors; do
+  case $f in *.ckpt.safetensors) ;; *) cp "$f" "$OUT/" ;; esac
+done
+tail -n 3 "$WORK"/main/*.log >"$OUT/train.log"
+python3 -c "
+import json, sys
+from scoretool.weights import read_metadata
+for p in sys.argv[1:]:
+    _, info = read_metadata(p)
+    print(p, info.get('steps'), round(info.get('train_seconds', 0)), info.get('final_loss'), info.get('device'))
+" "$OUT"/*.safetensors | tee -a "$OUT/train.log"
