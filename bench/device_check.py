@@ -39,7 +39,7 @@ def main() -> int:
     for precision in ("fp32", "auto"):
         outs = {}
         for dev in ("cpu", args.device):
-            outs[dev], sec = timed(lambda: api.denoise(noisy, 25 / 255, device=dev, precision=precision))
+            outs[dev], sec = timed(lambda d=dev, p=precision: api.denoise(noisy, 25 / 255, device=d, precision=p))
             rows[f"denoise {precision} {dev} s/MP"] = sec / (clean.size / 1e6)
         rows[f"denoise {precision} max |cpu-{args.device}|"] = float(np.abs(outs["cpu"] - outs[args.device]).max())
     low = clean.reshape(64, 4, 80, 4).mean(axis=(1, 3))

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Train the bundled-model candidates on one GPU, all at once (session 3, an H200 lent for 15 minutes).
 #
-#   DATA=../shared/data MINUTES=7 OUT=runs/gpu bash bench/train_gpu.sh
+#   DATA=../shared/data MINUTES=6.5 MORE_MINUTES=3.6 OUT=runs/gpu bash bench/train_gpu.sh
 #
-# Six `scoretool train` runs share the GPU, each with --lr-schedule time so that its cosine decay ends
+# Five `scoretool train` runs share the GPU, each with --lr-schedule time so that its cosine decay ends
 # at --time-limit whatever the throughput. A 10-second smoke run of every job comes first and stops the
-# script if any fails (device time is scarce). Models and logs land in $OUT.
+# script if any fails (device time is scarce). MORE_MINUTES > 0 then resumes every run from its
+# checkpoint for that long with a warm restart at lr 3e-4 (session 3 did this as a second device call,
+# with the same commands). Models and logs land in $OUT.
 set -u
 DATA=${DATA:-../shared/data}
 MINUTES=${MINUTES:-7}
@@ -18,14 +20,14 @@ ST="python3 -m scoretool train --device $DEVICE --workers 2 --lr-schedule time -
 
 python3 bench/make_noisy.py "$DATA/Train400" -o "$WORK/train400-gaussian25" --noise gaussian --sigma 25 >/dev/null
 
-jobs_at() {  # $1 = minutes, $2 = folder for the models
-  local m=$1 d=$2
+jobs_at() {  # $1 = minutes, $2 = folder for the models, $3 = extra options (each job's log: $4.log)
+  local m=$1 d=$2 x=${3:-} L=${4:-}
   mkdir -p "$d"
-  $ST "$DATA/Train400" -o "$d/prior-gray.safetensors" --clean --init weights/prior-gray.safetensors --batch 128 --lr 5e-4 --time-limit "$m" >"$d/prior-gray.log" 2>&1 &
-  $ST "$DATA/Train400" -o "$d/prior-gray-w16.safetensors" --clean --widths 16,32,64,128 --blocks 2 --batch 128 --lr 1e-3 --time-limit "$m" >"$d/prior-gray-w16.log" 2>&1 &
-  $ST "$DATA/Train400" -o "$d/prior-gray-w24.safetensors" --clean --widths 24,48,96,192 --blocks 1 --batch 128 --lr 1e-3 --time-limit "$m" >"$d/prior-gray-w24.log" 2>&1 &
-  $ST "$WORK/train400-gaussian25" -o "$d/n2s-gaussian-gray.safetensors" --noisy --noise gaussian --sigma 25 --sigma-min 0.005 --sigma-max 0.1 --init weights/n2s-gaussian-gray.safetensors --batch 128 --lr 5e-4 --time-limit "$m" >"$d/n2s-gaussian-gray.log" 2>&1 &
-  $ST "$DATA/CBSD432" -o "$d/prior-rgb.safetensors" --clean --init weights/prior-rgb.safetensors --patch 96 --batch 64 --lr 5e-4 --time-limit "$m" >"$d/prior-rgb.log" 2>&1 &
+  $ST "$DATA/Train400" -o "$d/prior-gray.safetensors" --clean --init weights/prior-gray.safetensors --batch 128 --lr 5e-4 --time-limit "$m" $x >"$d/prior-gray$L.log" 2>&1 &
+  $ST "$DATA/Train400" -o "$d/prior-gray-w16.safetensors" --clean --widths 16,32,64,128 --blocks 2 --batch 128 --lr 1e-3 --time-limit "$m" $x >"$d/prior-gray-w16$L.log" 2>&1 &
+  $ST "$DATA/Train400" -o "$d/prior-gray-w24.safetensors" --clean --widths 24,48,96,192 --blocks 1 --batch 128 --lr 1e-3 --time-limit "$m" $x >"$d/prior-gray-w24$L.log" 2>&1 &
+  $ST "$WORK/train400-gaussian25" -o "$d/n2s-gaussian-gray.safetensors" --noisy --noise gaussian --sigma 25 --sigma-min 0.005 --sigma-max 0.1 --init weights/n2s-gaussian-gray.safetensors --batch 128 --lr 5e-4 --time-limit "$m" $x >"$d/n2s-gaussian-gray$L.log" 2>&1 &
+  $ST "$DATA/CBSD432" -o "$d/prior-rgb.safetensors" --clean --init weights/prior-rgb.safetensors --patch 96 --batch 64 --lr 5e-4 --time-limit "$m" $x >"$d/prior-rgb$L.log" 2>&1 &
   wait
 }
 
@@ -40,6 +42,8 @@ echo "smoke ok: $(ls "$WORK"/smoke/*.log | wc -l) jobs"
 [ "$DEVICE" = cpu ] || python3 bench/device_check.py --device "$DEVICE" 2>&1 | tee "$OUT/device_check.json"
 
 jobs_at "$MINUTES" "$WORK/main"
+MORE_MINUTES=${MORE_MINUTES:-0}
+[ "$MORE_MINUTES" = 0 ] || jobs_at "$MORE_MINUTES" "$WORK/main" "--resume --lr 3e-4" "-more"
 for f in "$WORK"/main/*.safetensors; do
   case $f in *.ckpt.safetensors) ;; *) cp "$f" "$OUT/" ;; esac
 done

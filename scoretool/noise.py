@@ -20,8 +20,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import kornia.filters as kf
 import numpy as np
 import torch
+import torch.nn.functional as nnf
 
 from .errors import ScoretoolError
 
@@ -324,12 +326,35 @@ def _median(t: torch.Tensor) -> float:
     return float(t.median()) if t.numel() else float("nan")
 
 
-def estimate_parameters(y: torch.Tensor, s_prime: torch.Tensor) -> dict[str, float]:
+def flat_pixels(y: torch.Tensor, s_prime: torch.Tensor, fraction: float = 0.25, window: int = 7) -> torch.Tensor:
+    """Mask of the `fraction` of pixels with the least image texture, where the estimators are unbiased.
+
+    The curvature of the noisy density mixes noise and image: for Gaussian noise
+    −1/s′ = V/(1 − Var[x|y]/V) ≥ V, so textured pixels (large posterior variance) inflate σ̂ and ζ̂ and
+    shrink k̂. As in weak-texture noise estimation (Liu, Tanaka & Okutomi, IEEE TIP 2013), we keep the
+    pixels where t = local std of the blurred image (Gaussian std 1.5, `window`²) over the local noise
+    std √median(−1/s′) is smallest. (y, s′: (B, C, H, W).)"""
+    b, c, h, w = y.shape
+    yy = y.double().reshape(b * c, 1, h, w)
+    var = (-1 / s_prime.double()).nan_to_num(1.0).clamp(0, 1).reshape(b * c, 1, h, w)
+    yb = kf.gaussian_blur2d(yy, (9, 9), (1.5, 1.5), border_type="reflect")
+    pad = window // 2
+    mean = nnf.avg_pool2d(yb, window, 1, pad, count_include_pad=False)
+    local_var = nnf.avg_pool2d(yb**2, window, 1, pad, count_include_pad=False) - mean**2
+    texture = local_var.clamp_min(0).sqrt() / (kf.median_blur(var, window).sqrt() + 1e-4)
+    threshold = torch.quantile(texture.flatten()[:: max(1, texture.numel() // 1_000_000)], fraction)
+    return (texture <= threshold).reshape(y.shape)
+
+
+def estimate_parameters(y: torch.Tensor, s_prime: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, float]:
     """The parameter of each family from s′ (medians over pixels; methods.md §2, CVPR 2022 code):
     σ̂² = median(clamp(−1/s′, 0, 1));  ζ̂ = median(−y + √(y² − 2/s′));  1/k̂ = median(1/(1 − y²·s′)).
     Exact for a point-mass prior: s′ = −1/σ², −1/(ζ(y + ζ/2)) (Stirling) and −(k − 1)/y².
-    Pixels with s′ ≥ 0 (prior curvature dominates) are left out of the Poisson/Gamma medians.
+    Pixels with s′ ≥ 0 (prior curvature dominates) are left out of the Poisson/Gamma medians; `mask`
+    (e.g. flat_pixels) restricts the medians to those pixels.
     """
+    if mask is not None and int(mask.sum()) >= 100:
+        y, s_prime = y[mask], s_prime[mask]
     y, sp = y.double().flatten(), s_prime.double().flatten()
     neg = sp < 0
     sigma2 = _median((-1 / sp).clamp(0, 1).where(neg, torch.zeros_like(sp)))
@@ -396,7 +421,7 @@ def estimate_noise(score_fn: ScoreFn, y: torch.Tensor, family: str | None = None
     if sigma_a > 0:
         v = -1 / sp - sigma_a**2
         sp = torch.where((sp < 0) & (v > 0), -1 / v, torch.full_like(sp, float("nan")))
-    params = estimate_parameters(y, sp)
+    params = estimate_parameters(y, sp, flat_pixels(y, sp))
     p, phi = estimate_power(y, sp)
     fam = check_family(family) if family else classify_power(p)
     if fam is None:  # too narrow an intensity range to tell: Gaussian is the safe assumption

@@ -55,6 +55,7 @@ class TrainConfig:
     time_limit_minutes: float | None = None
     precision: str = "auto"
     init: str | None = None
+    teacher: str | None = None  # distil: regress on this model's D(u + σn, σ) instead of u
     device: str = "cpu"  # "auto" = CUDA, then MPS, then CPU (engine.select_device)
     workers: int = 0  # DataLoader worker processes (0: patches are cut in the training process)
     lr_schedule: str = "steps"  # "time": the cosine decay ends at --time-limit if that comes first
@@ -144,14 +145,25 @@ def sample_sigma(cfg: TrainConfig, n: int, g: torch.Generator) -> torch.Tensor:
     return log_sigma.exp()
 
 
-def dsm_loss(net, u: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, device, precision="auto"):
-    """EDM-weighted denoising score matching: mean of ‖D(u + σn, σ) − u‖² / c_out(σ)²."""
+def dsm_loss(net, u: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, device, precision="auto",
+             teacher=None):
+    """EDM-weighted denoising score matching: mean of ‖D(u + σn, σ) − t‖² / c_out(σ)², t = u.
+
+    With a `teacher` network, t = D_teacher(u + σn, σ) (distillation). Both losses have the same
+    minimiser when the teacher is the MMSE denoiser, E[u | u + σn]; the teacher's target leaves out
+    the variance of u around that mean, so a small network learns a big one's function from far
+    fewer samples."""
     sd = net.module.config.sigma_data if hasattr(net, "module") else net.config.sigma_data
     s4 = sigma[:, None, None, None]
     weight = (s4**2 + sd**2) / (s4 * sd) ** 2
+    y = u + s4 * noise
+    target = u
+    if teacher is not None:
+        with torch.no_grad(), autocast(device, precision):
+            target = teacher(y, sigma).float()
     with autocast(device, precision):
-        d = net(u + s4 * noise, sigma)
-    return (weight * (d.float() - u) ** 2).mean()
+        d = net(y, sigma)
+    return (weight * (d.float() - target) ** 2).mean()
 
 
 def _git_revision() -> str:
@@ -251,6 +263,11 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, stop: StopRequ
     else:
         config = UNetConfig(channels=cfg.channels, widths=list(cfg.widths), blocks_per_level=cfg.blocks_per_level)
         net = ScoreUNet(config)
+    teacher = None
+    if cfg.teacher:
+        teacher, _ = load_model(cfg.teacher)
+        teacher = adapt_channels(teacher, cfg.channels).eval().requires_grad_(False)
+        teacher = teacher.to(device, memory_format=torch.channels_last)
     net = net.train().to(device, memory_format=torch.channels_last)
     ema = ScoreUNet(config).to(device, memory_format=torch.channels_last)
     ema.load_state_dict(net.state_dict())
@@ -271,7 +288,7 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, stop: StopRequ
         "sigma_min": cfg.sigma_min, "sigma_max": cfg.sigma_max, "sigma_focus": cfg.sigma_focus,
         "training_data": f"{cfg.data} ({len(files)} {'clean' if cfg.mode == 'clean' else 'noisy'} images)",
         "command": cfg.command, "git_revision": _git_revision(), "scoretool_version": __version__,
-        "noise": cfg.noise, "init": cfg.init,
+        "noise": cfg.noise, "init": cfg.init, "teacher": cfg.teacher,
         "patch": cfg.patch, "batch": cfg.batch * world, "processes": world,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
     }
@@ -294,7 +311,7 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, stop: StopRequ
         time_fraction = (time.monotonic() - t0) / limit_s if limit_s else 0.0
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, step, time_fraction)
-        loss = dsm_loss(model, u, sigma, noise, device, cfg.precision)
+        loss = dsm_loss(model, u, sigma, noise, device, cfg.precision, teacher)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

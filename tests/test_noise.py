@@ -270,3 +270,19 @@ def test_auto_sigma_a_is_a_fraction_of_the_noise_std_within_bounds():
     assert noise.auto_sigma_a(y, "gaussian", 0.1, (0.001, 0.1)) == pytest.approx(0.03)
     assert noise.auto_sigma_a(y, "poisson", 0.01, (0.001, 0.1)) == pytest.approx(0.3 * math.sqrt(0.005))
     assert noise.auto_sigma_a(y, "gamma", 100.0, (0.02, 0.1)) == pytest.approx(0.02)  # 0.015 clamped
+
+
+def test_flat_pixels_remove_the_texture_bias():
+    """Textured pixels inflate −1/s′ (posterior variance); the flat-pixel median recovers σ exactly."""
+    sigma = 0.05
+    g = torch.Generator().manual_seed(0)
+    xx = torch.arange(128.0)
+    clean = torch.full((1, 1, 128, 128), 0.5)
+    clean[..., 32:] = 0.5 + 0.3 * torch.sin(xx[32:] / 2)[None, :]  # right three quarters: strong texture
+    y = clean + sigma * torch.randn(clean.shape, generator=g)
+    s_prime = torch.full_like(y, -1 / sigma**2)
+    s_prime[..., 32:] = -1 / (1.6 * sigma**2)  # −1/s′ = V/(1 − Var[x|y]/V) > V where textured
+    mask = noise.flat_pixels(y, s_prime)
+    assert mask[..., :28].float().mean() > 0.8 and mask[..., 40:].float().mean() < 0.02
+    assert noise.estimate_parameters(y, s_prime)["sigma"] > 1.1 * sigma  # the bias without the mask
+    assert noise.estimate_parameters(y, s_prime, mask)["sigma"] == pytest.approx(sigma, rel=1e-6)

@@ -177,3 +177,27 @@ def test_time_schedule_anneals_by_the_time_limit():
 def test_time_schedule_needs_a_time_limit(toy_folder, tmp_path):
     with pytest.raises(ScoretoolError, match="--time-limit"):
         train(tiny_config(toy_folder, lr_schedule="time"), tmp_path / "x.safetensors")
+
+
+def test_distillation_regresses_on_the_teacher(toy_folder, tmp_path):
+    teacher_path = tmp_path / "teacher.safetensors"
+    train(tiny_config(toy_folder, steps=300), teacher_path)
+    teacher, _ = load_model(str(teacher_path))
+    g = torch.Generator().manual_seed(2)
+    x = MU + TAU * torch.randn(16, 1, 32, 32, generator=g)
+    sigma = torch.full((16,), 0.1)
+    noise = torch.randn(x.shape, generator=g)
+    cpu = torch.device("cpu")
+    assert dsm_loss(teacher, x, sigma, noise, cpu, "fp32", teacher=teacher).item() == 0  # its own perfect student
+
+    def distance_to_teacher(teacher_arg):
+        path = tmp_path / "student.safetensors"
+        info = train(tiny_config(toy_folder, steps=300, seed=2, teacher=teacher_arg), path)
+        assert info["teacher"] == teacher_arg
+        student, _ = load_model(str(path))
+        with torch.no_grad():
+            y = x + 0.1 * noise
+            return ((student(y, 0.1) - teacher(y, 0.1)) ** 2).mean().item()
+
+    # the same steps and data: the distilled student ends about twice as close to the teacher
+    assert distance_to_teacher(str(teacher_path)) < 0.7 * distance_to_teacher(None)

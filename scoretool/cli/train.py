@@ -34,6 +34,7 @@ def train(
     widths: Annotated[str, typer.Option("--widths", help="U-Net channel widths per level, comma-separated.")] = "32,64,128",
     blocks: Annotated[int, typer.Option("--blocks", help="Residual blocks per U-Net level (encoder and decoder each).")] = 2,
     init: Annotated[str | None, typer.Option("--init", help="Start from these weights (bundled name or path).")] = None,
+    teacher: Annotated[str | None, typer.Option("--teacher", help="Distil: regress on this model's D(u + σn, σ) instead of the clean patch u (e.g. a small fast network from a big one).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue exactly from OUTPUT's checkpoint (same step, optimiser, EMA, data order).")] = False,
     time_limit: Annotated[float | None, typer.Option("--time-limit", help="Stop cleanly after this many minutes, writing a usable model and a checkpoint.")] = None,
     checkpoint_minutes: Annotated[float, typer.Option("--checkpoint-minutes", help="Minutes between checkpoints.")] = 5.0,
@@ -67,7 +68,7 @@ def train(
             sigma_min=sigma_min or (0.001 if noisy else 0.002), sigma_max=sigma_max or (0.1 if noisy else 10.0),
             sigma_focus=None if noisy else (0.01, 0.5), seed=seed, widths=[int(w) for w in widths.split(",")], blocks_per_level=blocks, checkpoint_minutes=checkpoint_minutes,
             time_limit_minutes=time_limit, precision=precision, init=init, noise=noise_info,
-            device=device, workers=workers, lr_schedule=lr_schedule,
+            device=device, workers=workers, lr_schedule=lr_schedule, teacher=teacher,
             command="scoretool train " + shlex.join(a for a in sys.argv[2:] if a != "--resume"),
         )
         with common.progress("training", steps) as advance:
