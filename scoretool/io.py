@@ -235,14 +235,20 @@ def write_image(path, image: Image, overwrite: bool = False) -> Path:
                 _write_png16(tmp, arr)
             else:
                 iio.imwrite(tmp, arr, extension=suffix)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; outputs get ordinary permissions
+        ordinary_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def ordinary_permissions(path) -> None:
+    """0666 less the umask, as `open()` would give. mkstemp and safetensors create 0600 files; every
+    output scoretool writes (images, models, OOD models) goes through here before its rename."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def list_images(path: Path, recursive: bool = False, exclude: Path | None = None) -> tuple[list[Path], list[Path]]:

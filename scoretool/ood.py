@@ -33,6 +33,7 @@ import torch
 
 from .engine import Denoiser
 from .errors import ScoretoolError
+from .io import ordinary_permissions
 
 FORMAT = "scoretool-ood"
 DEFAULT_QUANTILES: tuple[float, ...] = ()  # per-patch norm quantiles: off by default (bench/ood.py compares)
@@ -351,6 +352,7 @@ class OODModel:
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in t.items()}, str(tmp), metadata=meta)
+        ordinary_permissions(tmp)
         tmp.replace(path)
 
     @classmethod

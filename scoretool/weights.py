@@ -17,6 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import ScoretoolError
+from .io import ordinary_permissions
 from .nets import ScoreUNet, UNetConfig
 
 FORMAT = "scoretool-model"
@@ -41,9 +42,7 @@ def save_model(path, net: ScoreUNet, info: dict, extra: dict[str, torch.Tensor] 
     tensors.update({k: v.detach().contiguous().cpu() for k, v in (extra or {}).items()})
     meta = {"format": FORMAT, "config": json.dumps(net.config.to_dict()), "info": json.dumps(info)}
     save_file(tensors, str(path), metadata=meta)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)  # safetensors writes 0600; a model file is an ordinary output
+    ordinary_permissions(path)
 
 
 def resolve_weights(name_or_path: str | None, channels: int | None = None) -> Path:
@@ -108,6 +107,7 @@ def update_info(path, **fields) -> None:
     meta["info"] = json.dumps(info)
     tmp = path.with_name(path.name + ".tmp")
     save_file(load_file(str(path)), str(tmp), metadata=meta)
+    ordinary_permissions(tmp)
     os.replace(tmp, path)
 
 

@@ -53,3 +53,20 @@ def test_update_info_records_measurements(tmp_path, tiny_model):
     update_info(path, measured_psnr={"BSD68 σ=25": 29.0})
     _, info = load_model(str(path))
     assert info["measured_psnr"] == {"BSD68 σ=25": 29.0} and info["training_data"] == "none (test)"
+
+
+def test_model_files_get_ordinary_permissions(tmp_path):
+    """safetensors creates 0600 files; saving and re-recording a model both leave 0666 less the umask."""
+    import os
+
+    from scoretool.weights import update_info
+
+    umask = os.umask(0o022)
+    try:
+        path = tmp_path / "m.safetensors"
+        save_model(path, ScoreUNet(UNetConfig(widths=[8, 16], blocks_per_level=1, embed_dim=16)), {"kind": "prior"})
+        assert path.stat().st_mode & 0o777 == 0o644
+        update_info(path, measured_psnr={"BSD68": 1.0})
+        assert path.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(umask)
