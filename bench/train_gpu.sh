@@ -48,10 +48,4 @@ for f in "$WORK"/main/*.safetensors; do
   case $f in *.ckpt.safetensors) ;; *) cp "$f" "$OUT/" ;; esac
 done
 tail -n 3 "$WORK"/main/*.log >"$OUT/train.log"
-python3 -c "
-import json, sys
-from scoretool.weights import read_metadata
-for p in sys.argv[1:]:
-    _, info = read_metadata(p)
-    print(p, info.get('steps'), round(info.get('train_seconds', 0)), info.get('final_loss'), info.get('device'))
-" "$OUT"/*.safetensors | tee -a "$OUT/train.log"
+python3 -m scoretool weights "$OUT"/*.safetensors | tee -a "$OUT/train.log"  # steps, σ range, data of each

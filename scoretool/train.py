@@ -320,7 +320,8 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, stop: StopRequ
             decay = min(cfg.ema, (1 + step) / (10 + step))
             torch._foreach_lerp_(ema_params, net_params, 1 - decay)
         step += 1
-        loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
+        loss_value = loss.item()  # one host sync per step
+        loss_avg = loss_value if loss_avg is None else 0.98 * loss_avg + 0.02 * loss_value
         now = time.monotonic()
         if on_step and rank == 0:
             on_step(step, loss_avg, (step - start) * cfg.batch * world / max(now - t0, 1e-9))
