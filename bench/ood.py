@@ -13,7 +13,8 @@ images). Feature variants side by side, from the same network passes (scoretool.
   global      — one √N-normalised norm per level over the sampled crops (the MSMA / pilot recipe);
   local       — quantiles 0.1/0.5/0.9/max of per-patch (32²) RMS score norms per level;
   +corr+parity — adds the lag-1 autocorrelation of the score map and its even/odd asymmetry per level;
-  +q0.1       — adds the 10% quantile of the per-patch norms (the flattest patches: aimed at added noise).
+  +q0.1       — adds the 10% quantile of the per-patch norms (the flattest patches: aimed at added noise);
+  +parity     — adds only the even/odd asymmetry (aimed at pixel replication), not the autocorrelation.
 Positive class = outliers. Calibration = fraction of inliers flagged above the 95th percentile of
 the held-out (cross-validated) training scores, beside the in-sample GMM reference (the pilot's 13%).
 Also: seconds per 1 MP image (features + density, warm) and bf16 vs fp32 feature differences.
@@ -91,7 +92,9 @@ def variants(spec: FeatureSpec) -> dict[str, FeatureSpec]:
             "local": FeatureSpec(**base, quantiles=(0.1, 0.5, 0.9, 1.0), rms=False, corr=False),
             "local+corr+parity": FeatureSpec(**base, quantiles=(0.1, 0.5, 0.9, 1.0), rms=False, corr=True, parity=True),
             "default+q0.1": FeatureSpec(**base, quantiles=(0.1,), rms=True, corr=True, parity=True),
-            "global+q0.1": FeatureSpec(**base, quantiles=(0.1,), rms=True, corr=False, parity=False)}
+            "global+q0.1": FeatureSpec(**base, quantiles=(0.1,), rms=True, corr=False, parity=False),
+            "global+parity": FeatureSpec(**base, quantiles=(), rms=True, corr=False, parity=True),
+            "global+q0.1+parity": FeatureSpec(**base, quantiles=(0.1,), rms=True, corr=False, parity=True)}
 
 
 def run_config(label, train_set, test_set, weights, channels, args, sigma_min) -> tuple[list[dict], dict]:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Train the bundled-model candidates on one GPU, all at once (session 3, an H200 lent for 15 minutes).
 #
-#   DATA=../shared/data MINUTES=6.5 MORE_MINUTES=3.6 OUT=runs/gpu bash bench/train_gpu.sh
+#   DATA=../shared/data MINUTES=6.5 MORE_MINUTES=3.6 OUT=runs/gpu bash bench/train_gpu.sh            (session 3)
+#   SET=s4 CHECK=0 DATA=../shared/data MINUTES=8.3 OUT=runs/gpu bash bench/train_gpu.sh              (session 4)
 #
 # Five `scoretool train` runs share the GPU, each with --lr-schedule time so that its cosine decay ends
 # at --time-limit whatever the throughput. A 10-second smoke run of every job comes first and stops the
@@ -16,18 +17,30 @@ WORK=${WORK:-/tmp/scoretool-gpu}
 mkdir -p "$OUT" "$WORK"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 DEVICE=${DEVICE:-cuda}
+SET=${SET:-s3}  # which set of jobs: s3 or s4 (below)
 ST="python3 -m scoretool train --device $DEVICE --workers 2 --lr-schedule time --steps 1000000 --quiet"
 
-python3 bench/make_noisy.py "$DATA/Train400" -o "$WORK/train400-gaussian25" --noise gaussian --sigma 25 >/dev/null
+[ "$SET" = s3 ] && python3 bench/make_noisy.py "$DATA/Train400" -o "$WORK/train400-gaussian25" --noise gaussian --sigma 25 >/dev/null
 
-jobs_at() {  # $1 = minutes, $2 = folder for the models, $3 = extra options (each job's log: $4.log)
+jobs_s3() {  # session 3: five trainings at once (the models bundled in session 3)
   local m=$1 d=$2 x=${3:-} L=${4:-}
-  mkdir -p "$d"
   $ST "$DATA/Train400" -o "$d/prior-gray.safetensors" --clean --init weights/prior-gray.safetensors --batch 128 --lr 5e-4 --time-limit "$m" $x >"$d/prior-gray$L.log" 2>&1 &
   $ST "$DATA/Train400" -o "$d/prior-gray-w16.safetensors" --clean --widths 16,32,64,128 --blocks 2 --batch 128 --lr 1e-3 --time-limit "$m" $x >"$d/prior-gray-w16$L.log" 2>&1 &
   $ST "$DATA/Train400" -o "$d/prior-gray-w24.safetensors" --clean --widths 24,48,96,192 --blocks 1 --batch 128 --lr 1e-3 --time-limit "$m" $x >"$d/prior-gray-w24$L.log" 2>&1 &
   $ST "$WORK/train400-gaussian25" -o "$d/n2s-gaussian-gray.safetensors" --noisy --noise gaussian --sigma 25 --sigma-min 0.005 --sigma-max 0.1 --init weights/n2s-gaussian-gray.safetensors --batch 128 --lr 5e-4 --time-limit "$m" $x >"$d/n2s-gaussian-gray$L.log" 2>&1 &
   $ST "$DATA/CBSD432" -o "$d/prior-rgb.safetensors" --clean --init weights/prior-rgb.safetensors --patch 96 --batch 64 --lr 5e-4 --time-limit "$m" $x >"$d/prior-rgb$L.log" 2>&1 &
+}
+
+jobs_s4() {  # session 4: three jobs (processes time-share a GPU, so fewer jobs = more steps each)
+  local m=$1 d=$2 x=${3:-} L=${4:-}
+  $ST "$DATA/Train400" -o "$d/prior-gray-fast.safetensors" --clean --init weights/prior-gray-fast.safetensors --patch 96 --batch 128 --lr 3e-4 --time-limit "$m" $x >"$d/prior-gray-fast$L.log" 2>&1 &
+  $ST "$DATA/Train400" -o "$d/prior-gray-fast-distil.safetensors" --clean --init weights/prior-gray-fast.safetensors --teacher weights/prior-gray.safetensors --patch 96 --batch 128 --lr 3e-4 --time-limit "$m" $x >"$d/prior-gray-fast-distil$L.log" 2>&1 &
+  $ST "$DATA/Train400" -o "$d/prior-gray.safetensors" --clean --init weights/prior-gray.safetensors --patch 96 --batch 128 --lr 2e-4 --time-limit "$m" $x >"$d/prior-gray$L.log" 2>&1 &
+}
+
+jobs_at() {  # $1 = minutes, $2 = folder for the models, $3 = extra options (each job's log: $4.log)
+  mkdir -p "$2"
+  "jobs_$SET" "$@"
   wait
 }
 
@@ -39,7 +52,7 @@ for f in "$WORK"/smoke/*.log; do
 done
 [ $ok = 1 ] || exit 3
 echo "smoke ok: $(ls "$WORK"/smoke/*.log | wc -l) jobs"
-[ "$DEVICE" = cpu ] || python3 bench/device_check.py --device "$DEVICE" 2>&1 | tee "$OUT/device_check.json"
+[ "$DEVICE" = cpu ] || [ "${CHECK:-1}" = 0 ] || python3 bench/device_check.py --device "$DEVICE" 2>&1 | tee "$OUT/device_check.json"
 
 jobs_at "$MINUTES" "$WORK/main"
 MORE_MINUTES=${MORE_MINUTES:-0}

@@ -81,3 +81,19 @@ def test_dihedral_ensemble_is_exact_for_an_equivariant_function_and_averages_oth
     torch.testing.assert_close(avg, 0.5 * (torch.roll(x, 1, -1) + torch.roll(x, -1, -1)))
     with pytest.raises(ScoretoolError):
         dihedral_ensemble(blur, x, 3)
+
+
+def test_inference_fold_of_sigma_scale_shift_equals_the_training_path():
+    """With one σ for the batch and no gradients, ResBlock folds (1+scale, shift) into conv1: same D(x, σ)."""
+    torch.manual_seed(0)
+    net = ScoreUNet(UNetConfig(channels=1, widths=[8, 16], blocks_per_level=1))
+    for p in net.parameters():  # non-zero everywhere, so every term of the block matters
+        torch.nn.init.normal_(p, std=0.2)
+    x = torch.rand(3, 1, 20, 24)
+    with torch.no_grad():
+        folded = net(x, 0.1)
+        mixed = net(x, torch.tensor([0.1, 0.1, 0.2]))  # different σ per image: the unfolded path
+    unfolded = net(x, 0.1).detach()  # gradients enabled: the training path
+    assert torch.allclose(folded, unfolded, atol=1e-5)
+    assert torch.allclose(mixed[:2], unfolded[:2], atol=1e-5)
+    assert not torch.allclose(mixed[2], unfolded[2], atol=1e-3)

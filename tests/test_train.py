@@ -188,7 +188,7 @@ def test_distillation_regresses_on_the_teacher(toy_folder, tmp_path):
     sigma = torch.full((16,), 0.1)
     noise = torch.randn(x.shape, generator=g)
     cpu = torch.device("cpu")
-    assert dsm_loss(teacher, x, sigma, noise, cpu, "fp32", teacher=teacher).item() == 0  # its own perfect student
+    assert dsm_loss(teacher, x, sigma, noise, cpu, "fp32", teacher=teacher).item() < 1e-10  # its own perfect student (up to float rounding)
 
     def distance_to_teacher(teacher_arg):
         path = tmp_path / "student.safetensors"
