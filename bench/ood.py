@@ -9,12 +9,13 @@ inliers (Gaussian noise σ=10/255, Gaussian blur std 2, JPEG quality 10, 2× nea
 central half-size crop, all clipped and quantised to 8 bits like saved files) and non-photographs
 (scikit-image text, page, checkerboard, binary blobs, Shepp–Logan phantom; uniform noise; constant
 images). Feature variants side by side, from the same network passes (scoretool.ood.FeatureSpec):
-  default     — the recipe `scoretool ood fit` uses by default;
+  default     — the recipe `scoretool ood fit` uses by default: global norms + one parity number (parity-mean);
   global      — one √N-normalised norm per level over the sampled crops (the MSMA / pilot recipe);
   local       — quantiles 0.1/0.5/0.9/max of per-patch (32²) RMS score norms per level;
-  +corr+parity — adds the lag-1 autocorrelation of the score map and its even/odd asymmetry per level;
+  +corr+parity — adds the lag-1 autocorrelation of the score map and its even/odd asymmetry per level
+                (global+corr+parity was the default until session 3);
   +q0.1       — adds the 10% quantile of the per-patch norms (the flattest patches: aimed at added noise);
-  +parity     — adds only the even/odd asymmetry (aimed at pixel replication), not the autocorrelation.
+  +parity-mean — adds the log of the level-averaged even/odd asymmetry, once per image.
 Positive class = outliers. Calibration = fraction of inliers flagged above the 95th percentile of
 the held-out (cross-validated) training scores, beside the in-sample GMM reference (the pilot's 13%).
 Also: seconds per 1 MP image (features + density, warm) and bf16 vs fp32 feature differences.
@@ -85,16 +86,15 @@ def non_photos(colour: bool, shape=(321, 481), seed: int = 0, quick: bool = Fals
 
 def variants(spec: FeatureSpec) -> dict[str, FeatureSpec]:
     """Feature recipes compared side by side; all computed from the same score maps."""
-    base = {"sigmas": spec.sigmas, "crop": spec.crop, "patch": spec.patch, "crops": spec.crops}
+    base = {"sigmas": spec.sigmas, "crop": spec.crop, "patch": spec.patch, "crops": spec.crops, "parity_mean": False}
     return {"default": spec,
             "global": FeatureSpec(**base, quantiles=(), rms=True, corr=False, parity=False),
             "global+corr+parity": FeatureSpec(**base, quantiles=(), rms=True, corr=True, parity=True),
-            "local": FeatureSpec(**base, quantiles=(0.1, 0.5, 0.9, 1.0), rms=False, corr=False),
+            "local": FeatureSpec(**base, quantiles=(0.1, 0.5, 0.9, 1.0), rms=False, corr=False, parity=False),
             "local+corr+parity": FeatureSpec(**base, quantiles=(0.1, 0.5, 0.9, 1.0), rms=False, corr=True, parity=True),
-            "default+q0.1": FeatureSpec(**base, quantiles=(0.1,), rms=True, corr=True, parity=True),
             "global+q0.1": FeatureSpec(**base, quantiles=(0.1,), rms=True, corr=False, parity=False),
-            "global+parity": FeatureSpec(**base, quantiles=(), rms=True, corr=False, parity=True),
-            "global+q0.1+parity": FeatureSpec(**base, quantiles=(0.1,), rms=True, corr=False, parity=True)}
+            "global+q0.1+parity-mean": FeatureSpec(**{**base, "parity_mean": True}, quantiles=(0.1,), rms=True,
+                                                   corr=False, parity=False)}
 
 
 def run_config(label, train_set, test_set, weights, channels, args, sigma_min) -> tuple[list[dict], dict]:

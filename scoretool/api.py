@@ -287,7 +287,7 @@ def _ood_prior(weights: str | None, channels: int, device: str, precision: str):
 
 def ood_spec(weights: str | None = None, channels: int = 1, levels: int = 10, sigma_max: float = 1.0,
              sigma_min: float = 0.003, **opts):
-    """The OOD feature recipe (ood.FeatureSpec; `opts`: crop, patch, crops, quantiles, rms, corr):
+    """The OOD feature recipe (ood.FeatureSpec; `opts`: crop, patch, crops, quantiles, rms, corr, parity, parity_mean):
     L geometric σ levels clipped to the prior's trained σ range."""
     from .ood import FeatureSpec, geometric_levels
     from .weights import read_metadata, resolve_weights

@@ -11,7 +11,9 @@ a 1 MP image costs the same as a small one. Per level (FeatureSpec says which):
 - quantiles: log quantiles of per-patch RMS norms (`patch`²), the local variant of MSMA.
 Whole-image norms alone separated JPEG q10 and 2× nearest up-sampling poorly (pilot AUROC 0.65 and
 0.46); per-patch quantiles did not help on a partly trained prior (bench/ood.py, variant "local"),
-the two lag-1 statistics did (variant "default"), and levels down to σ = 0.003 helped JPEG.
+the two lag-1 statistics did (session 3), and levels down to σ = 0.003 helped JPEG. With the session-4
+prior, L per-level parities and autocorrelations made held-out BSD68 photos look unusual (15% flagged at
+the 95th percentile): the default is now the MSMA norms plus one parity number (`parity_mean`).
 
 Density (scikit-learn): a GaussianMixture (standardised features, full covariance, number of
 components chosen by held-out log-likelihood) with score = −log p(f), or kNN with score = mean
@@ -38,8 +40,9 @@ from .io import ordinary_permissions
 FORMAT = "scoretool-ood"
 DEFAULT_QUANTILES: tuple[float, ...] = ()  # per-patch norm quantiles: off by default (bench/ood.py compares)
 DEFAULT_RMS = True
-DEFAULT_CORR = True
-DEFAULT_PARITY = True
+DEFAULT_CORR = False
+DEFAULT_PARITY = False
+DEFAULT_PARITY_MEAN = True
 KNN_K = 5
 GMM_COMPONENTS = (1, 2, 3, 4, 6, 8)
 
@@ -75,7 +78,10 @@ class FeatureSpec:
     Per level, in this order: log quantiles of the patch norms (`quantiles`, may be empty), the log
     RMS over all sampled pixels (`rms`: the MSMA whole-image norm, √N-normalised), and the lag-1
     autocorrelation of the score map (`corr`: mean of horizontal and vertical, Σ r·r_shift / Σ r²), and
-    its even/odd asymmetry (`parity`, see `lag1_parity`).
+    its even/odd asymmetry (`parity`, see `lag1_parity`). Then, once per image, `parity_mean`: the log
+    of the mean parity over the levels (one number instead of L: it catches pixel replication as well,
+    and adds one dimension, not L, whose spread between training and test photographs the density would
+    otherwise learn; bench/ood.py, variants "default" and "global+corr+parity").
     """
 
     sigmas: list[float]
@@ -86,6 +92,7 @@ class FeatureSpec:
     rms: bool = DEFAULT_RMS
     corr: bool = DEFAULT_CORR
     parity: bool = DEFAULT_PARITY
+    parity_mean: bool = DEFAULT_PARITY_MEAN
 
     @property
     def per_level(self) -> int:
@@ -93,22 +100,23 @@ class FeatureSpec:
 
     @property
     def dim(self) -> int:
-        return len(self.sigmas) * self.per_level
+        return len(self.sigmas) * self.per_level + int(self.parity_mean)
 
     def names(self) -> list[str]:
         stats = [f"q{q:g}" for q in self.quantiles] + ["rms"] * self.rms + ["corr"] * self.corr + ["parity"] * self.parity
-        return [f"s{s:.4g}_{t}" for s in self.sigmas for t in stats]
+        return [f"s{s:.4g}_{t}" for s in self.sigmas for t in stats] + ["parity_mean"] * self.parity_mean
 
     def to_dict(self) -> dict:
         return {"sigmas": list(self.sigmas), "crop": self.crop, "patch": self.patch, "crops": self.crops,
-                "quantiles": list(self.quantiles), "rms": self.rms, "corr": self.corr, "parity": self.parity}
+                "quantiles": list(self.quantiles), "rms": self.rms, "corr": self.corr, "parity": self.parity,
+                "parity_mean": self.parity_mean}
 
     @classmethod
     def from_dict(cls, d: dict) -> FeatureSpec:
         return cls(sigmas=[float(v) for v in d["sigmas"]], crop=int(d["crop"]), patch=int(d["patch"]),
                    crops=int(d["crops"]), quantiles=tuple(float(q) for q in d["quantiles"]),
                    rms=bool(d.get("rms", False)), corr=bool(d.get("corr", False)),
-                   parity=bool(d.get("parity", False)))
+                   parity=bool(d.get("parity", False)), parity_mean=bool(d.get("parity_mean", False)))
 
 
 def score_maps(denoise: Denoiser, x: torch.Tensor, spec: FeatureSpec, batch: int = 64) -> torch.Tensor:
@@ -183,8 +191,8 @@ def features_from_norms(norms: torch.Tensor, quantiles=DEFAULT_QUANTILES) -> np.
 
 
 def features_from_maps(r: torch.Tensor, spec: FeatureSpec) -> np.ndarray:
-    """(L, K, C, h, w) score maps → the (L·per_level,) feature vector described by `spec`."""
-    parts = []
+    """(L, K, C, h, w) score maps → the (spec.dim,) feature vector described by `spec`."""
+    parts = [np.zeros((len(spec.sigmas), 0))]
     norms = norms_of_maps(r, spec.patch)
     if spec.quantiles:
         parts.append(features_from_norms(norms, spec.quantiles).reshape(len(spec.sigmas), -1))
@@ -192,9 +200,11 @@ def features_from_maps(r: torch.Tensor, spec: FeatureSpec) -> np.ndarray:
         parts.append(np.log(norms.double().pow(2).mean(dim=1).sqrt().numpy() + 1e-12)[:, None])
     if spec.corr:
         parts.append(lag1_correlation(r).double().numpy()[:, None])
+    parity = lag1_parity(r).double().numpy() if spec.parity or spec.parity_mean else None
     if spec.parity:
-        parts.append(lag1_parity(r).double().numpy()[:, None])
-    return np.concatenate(parts, axis=1).reshape(-1)
+        parts.append(parity[:, None])
+    once = [np.log(parity.mean() + 1e-6)] if spec.parity_mean else []
+    return np.concatenate([np.concatenate(parts, axis=1).reshape(-1), once])
 
 
 def score_norm_features(denoise: Denoiser, x: torch.Tensor, spec: FeatureSpec, batch: int = 64) -> np.ndarray:

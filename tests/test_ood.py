@@ -71,7 +71,7 @@ def test_patch_norms_closed_form(rng):
 def test_features_constant_image():
     """A constant image c has every patch norm σ|c−μ|/(τ²+σ²): each quantile equals it."""
     spec = FeatureSpec(sigmas=[0.3, 0.03], crop=16, patch=8, crops=2, quantiles=(0.1, 0.5, 0.9, 1.0), rms=False,
-                       corr=False, parity=False)
+                       corr=False, parity=False, parity_mean=False)
     f = score_norm_features(gaussian_denoiser, torch.full((1, 20, 24), 0.9), spec)
     expect = np.repeat([np.log(s * 0.5 / (TAU**2 + s**2)) for s in spec.sigmas], len(spec.quantiles))
     assert f.shape == (spec.dim,) and np.allclose(f, expect, atol=1e-5)
@@ -85,20 +85,27 @@ def test_corr_parity_rms_known_answer(block, corr, parity):
     a = 0.1
     cells = (np.indices((16 // block, 16 // block)).sum(0) % 2) * 2 - 1
     img = MU + a * np.kron(cells, np.ones((block, block)))
-    spec = FeatureSpec(sigmas=[0.1, 0.01], crop=16, patch=8, crops=1, quantiles=(), rms=True, corr=True, parity=True)
-    f = score_norm_features(gaussian_denoiser, torch.from_numpy(img[None].astype(np.float32)), spec).reshape(2, 3)
+    spec = FeatureSpec(sigmas=[0.1, 0.01], crop=16, patch=8, crops=1, quantiles=(), rms=True, corr=True, parity=True,
+                       parity_mean=True)
+    out = score_norm_features(gaussian_denoiser, torch.from_numpy(img[None].astype(np.float32)), spec)
+    assert out.shape == (spec.dim,) == (7,)
+    f = out[:6].reshape(2, 3)
     assert np.allclose(f[:, 0], [np.log(s * a / (TAU**2 + s**2)) for s in spec.sigmas], atol=1e-4)
     assert np.allclose(f[:, 1], corr, atol=1e-5) and np.allclose(f[:, 2], parity, atol=1e-5)
-    assert spec.names()[:3] == ["s0.1_rms", "s0.1_corr", "s0.1_parity"]
+    assert np.isclose(out[6], np.log(parity + 1e-6), atol=1e-5)  # parity_mean: once per image
+    assert spec.names()[:3] == ["s0.1_rms", "s0.1_corr", "s0.1_parity"] and spec.names()[-1] == "parity_mean"
 
 
 def test_features_comparable_across_sizes(rng):
     """Fixed crop count and √N normalisation: white noise of different sizes gives nearly the same features."""
-    spec = FeatureSpec(sigmas=[0.2, 0.02], crop=32, patch=16, crops=8, quantiles=(0.5, 0.9))
-    assert spec.dim == 2 * 5
+    spec = FeatureSpec(sigmas=[0.2, 0.02], crop=32, patch=16, crops=8, quantiles=(0.5, 0.9), rms=True, corr=True,
+                       parity=True, parity_mean=True)
+    assert spec.dim == 2 * 5 + 1
     a = score_norm_features(gaussian_denoiser, torch.from_numpy(rng.random((1, 64, 80), dtype=np.float32)), spec)
     b = score_norm_features(gaussian_denoiser, torch.from_numpy(rng.random((1, 300, 200), dtype=np.float32)), spec)
-    assert np.abs(a - b).max() < 0.1
+    assert np.abs(a - b)[:-1].max() < 0.1
+    # parity_mean is the log of a near-zero sampling fluctuation for white noise: compare it unlogged
+    assert abs(np.exp(a[-1]) - np.exp(b[-1])) < 0.01
 
 
 def test_features_from_norms_quantiles():
@@ -217,7 +224,7 @@ def fitted(tmp_path, rng, tiny_model):
 
 def test_cli_fit_score_eval(fitted, tmp_path, rng):
     model, summary, train = fitted
-    assert summary["images"] == 22 and summary["features"] == 6 and summary["channels"] == 1
+    assert summary["images"] == 22 and summary["features"] == 2 * 1 + 1 and summary["channels"] == 1
     res = runner.invoke(app, ["ood", "score", str(train), "--model", str(model), "--json", "--csv", str(tmp_path / "s.csv")])
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)["results"]

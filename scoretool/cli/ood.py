@@ -13,7 +13,16 @@ import typer
 from ..api import ood_check_prior, ood_fit, ood_score
 from ..errors import InputError, ScoretoolError
 from ..io import list_images, read_image
-from ..ood import DEFAULT_CORR, DEFAULT_PARITY, DEFAULT_QUANTILES, DEFAULT_RMS, OODModel, detection_metrics, histogram_image
+from ..ood import (
+    DEFAULT_CORR,
+    DEFAULT_PARITY,
+    DEFAULT_PARITY_MEAN,
+    DEFAULT_QUANTILES,
+    DEFAULT_RMS,
+    OODModel,
+    detection_metrics,
+    histogram_image,
+)
 from . import app
 from .common import (
     Common,
@@ -103,6 +112,7 @@ def fit(
     rms: Annotated[bool, typer.Option("--rms/--no-rms", help="Per level, the RMS score norm over all sampled pixels (the MSMA whole-image norm / √N) is a feature.")] = DEFAULT_RMS,
     corr: Annotated[bool, typer.Option("--corr/--no-corr", help="Per level, the lag-1 autocorrelation of the score map (catches blur, block and noise artefacts) is a feature.")] = DEFAULT_CORR,
     parity: Annotated[bool, typer.Option("--parity/--no-parity", help="Per level, the even/odd asymmetry of the score map's lag-1 products (catches 2× pixel replication) is a feature.")] = DEFAULT_PARITY,
+    parity_mean: Annotated[bool, typer.Option("--parity-mean/--no-parity-mean", help="Once per image, the log of that asymmetry averaged over the levels is a feature (the default's pixel-replication detector).")] = DEFAULT_PARITY_MEAN,
     weights: WeightsOpt = None,
     precision: PrecisionOpt = "auto",
     recursive: RecursiveOpt = False,
@@ -126,15 +136,15 @@ def fit(
         if not output.parent.exists():
             raise ScoretoolError(f"{output.parent}: no such folder")
         qs = _parse_quantiles(quantiles)
-        if not qs and not rms and not corr and not parity:
-            raise ScoretoolError("no features: give --quantiles, --rms, --corr or --parity")
+        if not qs and not rms and not corr and not parity and not parity_mean:
+            raise ScoretoolError("no features: give --quantiles, --rms, --corr, --parity or --parity-mean")
         images, _, failed = _read_training(common, data, recursive)
         if not images:
             raise ScoretoolError(f"{data}: no readable training images")
         t0 = time.perf_counter()
         with common.progress("features", len(images)) as advance:
             model = ood_fit(images, weights, method, levels, sigma_max, sigma_min, device, precision, seed, advance,
-                            crop=crop, patch=patch, crops=crops, quantiles=qs, rms=rms, corr=corr, parity=parity)
+                            crop=crop, patch=patch, crops=crops, quantiles=qs, rms=rms, corr=corr, parity=parity, parity_mean=parity_mean)
         model.save(output)
         seconds = time.perf_counter() - t0
         summary = {"command": "ood fit", "model": str(output), "images": len(images), "method": method,
