@@ -167,11 +167,16 @@ def run_config(label, train_set, test_set, weights, channels, args, sigma_min) -
     d32, _ = api._ood_prior(weights, channels, args.device, "fp32")
     d16, _ = api._ood_prior(weights, channels, args.device, "bf16")
     f32, f16 = features_from_maps(score_maps(d32, x, spec), spec), features_from_maps(score_maps(d16, x, spec), spec)
-    diff = np.abs(f16 - f32).reshape(len(spec.sigmas), -1).max(1)
-    spread = np.stack([f["default"] for f in train]).std(0).reshape(len(spec.sigmas), -1).mean(1)
-    rel = diff / spread
+    n_level = len(spec.sigmas) * spec.per_level  # per-level features first, then the once-per-image ones
+    diff_all = np.abs(f16 - f32)
+    std_all = np.stack([f["default"] for f in train]).std(0)
+    rel = diff_all / np.maximum(std_all, 1e-12)
+    diff = diff_all[:n_level].reshape(len(spec.sigmas), -1).max(1)
+    spread = std_all[:n_level].reshape(len(spec.sigmas), -1).mean(1)
     extra["bf16_vs_fp32"] = [{"sigma": s, "max_feature_diff": float(d), "train_feature_std": float(sd)}
                              for s, d, sd in zip(spec.sigmas, diff, spread)]
+    extra["bf16_vs_fp32"] += [{"feature": "parity_mean", "max_feature_diff": float(diff_all[-1]),
+                               "train_feature_std": float(std_all[-1])}] if spec.parity_mean else []
     print(f"[{label} σ_min={sigma_min}] {len(train)} train images ({t_train:.0f} s), {len(inl)} inliers; "
           f"1 MP image: {extra['seconds_per_1MP']:.2f} s wall, {extra['cpu_seconds_per_1MP']:.2f} s CPU; bf16 vs fp32 feature diff ≤ {float(rel.max()):.3f} train std")
     return rows, extra
