@@ -80,7 +80,7 @@ class ResBlock(nn.Module):
             # conv(x)·(1+s) + t = conv_{W·(1+s), b·(1+s)+t}(x), which saves a full pass over h
             a = 1 + scale.flatten()
             h = nnf.conv2d(nnf.silu(x), self.conv1.weight * a[:, None, None, None],
-                           self.conv1.bias * a + shift.flatten(), padding=1)
+                           self.conv1.bias * a + shift.flatten(), padding=self.conv1.padding)
         else:
             h = torch.addcmul(shift, self.conv1(nnf.silu(x)), 1 + scale)
         return self.conv2(nnf.silu(h)).add_(self.skip(x))  # in place: conv2's output is not kept for backward

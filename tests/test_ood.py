@@ -268,3 +268,13 @@ def test_cli_bad_inputs(fitted, tmp_path, rng, tiny_model):
     assert res.exit_code == 2 and "not a scoretool OOD model" in res.output
     res = runner.invoke(app, ["ood", "fit", str(train), "-o", str(model), *FIT])
     assert res.exit_code == 2 and "exists" in res.output
+
+
+def test_spec_of_an_older_model_file_keeps_its_recipe():
+    """OOD files written before `parity_mean` existed have no such key: they keep per-level features only."""
+    old = {"sigmas": [0.5, 0.05], "crop": 16, "patch": 8, "crops": 2, "quantiles": [], "rms": True, "corr": True,
+           "parity": True}
+    spec = FeatureSpec.from_dict(old)
+    assert not spec.parity_mean and spec.dim == 2 * 3
+    assert FeatureSpec.from_dict(spec.to_dict()) == spec
+    assert FeatureSpec(sigmas=[0.5, 0.05]).dim == 2 * 1 + 1  # today's default: rms per level + parity_mean
