@@ -11,22 +11,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import skimage.data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Timer, gaussian_noisy  # noqa: E402
+
 from scoretool import api  # noqa: E402
 
 
 def timed(fn, repeat=3):
+    """(result, mean seconds of `repeat` warm calls)."""
     fn()
-    t = time.perf_counter()
-    for _ in range(repeat):
-        out = fn()
-    return out, (time.perf_counter() - t) / repeat
+    with Timer() as t:
+        for _ in range(repeat):
+            out = fn()
+    return out, t.seconds / repeat
 
 
 def main() -> int:
@@ -34,7 +37,7 @@ def main() -> int:
     ap.add_argument("--device", default="cuda")
     args = ap.parse_args()
     clean = skimage.data.camera()[:256, :320].astype(np.float32) / 255
-    noisy = clean + 25 / 255 * np.random.default_rng(0).standard_normal(clean.shape).astype(np.float32)
+    noisy = gaussian_noisy(clean, 25 / 255, seed=0)
     rows = {}
     for precision in ("fp32", "auto"):
         outs = {}

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Train the bundled-model candidates on one GPU, all at once (session 3, an H200 lent for 15 minutes).
+# Train the bundled-model candidates on one GPU, all at once (an H200 lent for 15 minutes a session).
 #
-#   DATA=../shared/data MINUTES=6.5 MORE_MINUTES=3.6 OUT=runs/gpu bash bench/train_gpu.sh            (session 3)
-#   SET=s4 CHECK=0 DATA=../shared/data MINUTES=8.3 OUT=runs/gpu bash bench/train_gpu.sh              (session 4)
+#   DATA=../shared/data MINUTES=6.5 MORE_MINUTES=3.6 OUT=runs/gpu bash bench/train_gpu.sh                        (session 3)
+#   SET=s4 CHECK=0 DATA=../shared/data MINUTES=8.2 MORE_MINUTES=3.2 MORE_LR=1.5e-4 OUT=runs/gpu bash bench/train_gpu.sh  (session 4)
 #
-# Five `scoretool train` runs share the GPU, each with --lr-schedule time so that its cosine decay ends
-# at --time-limit whatever the throughput. A 10-second smoke run of every job comes first and stops the
-# script if any fails (device time is scarce). MORE_MINUTES > 0 then resumes every run from its
-# checkpoint for that long with a warm restart at lr 3e-4 (session 3 did this as a second device call,
-# with the same commands). Models and logs land in $OUT.
+# The jobs of a set (s3: five, s4: three) share the GPU, each with --lr-schedule time so that its cosine
+# decay ends at --time-limit whatever the throughput. A 10-second smoke run of every job comes first and
+# stops the script if any fails (device time is scarce). MORE_MINUTES > 0 then resumes every run from
+# its checkpoint for that long with a warm restart at lr MORE_LR (default 3e-4; both sessions did this
+# as a second device call, with the same commands). Models and logs land in $OUT.
 set -u
 DATA=${DATA:-../shared/data}
 MINUTES=${MINUTES:-7}
@@ -56,7 +56,7 @@ echo "smoke ok: $(ls "$WORK"/smoke/*.log | wc -l) jobs"
 
 jobs_at "$MINUTES" "$WORK/main"
 MORE_MINUTES=${MORE_MINUTES:-0}
-[ "$MORE_MINUTES" = 0 ] || jobs_at "$MORE_MINUTES" "$WORK/main" "--resume --lr 3e-4" "-more"
+[ "$MORE_MINUTES" = 0 ] || jobs_at "$MORE_MINUTES" "$WORK/main" "--resume --lr ${MORE_LR:-3e-4}" "-more"
 for f in "$WORK"/main/*.safetensors; do
   case $f in *.ckpt.safetensors) ;; *) cp "$f" "$OUT/" ;; esac
 done
