@@ -75,9 +75,9 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         scale, shift = self.affine(emb)[:, :, None, None].chunk(2, dim=1)
-        if emb.shape[0] == 1 and not torch.is_grad_enabled():
-            # one σ for the whole batch (inference): fold the scale/shift into conv1's weights and bias,
-            # conv(x)·(1+s) + t = conv_{W·(1+s), b·(1+s)+t}(x), which saves a full pass over h
+        if emb.shape[0] == 1:
+            # one σ for the whole batch (ScoreUNet.raw decides): fold the scale/shift into conv1's weights
+            # and bias, conv(x)·(1+s) + t = conv_{W·(1+s), b·(1+s)+t}(x), which saves a full pass over h
             a = 1 + scale.flatten()
             h = nnf.conv2d(nnf.silu(x), self.conv1.weight * a[:, None, None, None],
                            self.conv1.bias * a + shift.flatten(), padding=self.conv1.padding)
