@@ -97,7 +97,7 @@ def rl_best(y, psf, clean):
 def run_task(task, name, x, idx, weights, args, montage):
     """Rows (one per method) for one task on one clean image x."""
     rng = np.random.default_rng(idx)
-    common = dict(steps=args.steps, eta=args.eta, travel=args.travel, sigma_max=args.sigma_max, samples=args.samples, weights=weights,
+    common = dict(steps=args.steps, eta=args.eta, travel=args.travel, sigma_max=args.sigma_max, samples=args.samples, cycle_dihedral=not args.no_dihedral, weights=weights,
                   device=args.device, precision=args.precision, tile=args.tile, seed=args.seed + idx)
     rows = []
 
@@ -189,6 +189,7 @@ def main() -> None:
     ap.add_argument("--eta", type=float, default=1.0)
     ap.add_argument("--travel", type=int, default=0)
     ap.add_argument("--samples", type=int, default=1, help="average N DDNM posterior samples per image")
+    ap.add_argument("--no-dihedral", action="store_true", help="same orientation at every step (off: cycle the 8 flips/rotations)")
     ap.add_argument("--sigma-max", type=float, default=1.0, help="start level: A†y + σ·noise on [0,1] (10 = from noise)")
     ap.add_argument("--weights-gray", default="prior-gray")
     ap.add_argument("--weights-rgb", default="prior-rgb")
@@ -238,7 +239,7 @@ def main() -> None:
                         "s/image": float(np.mean(secs)) if secs else None,
                         "nfe": sel[0]["nfe"], "max residual": max(res) if res else None})
     summary.sort(key=lambda r: (r["set"], r["task"], -r["psnr"]))
-    print(f"\nDDNM restoration, {args.steps} steps, η={args.eta}, travel={args.travel}, σ_max={args.sigma_max}, samples={args.samples}")
+    print(f"\nDDNM restoration, {args.steps} steps, η={args.eta}, travel={args.travel}, σ_max={args.sigma_max}, samples={args.samples}, dihedral={not args.no_dihedral}")
     print_table(summary, ["set", "task", "method", "images", "psnr", "ssim", "s/image", "nfe", "max residual"])
     big = None
     if args.big:

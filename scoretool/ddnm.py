@@ -25,6 +25,8 @@ from collections.abc import Callable
 
 import torch
 
+from .engine import dihedral
+
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -62,6 +64,7 @@ def ddnm_sample(
     travel: int = 0,
     travel_repeat: int = 1,
     noise_share: float = 0.3,
+    cycle_dihedral: bool = True,
     clip: tuple[float, float] | None = (0.0, 1.0),
     generator: torch.Generator | None = None,
     progress: Callable[[int], None] | None = None,
@@ -79,6 +82,7 @@ def ddnm_sample(
         sigma_y: measurement noise std on the [0,1] scale (DDNM+); 0 for noise-free y.
         travel: time-travel length L (0 = off); travel_repeat: how often each segment is redone.
         noise_share: DDNM+ only: the share ρ of σ_{t+1} that amplified measurement noise may take.
+        cycle_dihedral: evaluate step j's D on the (j mod 8)-th flip/rotation of x_t (see above).
         clip: clamp the prior's estimate x0 to this range before the projection (None = no clamp).
             The output itself is not clamped, so a noise-free result is exactly data-consistent.
         generator: torch.Generator for reproducible noise (drawn on the CPU, then moved).
@@ -104,7 +108,8 @@ def ddnm_sample(
     travelled: dict[int, int] = {}
     while i < n:
         s, s_next = sig[i], sig[i + 1]
-        x0 = denoiser(x, torch.full((B,), s, device=dev)).to(y.dtype)
+        g = nfe % 8 if cycle_dihedral else 0
+        x0 = dihedral(denoiser(dihedral(x, g), torch.full((B,), s, device=dev)), g, inverse=True).to(y.dtype)
         nfe += 1
         if progress:
             progress(1)

@@ -144,20 +144,26 @@ def count_tiles(h: int, w: int, tile: int = 512, overlap: int = 64, multiple: in
     return len(_axis_tiles(h, min(tile, h), overlap, multiple)) * len(_axis_tiles(w, min(tile, w), overlap, multiple))
 
 
+def dihedral(x: torch.Tensor, i: int, inverse: bool = False) -> torch.Tensor:
+    """The i-th of the 8 flips/90° rotations of x over its last two axes (i = 0: x itself; 4–7 flip first),
+    or with inverse=True its inverse, so dihedral(dihedral(x, i), i, inverse=True) = x."""
+    k, flip = i % 4, (i % 8) >= 4
+    if inverse:
+        y = torch.rot90(x, -k, dims=(-2, -1))
+        return y.flip(-1) if flip else y
+    return torch.rot90(x.flip(-1) if flip else x, k, dims=(-2, -1))
+
+
 def dihedral_ensemble(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, n: int = 8) -> torch.Tensor:
     """Mean of fn over the first n of the 8 flips/90° rotations of x (geometric self-ensemble):
     mean_g g⁻¹(fn(g(x))). For an MMSE denoiser of a rotation/flip-invariant prior each term estimates
     the same posterior mean, so the average keeps the estimate and lowers the network's error."""
     if n not in (1, 2, 4, 8):
         raise ScoretoolError(f"--ensemble {n}: expected 1, 2, 4 or 8")
+    modes = (0, 4) if n == 2 else range(n)
     out = torch.zeros_like(x, dtype=torch.float32)
-    for i in range(n):
-        k, flip = i % 4, i >= 4
-        if n == 2:
-            k, flip = 0, i == 1
-        g = torch.rot90(x.flip(-1) if flip else x, k, dims=(-2, -1))
-        y = torch.rot90(fn(g), -k, dims=(-2, -1))
-        out += y.flip(-1) if flip else y
+    for i in modes:
+        out += dihedral(fn(dihedral(x, i)), i, inverse=True)
     return out / n
 
 

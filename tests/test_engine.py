@@ -69,6 +69,17 @@ def test_network_any_size_and_score(channels, h, w):
     torch.testing.assert_close(d, x * (sd**2 / (sigma**2 + sd**2))[:, None, None, None])
 
 
+def test_dihedral_transforms_are_the_eight_distinct_symmetries_and_invert():
+    from scoretool.engine import dihedral
+
+    x = torch.arange(12.0).reshape(1, 1, 3, 4)
+    images = [dihedral(x, i) for i in range(8)]
+    assert len({tuple(t.flatten().tolist()) for t in images}) == 8
+    for i, t in enumerate(images):
+        assert torch.equal(dihedral(t, i, inverse=True), x)
+    assert torch.equal(dihedral(x, 9), images[1])
+
+
 def test_dihedral_ensemble_is_exact_for_an_equivariant_function_and_averages_otherwise():
     from scoretool.engine import dihedral_ensemble
 
