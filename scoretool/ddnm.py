@@ -15,7 +15,13 @@ the whole noise budget σ_{t+1}; but it is the same noise realisation at every s
 Defaults measured with the grey prior (Set12 crops, ×4 SR): η = 1 beat η = 0.85 by 1.5 dB (the ε̂ term
 carries A†y's block edges from step to step), and starting from A†y + σ·n at σ_max = 0.3–1 beat 10 by
 0.5 dB (inpainting 80%: σ_max = 1 beat 10 by 1.5 dB). Time-travel: after every L steps, re-noise back L
-steps and redo them (`travel_repeat` times). The sampler knows the task only through the operator.
+steps and redo them (`travel_repeat` times). Dihedral cycling (Zhang et al., DPIR, TPAMI 2021, "periodical
+geometric self-ensemble"): step j evaluates D on the (j mod 8)-th flip/rotation g of x_t and turns the
+estimate back, g⁻¹(D(g(x_t), σ_t)); for a flip/rotation-invariant prior each is an estimate of the same
+E[x | x_t], but the network's orientation-dependent errors no longer add up coherently over the chain.
+Measured at no extra cost (bench/restore.py, 100 steps): Set12 (6 images) SR ×4 +0.13 dB, inpainting
+50/80% +0.07/+0.09, deblurring +0.14; CBSD68 SR ×4 (12 images) +0.07.
+The sampler knows the task only through the operator.
 """
 
 from __future__ import annotations
