@@ -40,6 +40,19 @@ def test_sr_output_size_and_json(tmp_path, grey, tiny_model):
     assert read_image(out).pixels.shape == (1, 39, 33, 1)
 
 
+def test_no_dihedral_keeps_one_orientation(tmp_path, grey, tiny_model):
+    """--dihedral (default) / --no-dihedral are taken and reported in --json (the sampler-level effect is
+    tested in test_ddnm.py: the tiny untrained network here is pointwise, so both give the same image)."""
+    rows = []
+    for flag in ("--dihedral", "--no-dihedral"):
+        out = tmp_path / f"sr{flag}.png"
+        res, stdout, _ = _run([grey, "-o", out, "--task", "sr", "--scale", "2", "--weights", tiny_model(1), "--json", flag])
+        assert res.exit_code == 0, res.output
+        rows.append(json.loads(stdout)["results"][0])
+    assert [r["dihedral"] for r in rows] == [True, False]
+    assert all(r["residual"] <= 1e-3 for r in rows)
+
+
 @pytest.mark.parametrize("extra", [["--task", "inpaint", "--mask-random", "0.5"],
                                    ["--task", "deblur", "--kernel", "gaussian:1.5"],
                                    ["--task", "deblur", "--kernel", "uniform:3", "--sigma-y", "2"],
