@@ -148,6 +148,8 @@ def dihedral(x: torch.Tensor, i: int, inverse: bool = False) -> torch.Tensor:
     """The i-th of the 8 flips/90° rotations of x over its last two axes (i = 0: x itself; 4–7 flip first),
     or with inverse=True its inverse, so dihedral(dihedral(x, i), i, inverse=True) = x."""
     k, flip = i % 4, (i % 8) >= 4
+    if not k and not flip:
+        return x  # identity: no copy (torch.rot90 with k = 0 clones)
     if inverse:
         y = torch.rot90(x, -k, dims=(-2, -1))
         return y.flip(-1) if flip else y
