@@ -6,7 +6,7 @@
 Each config is a dict of `scoretool.ddnm.ddnm_sample` settings (steps, sigma_max, rho, eta, travel,
 cycle_dihedral) plus `samples` (average N chains), `precision` (auto|fp32) and `sigma_scale` (hand the
 prior c·σ instead of σ: c > 1 over-smooths, c < 1 under-smooths; 1 is the calibrated prior). The operator
-is 4×4 average pooling; PSNR in dB on [0,1]. Prints a table and writes bench/results/NAME.json.
+is 4×4 average pooling; the input, bicubic baseline and PSNR are bench/restore.py's (dB on [0,1]). Prints a table and writes bench/results/NAME.json.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import argparse
 import json
 
 import numpy as np
-import skimage.transform
 import torch
 from common import Timer, load_set, print_table, psnr, save_results
+from restore import bicubic_up, from_t, shape_of, to_t
 
 from scoretool.api import load_engine
 from scoretool.ddnm import ddnm_sample
@@ -54,18 +54,15 @@ def main() -> None:
     labels = ["bicubic"] + [json.dumps(c, sort_keys=True) for c in configs]
     per_image = []
     for name, full in load_set(args.set, args.images):
-        x = np.atleast_3d(full)
-        top, left = (x.shape[0] - args.crop) // 2, (x.shape[1] - args.crop) // 2
-        x = x[top:top + args.crop, left:left + args.crop]
-        c = x.shape[2]
-        op = AvgPoolSR(4, (c, args.crop, args.crop))
-        y = op.A(torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None])
-        lr = y[0].permute(1, 2, 0).numpy()
-        row = {"image": name, "bicubic": psnr(skimage.transform.resize(lr, x.shape, order=3), x), "seconds": {}}
+        top, left = (full.shape[0] - args.crop) // 2, (full.shape[1] - args.crop) // 2
+        x = full[top:top + args.crop, left:left + args.crop]
+        op = AvgPoolSR(4, shape_of(x))
+        y = op.A(to_t(x)).float()
+        row = {"image": name, "bicubic": psnr(bicubic_up(from_t(y), x.shape), x), "seconds": {}}
         for label, cfg in zip(labels[1:], configs):
             with Timer() as t:
-                out = run_config(cfg, y, op, engines, c, args.seed)
-            row[label] = psnr(out[0].permute(1, 2, 0).numpy(), x)
+                out = run_config(cfg, y, op, engines, shape_of(x)[0], args.seed)
+            row[label] = psnr(from_t(out), x)
             row["seconds"][label] = t.seconds
         per_image.append(row)
         print(name, " ".join(f"{row[k]:.2f}" for k in labels), flush=True)
