@@ -3,6 +3,7 @@
 #
 #   DATA=../shared/data MINUTES=6.5 MORE_MINUTES=3.6 OUT=runs/gpu bash bench/train_gpu.sh                        (session 3)
 #   SET=s4 CHECK=0 DATA=../shared/data MINUTES=8.2 MORE_MINUTES=3.2 MORE_LR=1.5e-4 OUT=runs/gpu bash bench/train_gpu.sh  (session 4)
+#   SET=rgb CHECK=0 WORKERS=4 DATA=../shared/data MINUTES=8.3 OUT=runs/gpu bash bench/train_gpu.sh                  (colour prior)
 #
 # The jobs of a set (s3: five, s4: three) share the GPU, each with --lr-schedule time so that its cosine
 # decay ends at --time-limit whatever the throughput. A 10-second smoke run of every job comes first and
@@ -17,8 +18,9 @@ WORK=${WORK:-/tmp/scoretool-gpu}
 mkdir -p "$OUT" "$WORK"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 DEVICE=${DEVICE:-cuda}
-SET=${SET:-s3}  # which set of jobs: s3 or s4 (below)
-ST="python3 -m scoretool train --device $DEVICE --workers 2 --lr-schedule time --steps 1000000 --quiet"
+SET=${SET:-s3}  # which set of jobs: s3, s4 or rgb (below)
+WORKERS=${WORKERS:-2}
+ST="python3 -m scoretool train --device $DEVICE --workers $WORKERS --lr-schedule time --steps 1000000 --quiet"
 
 [ "$SET" = s3 ] && python3 bench/make_noisy.py "$DATA/Train400" -o "$WORK/train400-gaussian25" --noise gaussian --sigma 25 >/dev/null
 
@@ -36,6 +38,13 @@ jobs_s4() {  # session 4: three jobs (processes time-share a GPU, so fewer jobs 
   $ST "$DATA/Train400" -o "$d/prior-gray-fast.safetensors" --clean --init weights/prior-gray-fast.safetensors --patch 96 --batch 128 --lr 3e-4 --time-limit "$m" $x >"$d/prior-gray-fast$L.log" 2>&1 &
   $ST "$DATA/Train400" -o "$d/prior-gray-fast-distil.safetensors" --clean --init weights/prior-gray-fast.safetensors --teacher weights/prior-gray.safetensors --patch 96 --batch 128 --lr 3e-4 --time-limit "$m" $x >"$d/prior-gray-fast-distil$L.log" 2>&1 &
   $ST "$DATA/Train400" -o "$d/prior-gray.safetensors" --clean --init weights/prior-gray.safetensors --patch 96 --batch 128 --lr 2e-4 --time-limit "$m" $x >"$d/prior-gray$L.log" 2>&1 &
+}
+
+jobs_rgb() {  # colour prior: prior-rgb grown wider (nets.widen keeps its function at the start) and continued as it is
+  local m=$1 d=$2 x=${3:-} L=${4:-}
+  $ST "$DATA/CBSD432" -o "$d/prior-rgb-w64.safetensors" --clean --init weights/prior-rgb.safetensors --widths 64,128,256 --patch 96 --batch 64 --lr 3e-4 --time-limit "$m" $x >"$d/prior-rgb-w64$L.log" 2>&1 &
+  $ST "$DATA/CBSD432" -o "$d/prior-rgb-w48.safetensors" --clean --init weights/prior-rgb.safetensors --widths 48,96,192 --patch 96 --batch 64 --lr 3e-4 --time-limit "$m" $x >"$d/prior-rgb-w48$L.log" 2>&1 &
+  $ST "$DATA/CBSD432" -o "$d/prior-rgb.safetensors" --clean --init weights/prior-rgb.safetensors --patch 96 --batch 64 --lr 2e-4 --time-limit "$m" $x >"$d/prior-rgb$L.log" 2>&1 &
 }
 
 jobs_at() {  # $1 = minutes, $2 = folder for the models, $3 = extra options (each job's log: $4.log)

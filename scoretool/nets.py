@@ -180,6 +180,53 @@ def adapt_channels(net: ScoreUNet, channels: int) -> ScoreUNet:
     return new
 
 
+def _old_indices(new_len: int, old_len: int, segments: int) -> torch.Tensor:
+    """Positions of the old channels along one axis of a widened tensor: the first old_len/segments
+    of each of `segments` equal segments (a concatenation or a scale|shift pair keeps its layout)."""
+    if new_len % segments or old_len % segments:
+        raise ValueError("widths must scale every segment evenly")
+    n, o = new_len // segments, old_len // segments
+    return torch.cat([torch.arange(k * n, k * n + o) for k in range(segments)])
+
+
+def widen(net: ScoreUNet, widths: list[int]) -> ScoreUNet:
+    """The same function in a wider network (Net2Net-style function-preserving growth, Chen et al. 2016).
+
+    Each old channel keeps its weights and reads old channels only (weights from new channels are 0), so
+    D(x, σ) is unchanged; new channels get a fresh initialisation, read everything and start learning
+    at once. Every width must be at least the old one."""
+    old_cfg = net.config
+    if len(widths) != len(old_cfg.widths) or any(n < o for n, o in zip(widths, old_cfg.widths)):
+        raise ValueError(f"cannot widen {old_cfg.widths} to {widths}: same number of levels, no narrower level")
+    if list(widths) == list(old_cfg.widths):
+        return net
+    new = ScoreUNet(UNetConfig.from_dict({**old_cfg.to_dict(), "widths": list(widths)}))
+    old_state, state = net.state_dict(), new.state_dict()
+    if old_state.keys() != state.keys():
+        raise ValueError(f"cannot widen {old_cfg.widths} to {widths}: the layers differ (keep the width ratios)")
+    for name, old in old_state.items():
+        fresh = state[name]
+        segments = [1] * old.ndim
+        if ".affine." in name:
+            segments[0] = 2  # [scale | shift]
+        if name.startswith("up.") and (".0.conv1.weight" in name or ".0.skip.weight" in name):
+            segments[1] = 2  # input = [unpooled | skip]
+        index = [_old_indices(f, o, s) for f, o, s in zip(fresh.shape, old.shape, segments)]
+        out_axis, in_axis = (1, 0) if name.startswith("unpool.") and old.ndim == 4 else (0, 1)
+        if old.ndim >= 2 and fresh.shape[in_axis] != old.shape[in_axis]:
+            reads_new = torch.ones(fresh.shape[in_axis], dtype=torch.bool)
+            reads_new[index[in_axis]] = False
+            old_out = torch.zeros(fresh.shape[out_axis], dtype=torch.bool)
+            old_out[index[out_axis]] = True
+            mask = old_out.reshape(-1, 1) & reads_new.reshape(1, -1)
+            if out_axis == 1:
+                mask = mask.T
+            fresh[mask.reshape(*mask.shape, *([1] * (old.ndim - 2))).expand_as(fresh)] = 0
+        fresh[torch.meshgrid(*index, indexing="ij")] = old
+    new.load_state_dict(state)
+    return new
+
+
 def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 

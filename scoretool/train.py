@@ -31,7 +31,7 @@ from . import __version__
 from .engine import autocast, select_device
 from .errors import ScoretoolError
 from .io import list_images, read_image
-from .nets import ScoreUNet, UNetConfig, adapt_channels
+from .nets import ScoreUNet, UNetConfig, adapt_channels, widen
 from .weights import load_extra, load_model, read_metadata, save_model
 
 
@@ -49,7 +49,7 @@ class TrainConfig:
     ema: float = 0.999
     seed: int = 0
     channels: int | None = None
-    widths: list[int] = field(default_factory=lambda: [32, 64, 128])
+    widths: list[int] | None = None  # None: [32, 64, 128], or the --init model's; wider than --init grows it (nets.widen)
     blocks_per_level: int = 2
     checkpoint_minutes: float = 5.0
     time_limit_minutes: float | None = None
@@ -259,9 +259,14 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, stop: StopRequ
     if cfg.init:
         net, _ = load_model(cfg.init)
         net = adapt_channels(net, cfg.channels)
+        if cfg.widths:
+            try:
+                net = widen(net, cfg.widths)
+            except ValueError as e:
+                raise ScoretoolError(f"--init {cfg.init} --widths: {e}") from None
         config = net.config
     else:
-        config = UNetConfig(channels=cfg.channels, widths=list(cfg.widths), blocks_per_level=cfg.blocks_per_level)
+        config = UNetConfig(channels=cfg.channels, widths=list(cfg.widths or [32, 64, 128]), blocks_per_level=cfg.blocks_per_level)
         net = ScoreUNet(config)
     teacher = None
     if cfg.teacher:

@@ -131,6 +131,32 @@ def test_init_from_a_grey_model_starts_a_colour_one(toy_folder, tmp_path, tiny_m
         torch.testing.assert_close(colour(x, 0.2), grey(x[:, :1], 0.2).repeat(1, 3, 1, 1), rtol=1e-4, atol=1e-5)
 
 
+def test_widen_keeps_the_function_and_grows(tiny_model):
+    """--init with wider --widths: D(x, σ) unchanged (every weight random, so a misplaced copy shows),
+    and the new channels learn: the head's weights from them get a gradient."""
+    from scoretool.nets import widen
+
+    small, _ = load_model(str(tiny_model(3)))
+    for p in small.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    big = widen(small, [12, 24])
+    x, sigma = torch.rand(2, 3, 20, 28), torch.tensor([0.05, 0.8])
+    with torch.no_grad():
+        torch.testing.assert_close(big(x, sigma), small(x, sigma), rtol=1e-5, atol=1e-5)
+    big(x, sigma).square().sum().backward()
+    assert big.head.weight.grad[:, 8:].abs().sum() > 0
+    assert sum(p.numel() for p in big.parameters()) > 1.5 * sum(p.numel() for p in small.parameters())
+    with pytest.raises(ValueError, match="no narrower"):
+        widen(small, [4, 16])
+
+
+def test_init_with_wider_widths_trains(toy_folder, tmp_path, tiny_model):
+    out = tmp_path / "wide.safetensors"
+    train(TrainConfig(data=str(toy_folder), steps=2, patch=16, batch=2, init=str(tiny_model(1)), widths=[16, 32]), out)
+    net, _ = load_model(out)
+    assert net.config.widths == [16, 32]
+
+
 def test_sigterm_stops_with_checkpoint_and_model(toy_folder, tmp_path):
     """kill (SIGTERM) during training: the step finishes, the checkpoint and a loadable model are written,
     the exit code is 0, and the record says why it stopped."""

@@ -31,7 +31,7 @@ def train(
     lr: Annotated[float, typer.Option("--lr", help="Peak Adam learning rate (cosine decay).")] = 1e-3,
     sigma_min: Annotated[float | None, typer.Option("--sigma-min", help="Smallest training σ on the [0,1] scale (default 0.002 clean, 0.001 noisy).")] = None,
     sigma_max: Annotated[float | None, typer.Option("--sigma-max", help="Largest training σ on the [0,1] scale (default 10 clean, 0.1 noisy).")] = None,
-    widths: Annotated[str, typer.Option("--widths", help="U-Net channel widths per level, comma-separated.")] = "32,64,128",
+    widths: Annotated[str | None, typer.Option("--widths", help="U-Net channel widths per level, comma-separated (default 32,64,128; with --init: that model's, and wider widths grow it without changing its output).")] = None,
     blocks: Annotated[int, typer.Option("--blocks", help="Residual blocks per U-Net level (encoder and decoder each).")] = 2,
     init: Annotated[str | None, typer.Option("--init", help="Start from these weights (bundled name or path).")] = None,
     teacher: Annotated[str | None, typer.Option("--teacher", help="Distil: regress on this model's D(u + σn, σ) instead of the clean patch u (e.g. a small fast network from a big one).")] = None,
@@ -66,7 +66,7 @@ def train(
         cfg = TrainConfig(
             data=str(data), mode="noisy" if noisy else "clean", steps=steps, patch=patch, batch=batch, lr=lr,
             sigma_min=sigma_min or (0.001 if noisy else 0.002), sigma_max=sigma_max or (0.1 if noisy else 10.0),
-            sigma_focus=None if noisy else (0.01, 0.5), seed=seed, widths=[int(w) for w in widths.split(",")], blocks_per_level=blocks, checkpoint_minutes=checkpoint_minutes,
+            sigma_focus=None if noisy else (0.01, 0.5), seed=seed, widths=[int(w) for w in widths.split(",")] if widths else None, blocks_per_level=blocks, checkpoint_minutes=checkpoint_minutes,
             time_limit_minutes=time_limit, precision=precision, init=init, noise=noise_info,
             device=device, workers=workers, lr_schedule=lr_schedule, teacher=teacher,
             command="scoretool train " + shlex.join(a for a in sys.argv[2:] if a != "--resume"),
