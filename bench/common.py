@@ -15,10 +15,20 @@ DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"
 
 
+SKIMAGE_COLOUR_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle")
+"""scikit-image's bundled colour photographs (no microscopy, astronomy or drawings): an unseen collection."""
+
+
 def load_set(name: str, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
-    """(file name, float32 H×W or H×W×3 image on [0,1]) for a benchmark set, sorted by name."""
+    """(file name, float32 H×W or H×W×3 image on [0,1]) for a benchmark set, sorted by name.
+    `skimage-colour` is scikit-image's colour photographs (SKIMAGE_COLOUR_PHOTOS), shipped with the package."""
     from scoretool.io import list_images, read_image
 
+    if name == "skimage-colour":
+        import skimage.data
+
+        photos = [(n, getattr(skimage.data, n)()) for n in SKIMAGE_COLOUR_PHOTOS[:limit]]
+        return [(n, (im[0] if isinstance(im, tuple) else im).astype(np.float32) / 255) for n, im in photos]
     files, _ = list_images(DATA / name)
     out = []
     for f in files[:limit]:

@@ -86,10 +86,13 @@ def main() -> None:
                     mpix += x.shape[0] * x.shape[1] / 1e6
                     scores.append(psnr(np.asarray(est, np.float32), x))
                 row = {"set": set_name, "colour": colour, "sigma": s, "method": m, "images": n, "psnr": float(np.mean(scores)),
-                       "s_per_mp": seconds / mpix if m != "noisy" else None}
+                       "s_per_mp": seconds / mpix if m != "noisy" else None, "psnr_per_image": scores}
                 rows.append(row)
                 print(f"{set_name:7s} σ={s:4.0f} {m:10s} {row['psnr']:.3f} dB  n={n}  "
                       f"{row['s_per_mp'] or 0:.2f} s/MP", flush=True)
+                if args.peer_images and n > args.peer_images:  # the same images as the peers, for like-with-like tables
+                    k = args.peer_images
+                    rows.append({**row, "images": k, "psnr": float(np.mean(scores[:k])), "psnr_per_image": scores[:k]})
     print()
     print_table(rows, ["set", "sigma", "method", "images", "psnr", "s_per_mp"])
     save_results(args.out, {"bench": "denoise", "args": vars(args), "rows": rows})
@@ -102,8 +105,9 @@ def record(rows: list[dict], args) -> None:
     from scoretool.weights import resolve_weights, update_info
 
     for colour, weights in ((False, args.gray_weights), (True, args.rgb_weights)):
-        measured = {f"{r['set']} σ={r['sigma']:g}": round(r["psnr"], 2) for r in rows
-                    if r["method"] == "scoretool" and r["colour"] == colour and r["images"] >= 12}
+        whole = [r for r in rows if r["method"] == "scoretool" and r["colour"] == colour and r["images"] >= 12]
+        whole.sort(key=lambda r: r["images"])  # the row over the most images wins
+        measured = {f"{r['set']} σ={r['sigma']:g}": round(r["psnr"], 2) for r in whole}
         if measured:
             path = resolve_weights(weights, 3 if colour else 1)
             update_info(path, measured_psnr=measured, measured_by="python bench/denoise.py (float noise, seed = image index)")
