@@ -4,7 +4,7 @@
     python bench/denoise.py --quick          # 3 images per set, σ = 25
     python bench/denoise.py --sets BSD68 --sigmas 25 --peer-images 10
 
-Protocol (shared/data/README.md): x on [0,1], y = x + σn in float without clipping (seed = image
+Protocol: x on [0,1], y = x + σn in float without clipping (seed = image
 index), PSNR with data range 1 after clamping the estimate to [0,1]; seconds per megapixel, warm.
 """
 

@@ -4,7 +4,7 @@
     python bench/make_noisy.py ../shared/data/Train400 -o data/train400-poisson001 --noise poisson --zeta 0.01
     python bench/make_noisy.py ../shared/data/Train400 -o data/train400-gamma100 --noise gamma --k 100
 
-Protocol (Noise2Score paper, shared/data/README.md): x = image on [0,1]; y = x + σn (σ in grey levels
+Protocol (Noise2Score paper, Kim & Ye, NeurIPS 2021): x = image on [0,1]; y = x + σn (σ in grey levels
 of 255), y = ζ·Poisson(x/ζ), or y = x·G with G ~ Gamma(k, 1/k); float32, not clipped or quantised.
 Image i (sorted by name) uses the seed (--seed, i), so the output is reproducible file by file. A
 manifest `noise.json` records the family, parameter and seed. Colour images stay colour unless --gray.

@@ -5,14 +5,14 @@ published numbers; noise family / parameter estimation on a grid; a montage on r
     python bench/noise2score.py --quick         # 1 image, σ=25 / ζ=0.01 / k=100, small grid, 2 RNI15 images
     python bench/noise2score.py --sets BSD68 --configs gaussian:25,poisson:0.01 --skip-grid --skip-montage
 
-Protocol (shared/data/README.md, Noise2Score paper): x on [0,1]; y = x + σn (σ in grey levels of 255),
+Protocol (Noise2Score paper): x on [0,1]; y = x + σn (σ in grey levels of 255),
 y = ζ·Poisson(x/ζ) or y = x·G, G ~ Gamma(k, 1/k), float, not clipped or quantised; the seed of image i is
 (seed, i); PSNR with data range 1 after clamping the estimate to [0,1]. Methods:
 - n2s: the bundled model of that family, its training parameter given (only where the data's parameter
   is the one it was trained on); n2s-est: the same model with the parameter estimated from the score.
 - BM3D (Gaussian), Anscombe+BM3D (Poisson; closed-form approximation of the exact unbiased inverse).
 - prior: the clean prior (prior-gray), x̂ = D(y, σ) for Gaussian, Gaussian approximation otherwise.
-- published: Noise2Score Table 2 (methods.md §7).
+- published: Noise2Score Table 2 (Kim & Ye, NeurIPS 2021).
 Missing bundled models are skipped with a note. Estimation grid: σ ∈ {15,25,50}/255, ζ ∈ {0.01,0.05},
 k ∈ {50,100}, each estimated by the model trained on that noise (bundled n2s-* or --grid-models); the
 family is estimated too (acceptance: family right on ≥ 90% of images, median parameter error ≤ 10%).
@@ -38,7 +38,7 @@ import scoretool  # noqa: E402
 from scoretool.noise import PARAM_NAME, add_noise, anscombe, inverse_anscombe  # noqa: E402
 
 MODELS = {"gaussian": "n2s-gaussian-gray", "poisson": "n2s-poisson-gray", "gamma": "n2s-gamma-gray"}
-# Noise2Score Table 2 (methods.md §7): (family, parameter as written, set) → {method: PSNR}
+# Noise2Score Table 2 (Kim & Ye, NeurIPS 2021): (family, parameter as written, set) → {method: PSNR}
 PUBLISHED = {
     ("gaussian", 25, "BSD68"): {"BM3D": 28.59, "N2S": 29.12, "supervised": 29.20},
     ("gaussian", 25, "Set12"): {"BM3D": 29.96, "N2S": 30.13, "supervised": 30.36},

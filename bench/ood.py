@@ -10,14 +10,14 @@ central half-size crop, all clipped and quantised to 8 bits like saved files) an
 (scikit-image text, page, checkerboard, binary blobs, Shepp–Logan phantom; uniform noise; constant
 images). Feature variants side by side, from the same network passes (scoretool.ood.FeatureSpec):
   default     — the recipe `scoretool ood fit` uses by default: global norms + one parity number (parity-mean);
-  global      — one √N-normalised norm per level over the sampled crops (the MSMA / pilot recipe);
+  global      — one √N-normalised norm per level over the sampled crops (the MSMA recipe);
   local       — quantiles 0.1/0.5/0.9/max of per-patch (32²) RMS score norms per level;
   +corr+parity — adds the lag-1 autocorrelation of the score map and its even/odd asymmetry per level
-                (global+corr+parity was the default until session 3);
+                (global+corr+parity was the `ood fit` default before parity-mean);
   +q0.1       — adds the 10% quantile of the per-patch norms (the flattest patches: aimed at added noise);
   +parity-mean — adds the log of the level-averaged even/odd asymmetry, once per image.
 Positive class = outliers. Calibration = fraction of inliers flagged above the 95th percentile of
-the held-out (cross-validated) training scores, beside the in-sample GMM reference (the pilot's 13%).
+the held-out (cross-validated) training scores, beside the in-sample GMM reference.
 Also: seconds per 1 MP image (features + density, warm) and bf16 vs fp32 feature differences.
 """
 
