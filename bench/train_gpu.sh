@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Train the bundled-model candidates on one GPU, all at once (an H200 lent for 15 minutes a session).
+# Train the bundled-model candidates on one GPU, all at once (sized for about 15 minutes of one H200).
 #
-#   DATA=../shared/data MINUTES=6.5 MORE_MINUTES=3.6 OUT=runs/gpu bash bench/train_gpu.sh                        (session 3)
-#   SET=s4 CHECK=0 DATA=../shared/data MINUTES=8.2 MORE_MINUTES=3.2 MORE_LR=1.5e-4 OUT=runs/gpu bash bench/train_gpu.sh  (session 4)
+#   SET=grey-rgb-n2s DATA=../shared/data MINUTES=6.5 MORE_MINUTES=3.6 OUT=runs/gpu bash bench/train_gpu.sh     (2026-11-26, f9117ff)
+#   SET=grey-continue CHECK=0 DATA=../shared/data MINUTES=8.2 MORE_MINUTES=3.2 MORE_LR=1.5e-4 OUT=runs/gpu bash bench/train_gpu.sh  (2026-11-26, 29a7460)
 #   SET=rgb CHECK=0 WORKERS=4 DATA=../shared/data MINUTES=8.3 OUT=runs/gpu bash bench/train_gpu.sh                  (colour prior)
 #
-# The jobs of a set (s3: five, s4: three) share the GPU, each with --lr-schedule time so that its cosine
+# The jobs of a set (grey-rgb-n2s: five, grey-continue: three, rgb: three) share the GPU, each with --lr-schedule time so that its cosine
 # decay ends at --time-limit whatever the throughput. A 10-second smoke run of every job comes first and
 # stops the script if any fails (device time is scarce). MORE_MINUTES > 0 then resumes every run from
-# its checkpoint for that long with a warm restart at lr MORE_LR (default 3e-4; both sessions did this
-# as a second device call, with the same commands). Models and logs land in $OUT.
+# its checkpoint for that long with a warm restart at lr MORE_LR (default 3e-4; the bundled models were
+# made with this second phase run as a second call of the same commands). Models and logs land in $OUT.
 set -u
 DATA=${DATA:-../shared/data}
 MINUTES=${MINUTES:-7}
@@ -18,13 +18,13 @@ WORK=${WORK:-/tmp/scoretool-gpu}
 mkdir -p "$OUT" "$WORK"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 DEVICE=${DEVICE:-cuda}
-SET=${SET:-s3}  # which set of jobs: s3, s4 or rgb (below)
+SET=${SET:-grey-rgb-n2s}  # which set of jobs: grey-rgb-n2s, grey-continue or rgb (below)
 WORKERS=${WORKERS:-2}
 ST="python3 -m scoretool train --device $DEVICE --workers $WORKERS --lr-schedule time --steps 1000000 --quiet"
 
-[ "$SET" = s3 ] && python3 bench/make_noisy.py "$DATA/Train400" -o "$WORK/train400-gaussian25" --noise gaussian --sigma 25 >/dev/null
+[ "$SET" = grey-rgb-n2s ] && python3 bench/make_noisy.py "$DATA/Train400" -o "$WORK/train400-gaussian25" --noise gaussian --sigma 25 >/dev/null
 
-jobs_s3() {  # session 3: five trainings at once (the models bundled in session 3)
+jobs_grey-rgb-n2s() {  # five trainings at once: prior-gray, prior-rgb and n2s-gaussian-gray continued, two small grey priors from scratch
   local m=$1 d=$2 x=${3:-} L=${4:-}
   $ST "$DATA/Train400" -o "$d/prior-gray.safetensors" --clean --init weights/prior-gray.safetensors --batch 128 --lr 5e-4 --time-limit "$m" $x >"$d/prior-gray$L.log" 2>&1 &
   $ST "$DATA/Train400" -o "$d/prior-gray-w16.safetensors" --clean --widths 16,32,64,128 --blocks 2 --batch 128 --lr 1e-3 --time-limit "$m" $x >"$d/prior-gray-w16$L.log" 2>&1 &
@@ -33,7 +33,7 @@ jobs_s3() {  # session 3: five trainings at once (the models bundled in session 
   $ST "$DATA/CBSD432" -o "$d/prior-rgb.safetensors" --clean --init weights/prior-rgb.safetensors --patch 96 --batch 64 --lr 5e-4 --time-limit "$m" $x >"$d/prior-rgb$L.log" 2>&1 &
 }
 
-jobs_s4() {  # session 4: three jobs (processes time-share a GPU, so fewer jobs = more steps each)
+jobs_grey-continue() {  # the grey priors continued with 96² patches; three jobs (processes time-share a GPU, so fewer jobs = more steps each)
   local m=$1 d=$2 x=${3:-} L=${4:-}
   $ST "$DATA/Train400" -o "$d/prior-gray-fast.safetensors" --clean --init weights/prior-gray-fast.safetensors --patch 96 --batch 128 --lr 3e-4 --time-limit "$m" $x >"$d/prior-gray-fast$L.log" 2>&1 &
   $ST "$DATA/Train400" -o "$d/prior-gray-fast-distil.safetensors" --clean --init weights/prior-gray-fast.safetensors --teacher weights/prior-gray.safetensors --patch 96 --batch 128 --lr 3e-4 --time-limit "$m" $x >"$d/prior-gray-fast-distil$L.log" 2>&1 &
