@@ -348,6 +348,8 @@ def test_json_errors_are_json_and_messages_one_line(tmp_path, tiny_model):
     src = png(tmp_path / "a.png")
     res = invoke("denoise", src, "-o", tmp_path / "o.png", "--sigma", 10, "--weights", tmp_path / "none.safetensors", "--json")
     assert res.exit_code == 2 and json.loads(res.stdout)["exit_code"] == 2
+    res = invoke("denoise", src, "-o", tmp_path / "o.png", "--tile", "abc", "--json")  # found by the option parser
+    assert res.exit_code == 2 and "--tile" in json.loads(res.stdout)["error"]
     tensors = load_file(str(tiny_model(1)))
     tensors.pop(next(iter(tensors)))
     from safetensors import safe_open

@@ -22,6 +22,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from typer.core import TyperGroup
 
 from ..errors import InputError, ModelError, ScoretoolError
 from ..io import IMAGE_SUFFIXES, list_images, output_path, remove_stale_temporaries
@@ -190,6 +191,21 @@ def _describe(e: Exception) -> str:
     if isinstance(e, OSError):
         return e.strerror or str(e)
     return f"{type(e).__name__}: {e}"
+
+
+class JsonUsageErrors(TyperGroup):
+    """The root command group: a usage error found while parsing options (`--tile abc`, a missing
+    option) is printed by Typer as usual and, when the command line has --json, also given as JSON on
+    stdout, as every other error is (run_command)."""
+
+    def invoke(self, ctx):
+        argv = [*getattr(ctx, "_protected_args", []), *ctx.args]  # the command line after the root options
+        try:
+            return super().invoke(ctx)
+        except Exception as e:
+            if hasattr(e, "format_message") and "--json" in argv:
+                sys.stdout.write(json.dumps({"error": one_line(e.format_message()), "exit_code": EXIT_USAGE}) + "\n")
+            raise
 
 
 def finite_options(command: Callable) -> Callable:
