@@ -12,3 +12,7 @@ class InputError(ScoretoolError):
         self.path = path
         self.problem = problem
         super().__init__(f"{path}: {problem}")
+
+
+class ModelError(ScoretoolError):
+    """A model, checkpoint or device cannot be used: every file of a batch would fail alike, so the batch stops."""

@@ -10,8 +10,11 @@ float data is taken as already on the [0,1] scale (or mapped from a user-given r
 from __future__ import annotations
 
 import os
-import tempfile
+import re
+import secrets
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,7 +24,40 @@ from .errors import InputError, ScoretoolError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npy"}
 MIN_SIDE = 8
-MAX_PIXELS = 2**31  # refuse absurd headers before allocating
+BYTES_PER_PIXEL = 256  # working memory of the heaviest command per pixel (float tensors, tiles, copies)
+_pixel_budget: int | None = None  # set_pixel_budget (`scoretool --max-pixels`); None: from available memory
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (MemAvailable on Linux; physical memory elsewhere)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def set_pixel_budget(pixels: int | None) -> None:
+    """The most pixels (width × height × frames) one image, one output or one work array may have;
+    None: available memory / BYTES_PER_PIXEL, read when checked."""
+    global _pixel_budget
+    _pixel_budget = pixels
+
+
+def pixel_budget() -> int:
+    return _pixel_budget or max(1, available_memory() // BYTES_PER_PIXEL)
+
+
+def check_budget(pixels: int, what: str) -> None:
+    """Refuse, before anything is allocated, work of `pixels` pixels above the budget (ScoretoolError;
+    callers that handle one file raise it as that file's InputError)."""
+    limit = pixel_budget()
+    if pixels > limit:
+        raise ScoretoolError(f"{what} has {pixels:,} pixels, above the limit of {limit:,} "
+                             "(set by available memory; raise it with `scoretool --max-pixels N`)")
 
 
 @dataclass
@@ -85,6 +121,46 @@ def _split_channels(arr: np.ndarray, path) -> tuple[np.ndarray, np.ndarray | Non
     raise InputError(path, f"unsupported layout {arr.shape[1:]}: expected H×W or H×W×C with C in 1..4")
 
 
+def header_pixels(path: Path) -> int:
+    """Pixels (width × height × frames) a file declares in its header, read without decoding it."""
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape = read(fh)[0]
+        channels = shape[-1] if len(shape) >= 3 and shape[-1] <= 4 else 1
+        return int(np.prod(shape, dtype=object)) // max(channels, 1)
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            shape, axes = series.shape, series.axes
+        return int(np.prod(shape, dtype=object)) // (shape[axes.index("S")] if "S" in axes else 1)
+    if suffix == ".png":
+        with open(path, "rb") as fh:
+            head = fh.read(24)
+        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+            return int.from_bytes(head[16:20], "big") * int.from_bytes(head[20:24], "big")
+    with _pillow() as pil, pil.open(path) as im:
+        return im.width * im.height * getattr(im, "n_frames", 1)
+
+
+@contextmanager
+def _pillow():
+    """Pillow with its decompression-bomb limit lifted: the pixel budget (check_budget) replaces it."""
+    from PIL import Image as PILImage
+
+    limit, PILImage.MAX_IMAGE_PIXELS = PILImage.MAX_IMAGE_PIXELS, None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield PILImage
+    finally:
+        PILImage.MAX_IMAGE_PIXELS = limit
+
+
 def _read_raw(path: Path) -> tuple[np.ndarray, bool]:
     """Decode a file → (array (F, H, W[, C]), single_image)."""
     suffix = path.suffix.lower()
@@ -114,8 +190,10 @@ def _read_raw(path: Path) -> tuple[np.ndarray, bool]:
         return _read_png16(path)[None], True
     import imageio.v3 as iio
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _pillow() as pil:
+        with pil.open(path) as im:
+            if im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):  # imageio would hand these channels over as RGB(A)
+                return np.asarray(im.convert("RGB"))[None], True
         arr = iio.imread(path)
     if arr.ndim == 4 or (arr.ndim == 3 and arr.shape[-1] not in (1, 2, 3, 4)):
         return arr.reshape((-1,) + arr.shape[-3 if arr.ndim == 4 else -2 :]), False
@@ -159,16 +237,20 @@ def read_image(path, value_range: tuple[float, float] | None = None) -> Image:
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise InputError(path, f"unsupported file type '{path.suffix}' (readable: {', '.join(sorted(IMAGE_SUFFIXES))})")
     try:
+        check_budget(header_pixels(path), "image")
         arr, single = _read_raw(path)
     except InputError:
         raise
+    except ScoretoolError as e:
+        raise InputError(path, str(e)) from None
     except PermissionError:
         raise InputError(path, "permission denied") from None
     except MemoryError:
         raise InputError(path, "image too large to load") from None
     except Exception as e:  # decoders raise many types on corrupt data
         kind = path.suffix.lower().lstrip(".").upper()
-        msg = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        msg = str(e).replace(f" '{path}'", "").replace(str(path), "the file")  # the file is named once
+        msg = msg.splitlines()[0][:160] if msg.strip() else type(e).__name__
         raise InputError(path, f"not a valid {kind} file ({msg})") from None
     if arr.size == 0 or arr.ndim < 3:
         raise InputError(path, f"no pixels (shape {arr.shape})")
@@ -213,11 +295,12 @@ def write_image(path, image: Image, overwrite: bool = False) -> Path:
     if suffix == ".png" and image.dtype not in (np.uint8, np.uint16):
         image = replace(image, dtype=np.dtype(np.uint16), value_range=(0.0, 65535.0),
                         alpha=None if image.alpha is None else from_unit(to_unit(image.alpha)[0], np.uint16, (0, 65535)))
+    bad = int(np.size(image.pixels) - np.isfinite(image.pixels).sum())
+    if bad:
+        raise InputError(path, f"result has {bad} NaN or infinite value(s); not written")
     arr = encode(image)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         if suffix == ".npy":
             np.save(tmp, arr, allow_pickle=False)
         elif suffix in (".tif", ".tiff"):
@@ -235,12 +318,52 @@ def write_image(path, image: Image, overwrite: bool = False) -> Path:
                 _write_png16(tmp, arr)
             else:
                 iio.imwrite(tmp, arr, extension=suffix)
+    return path
+
+
+_TEMPORARY = re.compile(r"^\..+\.(\d+)-[0-9a-f]{6}\.part(\.[^.]*)?$")
+
+
+@contextmanager
+def atomic_output(path) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; on success it gets ordinary permissions and is
+    renamed over `path` (readers see the old file or the whole new one), on failure it is removed.
+    Every file scoretool writes goes through here; a killed writer's temporary file carries its
+    process id, so `remove_stale_temporaries` recognises it later."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(3)}.part{path.suffix}")
+    try:
+        yield tmp
         ordinary_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    return path
+
+
+def remove_stale_temporaries(folder) -> list[Path]:
+    """Delete temporary files of `atomic_output` in `folder` whose writing process is gone."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        m = _TEMPORARY.match(p.name)
+        if m and not _process_alive(int(m.group(1))):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 def ordinary_permissions(path) -> None:

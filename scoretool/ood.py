@@ -35,7 +35,7 @@ import torch
 
 from .engine import Denoiser
 from .errors import ScoretoolError
-from .io import ordinary_permissions
+from .io import atomic_output
 
 FORMAT = "scoretool-ood"
 DEFAULT_QUANTILES: tuple[float, ...] = ()  # per-patch norm quantiles: off by default (bench/ood.py compares)
@@ -359,11 +359,8 @@ class OODModel:
             t.update({"gmm.weights": self.gmm_weights, "gmm.means": self.gmm_means, "gmm.covariances": self.gmm_covariances})
         meta = {"format": FORMAT, "method": self.method, "prior": json.dumps(self.prior), "info": json.dumps(self.info),
                 "spec": json.dumps(self.spec.to_dict())}
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in t.items()}, str(tmp), metadata=meta)
-        ordinary_permissions(tmp)
-        tmp.replace(path)
+        with atomic_output(path) as tmp:
+            save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in t.items()}, str(tmp), metadata=meta)
 
     @classmethod
     def load(cls, path) -> OODModel:

@@ -29,8 +29,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from . import __version__
 from .engine import autocast, select_device
-from .errors import ScoretoolError
-from .io import list_images, read_image
+from .errors import ModelError, ScoretoolError
+from .io import atomic_output, list_images, read_image
 from .nets import ScoreUNet, UNetConfig, adapt_channels, widen
 from .weights import load_extra, load_model, read_metadata, save_model
 
@@ -184,23 +184,32 @@ def _save_checkpoint(path: Path, net, ema, opt, step: int, cfg: TrainConfig, inf
     for i, st in opt.state_dict()["state"].items():
         for k, v in st.items():
             extra[f"opt.{i}.{k}"] = torch.as_tensor(v)
-    tmp = path.with_name(path.name + ".tmp")
-    save_model(tmp, net, {**info, "checkpoint_step": step, "train_config": asdict(cfg)}, extra)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        save_model(tmp, net, {**info, "checkpoint_step": step, "train_config": asdict(cfg)}, extra)
 
 
-def _load_checkpoint(path: Path, net, ema, opt) -> int:
-    fresh, info = load_model(path)
-    net.load_state_dict(fresh.state_dict())
-    extra = load_extra(path)
-    ema.load_state_dict({k[4:]: v for k, v in extra.items() if k.startswith("ema.")})
-    state = opt.state_dict()
-    for key, v in extra.items():
-        if key.startswith("opt."):
-            _, i, name = key.split(".", 2)
-            state["state"].setdefault(int(i), {})[name] = v
-    opt.load_state_dict(state)
-    return int(info["checkpoint_step"])
+def _load_checkpoint(path: Path, net, ema, opt, steps: int) -> int:
+    """Restore net, EMA and optimiser from a checkpoint; a damaged one (unreadable, non-finite tensors,
+    another architecture, missing state, a step outside 0..steps) is refused (ModelError) before training."""
+    try:
+        fresh, info = load_model(path)
+        net.load_state_dict(fresh.state_dict())
+        extra = load_extra(path)
+        ema.load_state_dict({k[4:]: v for k, v in extra.items() if k.startswith("ema.")})
+        state = opt.state_dict()
+        for key, v in extra.items():
+            if key.startswith("opt."):
+                _, i, name = key.split(".", 2)
+                state["state"].setdefault(int(i), {})[name] = v
+        opt.load_state_dict(state)
+        step = int(info["checkpoint_step"])
+    except ModelError as e:
+        raise ModelError(f"--resume: damaged checkpoint: {e}") from None
+    except Exception as e:  # noqa: BLE001 - whatever is wrong, the checkpoint cannot be resumed
+        raise ModelError(f"--resume: damaged checkpoint {path} ({type(e).__name__}: {e})") from None
+    if not 0 <= step <= steps:
+        raise ModelError(f"--resume: damaged checkpoint {path} (step {step} outside 0..{steps})")
+    return step
 
 
 class StopRequest:
@@ -283,7 +292,7 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, stop: StopRequ
     if resume:
         if not ckpt.exists():
             raise ScoretoolError(f"--resume: no checkpoint {ckpt} to resume from")
-        start = _load_checkpoint(ckpt, net, ema, opt)
+        start = _load_checkpoint(ckpt, net, ema, opt, cfg.steps)
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
     else:
@@ -326,6 +335,9 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, stop: StopRequ
             torch._foreach_lerp_(ema_params, net_params, 1 - decay)
         step += 1
         loss_value = loss.item()  # one host sync per step
+        if not math.isfinite(loss_value):
+            raise ScoretoolError(f"step {step}: the loss is {loss_value}; training stopped without writing {output}"
+                                 + (f" (the last checkpoint {ckpt} is kept)" if ckpt.exists() else ""))
         loss_avg = loss_value if loss_avg is None else 0.98 * loss_avg + 0.02 * loss_value
         now = time.monotonic()
         if on_step and rank == 0:
@@ -349,9 +361,8 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, stop: StopRequ
                 train_seconds=train_seconds + time.monotonic() - t0, stopped_by_time_limit=stopped_by_time, stopped_by_signal=stopped_by_signal,
                 threads=torch.get_num_threads())
     if rank == 0:
-        tmp = output.with_name(output.name + ".tmp")
-        save_model(tmp, ema, info)
-        os.replace(tmp, output)
+        with atomic_output(output) as tmp:
+            save_model(tmp, ema, info)
     if world > 1:
         dist.barrier()
     return info

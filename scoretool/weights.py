@@ -8,7 +8,6 @@ Bundled models live in the top-level ``weights/`` folder and are addressed by na
 from __future__ import annotations
 
 import json
-import os
 from importlib import resources
 from pathlib import Path
 
@@ -16,8 +15,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import ScoretoolError
-from .io import ordinary_permissions
+from .errors import ModelError, ScoretoolError
+from .io import atomic_output, ordinary_permissions
 from .nets import ScoreUNet, UNetConfig
 
 FORMAT = "scoretool-model"
@@ -58,7 +57,7 @@ def resolve_weights(name_or_path: str | None, channels: int | None = None) -> Pa
     if path.is_file():
         return path
     names = ", ".join(models) or "none"
-    raise ScoretoolError(f"--weights {name_or_path}: not a bundled model name ({names}) nor a file")
+    raise ModelError(f"--weights {name_or_path}: not a bundled model name ({names}) nor a file")
 
 
 def read_metadata(path) -> tuple[UNetConfig, dict]:
@@ -69,13 +68,33 @@ def read_metadata(path) -> tuple[UNetConfig, dict]:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
-        raise ScoretoolError(f"{path}: not a readable safetensors file ({e})") from None
+        raise ModelError(f"{path}: not a readable safetensors file ({e})") from None
     if meta.get("format") != FORMAT:
-        raise ScoretoolError(f"{path}: not a scoretool model (safetensors metadata lacks format={FORMAT})")
+        raise ModelError(f"{path}: not a scoretool model (safetensors metadata lacks format={FORMAT})")
     try:
-        return UNetConfig.from_dict(json.loads(meta["config"])), json.loads(meta.get("info", "{}"))
+        config, info = UNetConfig.from_dict(json.loads(meta["config"])), json.loads(meta.get("info", "{}"))
     except (KeyError, json.JSONDecodeError, TypeError) as e:
-        raise ScoretoolError(f"{path}: scoretool model metadata is damaged ({e})") from None
+        raise ModelError(f"{path}: scoretool model metadata is damaged ({e})") from None
+    if not isinstance(info, dict):
+        raise ModelError(f"{path}: scoretool model metadata is damaged (info is not a JSON object)")
+    return config, info
+
+
+def _check_architecture(path: Path, config: UNetConfig) -> None:
+    """The metadata's architecture, built without memory (meta device), must have exactly the file's
+    tensor shapes: hostile metadata (widths of 10⁶) is refused before anything is allocated."""
+    from safetensors import safe_open
+
+    try:
+        with torch.device("meta"):
+            expected = {f"net.{k}": tuple(v.shape) for k, v in ScoreUNet(config).state_dict().items()}
+        with safe_open(str(path), framework="pt") as f:
+            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if k.startswith("net.")}
+    except Exception as e:  # noqa: BLE001 - any config the network cannot be built from is damaged metadata
+        raise ModelError(f"{path}: scoretool model metadata is damaged ({type(e).__name__}: {e})") from None
+    if stored != expected:
+        wrong = sorted(set(stored.items()) ^ set(expected.items()))[:1]
+        raise ModelError(f"{path}: weights do not match the stored architecture (first difference: {wrong})")
 
 
 def load_model(name_or_path: str | None = None, channels: int | None = None) -> tuple[ScoreUNet, dict]:
@@ -84,13 +103,14 @@ def load_model(name_or_path: str | None = None, channels: int | None = None) -> 
     config, info = read_metadata(path)
     if channels is not None and config.channels != channels:
         raise ScoretoolError(f"{path}: model is for {config.channels}-channel images, input has {channels}")
+    _check_architecture(path, config)
     tensors = load_file(str(path))
     state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ModelError(f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values ({bad[0]}, ...)")
     net = ScoreUNet(config)
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        raise ScoretoolError(f"{path}: weights do not match the stored architecture ({e})") from None
+    net.load_state_dict(state)
     info = {"name": path.stem, "path": str(path), **info}
     return net.eval(), info
 
@@ -105,12 +125,15 @@ def update_info(path, **fields) -> None:
         meta = dict(f.metadata())
     info = {**json.loads(meta.get("info", "{}")), **fields}
     meta["info"] = json.dumps(info)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(load_file(str(path)), str(tmp), metadata=meta)
-    ordinary_permissions(tmp)
-    os.replace(tmp, path)
+    tensors = load_file(str(path))
+    with atomic_output(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def load_extra(path) -> dict[str, torch.Tensor]:
-    """The non-network tensors of a file (training state of a checkpoint)."""
-    return {k: v for k, v in load_file(str(path)).items() if not k.startswith("net.")}
+    """The non-network tensors of a file (training state of a checkpoint); NaN or infinite ones are refused."""
+    extra = {k: v for k, v in load_file(str(path)).items() if not k.startswith("net.")}
+    bad = [k for k, v in extra.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ModelError(f"{path}: {len(bad)} tensor(s) hold NaN or infinite values ({bad[0]}, ...)")
+    return extra

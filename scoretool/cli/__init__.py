@@ -1,12 +1,18 @@
 """The Typer app: one thin module per command; they parse, call the library and report."""
 
+from typing import Annotated
+
 import typer
+
+from ..io import set_pixel_budget
+from .common import JsonUsageErrors
 
 app = typer.Typer(
     name="scoretool",
     help="Restore images with score priors: Tweedie denoising, Noise2Score training, DDNM restoration, "
     "OOD scoring and unsupervised evaluation. Run `scoretool COMMAND --help` for each command.",
     no_args_is_help=True,
+    cls=JsonUsageErrors,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -22,6 +28,21 @@ from . import (  # noqa: E402,F401  (each module registers its command on `app`)
     train,
     uncertainty,
 )
+from .common import finite_options  # noqa: E402  (after the commands it wraps are registered)
+
+for _command in [*app.registered_commands, *(c for g in app.registered_groups for c in g.typer_instance.registered_commands)]:
+    _command.callback = finite_options(_command.callback)
+
+
+@app.callback()
+def options(
+    max_pixels: Annotated[int | None, typer.Option(
+        "--max-pixels", min=1, envvar="SCORETOOL_MAX_PIXELS",
+        help="Largest image, restore output or work array in pixels (width × height × frames), checked before "
+        "anything is allocated; larger files fail with an error. Default: available memory / 256 bytes.")] = None,
+) -> None:
+    """Options for every command (before the command name: `scoretool --max-pixels N denoise …`)."""
+    set_pixel_budget(max_pixels)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..demo import run_demo
 from . import app
-from .common import Common, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, SeedOpt, run_command
+from .common import Common, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, SeedOpt, plain_console, run_command
 
 
 @app.command()
@@ -42,9 +42,7 @@ def demo(
                 other = f"AUROC {r['auroc']}" if "auroc" in r else (f"residual {r['residual']:.1e}" if "residual" in r else "")
                 table.add_row(r["task"], str(r.get("model") or ""), str(r.get("baseline") or ""),
                               str(r.get("baseline_psnr") or ""), str(r.get("psnr") or ""), other, str(r["seconds"]))
-            from rich.console import Console
-
-            Console().print(table)
+            plain_console().print(table)
             for r in rows:
                 if r.get("note"):
                     common.notice(f"{r['task']}: {r['note']}")

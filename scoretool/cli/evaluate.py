@@ -13,12 +13,11 @@ from typing import Annotated
 import numpy as np
 import torch
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..api import evaluate_split, evaluate_sure
 from ..errors import InputError, ScoretoolError
-from ..io import list_images, read_image
+from ..io import atomic_output, list_images, read_image
 from ..metrics import SPLIT_BIAS_NOTE, MSEEstimate, psnr_from_mse, ssim, umse
 from . import app
 from .common import (
@@ -27,6 +26,7 @@ from .common import (
     DeviceOpt,
     FileJob,
     JsonOpt,
+    OverwriteOpt,
     PrecisionOpt,
     QuietOpt,
     RangeOpt,
@@ -35,6 +35,7 @@ from .common import (
     TileOpt,
     WeightsOpt,
     parse_range,
+    plain_console,
     plan_jobs,
     run_batch,
     run_command,
@@ -100,7 +101,7 @@ def _mean_row(mode: str, rows: list[dict]) -> dict | None:
 
 
 def _print_table(mode: str, rows: list[dict], mean: dict | None, header: str) -> None:
-    console = Console()  # stdout; rich honours NO_COLOR and plain output when not a terminal
+    console = plain_console()  # stdout; file names print as they are
     table = Table(title=header, title_justify="left")
     table.add_column("file")
     if mode == "clean":
@@ -155,8 +156,7 @@ def _write_csv(path: Path, rows: list[dict], mean: dict | None) -> None:
         flat.append(d)
     fields = list(dict.fromkeys(k for d in flat for k in d))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as fh:
+        with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
             w = csv_module.DictWriter(fh, fieldnames=fields)
             w.writeheader()
             w.writerows(flat)
@@ -175,7 +175,7 @@ def evaluate(
     split: Annotated[bool, typer.Option("--split", help="uMSE of the model's denoiser from each NOISY image's 2×2 polyphase sub-images (biased at edges; see output).")] = False,
     sigma: Annotated[float | None, typer.Option("--sigma", help="Gaussian noise std of NOISY in the input's pixel units (0–255 for 8-bit, raw for float); --sure/--split only.")] = None,
     data_range: Annotated[float | None, typer.Option("--data-range", help="Peak value M for PSNR = 10·log10(M²/MSE), in the DENOISED/NOISY input's pixel units. Default: the input's full range (255 for 8-bit, 65535 for 16-bit, 1 for float/.npy or the --range width).")] = None,
-    csv: Annotated[Path | None, typer.Option("--csv", help="Also write the per-image rows and the mean row to this CSV file (replaced if it exists).")] = None,
+    csv: Annotated[Path | None, typer.Option("--csv", help="Also write the per-image rows and the mean row to this CSV file (an existing one only with --overwrite).")] = None,
     clip: Annotated[bool, typer.Option("--clip", help="Clamp the denoised images to [0, full range] before measuring (the papers' protocol for PSNR).")] = False,
     probes: Annotated[int, typer.Option("--probes", help="--sure: Monte-Carlo divergence probes per image (each costs one network pass).")] = 1,
     weights: WeightsOpt = None,
@@ -188,13 +188,14 @@ def evaluate(
     json: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Measure image quality: PSNR/SSIM against clean images, or without them by uMSE/uPSNR (three
     noisy references), SURE (Gaussian noise, the model's denoiser) or the single-image 2×2 split.
 
     MSE values are on the [0,1] scale (pixel value / full range); PSNR uses --data-range (shown in the output).
     """
-    common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug)
+    common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
 
     def body():
         chosen = [m for m, on in zip(MODES, (refs is not None, clean is not None, sure, split)) if on]
@@ -227,6 +228,9 @@ def evaluate(
         for p in partners:
             if not Path(p).exists():
                 raise ScoretoolError(f"{'--refs' if mode == 'refs' else '--clean'} {p}: no such file or folder")
+            common.reads(list_images(Path(p), recursive)[0])
+        if csv is not None:
+            common.claim_output(csv, "CSV")
         torch.manual_seed(seed)
         range_units = set()
 

@@ -13,7 +13,7 @@ from .. import __version__
 from ..engine import bf16_available, select_device
 from ..weights import bundled_models, read_metadata
 from . import app
-from .common import Common, DebugOpt, DeviceOpt, JsonOpt, run_command
+from .common import Common, DebugOpt, DeviceOpt, JsonOpt, plain_console, run_command
 
 
 @app.command()
@@ -68,8 +68,6 @@ def weights(
             lo, hi = r["sigma_range"]
             table.add_row(r["name"], str(r["channels"]), str(r["kind"]), f"{lo}–{hi}", str(r["training_data"]),
                           str(r["steps"]), str(r["measured_psnr"] or "–"))
-        from rich.console import Console
-
-        Console().print(table)
+        plain_console().print(table)
 
     run_command(common, body)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import time
 from pathlib import Path
 from typing import Annotated
@@ -11,8 +12,8 @@ import numpy as np
 import typer
 
 from ..api import ood_check_prior, ood_fit, ood_score
-from ..errors import InputError, ScoretoolError
-from ..io import list_images, read_image
+from ..errors import InputError, ModelError, ScoretoolError
+from ..io import atomic_output, check_budget, list_images, read_image
 from ..ood import (
     DEFAULT_CORR,
     DEFAULT_PARITY,
@@ -28,6 +29,7 @@ from .common import (
     Common,
     DebugOpt,
     DeviceOpt,
+    FileJob,
     JsonOpt,
     OverwriteOpt,
     PrecisionOpt,
@@ -35,6 +37,8 @@ from .common import (
     RecursiveOpt,
     SeedOpt,
     WeightsOpt,
+    file_error,
+    one_line,
     plan_jobs,
     run_batch,
     run_command,
@@ -71,8 +75,9 @@ def _parse_quantiles(text: str) -> tuple[float, ...]:
     return qs
 
 
-def _read_training(common: Common, data: Path, recursive: bool) -> tuple[list[np.ndarray], list[str], list[dict]]:
-    """Read every image of DATA (all frames); a bad file or one of another channel count is reported and skipped."""
+def _read_training(common: Common, data: Path, recursive: bool, output: Path) -> tuple[list[np.ndarray], list[str], list[dict]]:
+    """Read every image of DATA (all frames), after planning the OOD model file `output`; a bad file or
+    one of another channel count is reported and skipped."""
     if not Path(data).exists():
         raise ScoretoolError(f"{data}: no such file or folder")
     files, skipped = list_images(Path(data), recursive)
@@ -80,6 +85,8 @@ def _read_training(common: Common, data: Path, recursive: bool) -> tuple[list[np
         common.notice(f"skipping {p}: not an image file")
     if not files:
         raise ScoretoolError(f"{data}: no image files found")
+    common.reads(files)
+    common.claim_output(output, "OOD model")
     images, names, failed, channels = [], [], [], None
     for f in files:
         try:
@@ -87,9 +94,10 @@ def _read_training(common: Common, data: Path, recursive: bool) -> tuple[list[np
             channels = channels or img.channels
             if img.channels != channels:
                 raise InputError(f, f"{img.channels}-channel image among {channels}-channel training images")
-        except (InputError, OSError) as e:
-            common.error(str(e))
-            failed.append({"input": str(f), "error": str(e)})
+        except Exception as e:  # noqa: BLE001 - one file's failure is that file's (common.run_batch)
+            message = one_line(file_error(f, e))
+            common.error(message)
+            failed.append({"input": str(f), "error": message})
             continue
         for frame in img.pixels:
             images.append(frame)
@@ -131,14 +139,11 @@ def fit(
             raise ScoretoolError(f"--method {method}: expected gmm or knn")
         if crop < 8 or patch < 4 or patch > crop or crops < 1:
             raise ScoretoolError(f"--crop {crop} --patch {patch} --crops {crops}: need crop ≥ 8, 4 ≤ patch ≤ crop, crops ≥ 1")
-        if output.exists() and not overwrite:
-            raise ScoretoolError(f"{output}: exists (use --overwrite)")
-        if not output.parent.exists():
-            raise ScoretoolError(f"{output.parent}: no such folder")
+        check_ood_size(levels, crops, crop, 3)
         qs = _parse_quantiles(quantiles)
         if not qs and not rms and not corr and not parity and not parity_mean:
             raise ScoretoolError("no features: give --quantiles, --rms, --corr, --parity or --parity-mean")
-        images, _, failed = _read_training(common, data, recursive)
+        images, _, failed = _read_training(common, data, recursive, output)
         if not images:
             raise ScoretoolError(f"{data}: no readable training images")
         t0 = time.perf_counter()
@@ -162,14 +167,14 @@ def fit(
     run_command(common, body)
 
 
-def _score_files(common: Common, model: OODModel, input: Path, weights, device, precision, threshold, method,
-                 recursive, description="scoring") -> tuple[list[dict], int]:
-    jobs = plan_jobs(common, input, None, None, recursive)
-
+def _score_files(common: Common, model: OODModel, jobs: list[FileJob], weights, device, precision, threshold, method,
+                 description="scoring") -> tuple[list[dict], int]:
     def process(job):
         image = read_image(job.src)
         t0 = time.perf_counter()
         res = ood_score(image.pixels, model, weights, device, precision, threshold, method)
+        if not all(math.isfinite(r["score"]) for r in res):
+            raise InputError(job.src, "OOD score is NaN or infinite (the prior gives no usable score on this image)")
         sec = round((time.perf_counter() - t0) / len(res), 3)
         if len(res) == 1:
             return {**res[0], "seconds": sec}
@@ -178,8 +183,21 @@ def _score_files(common: Common, model: OODModel, input: Path, weights, device, 
     return run_batch(common, jobs, process, description)
 
 
+def check_ood_size(levels: int, crops: int, crop: int, channels: int, where: str = "") -> None:
+    """The feature recipe's work array (levels × crops × channels × crop² values, computed at once) must
+    fit the pixel budget; refused before anything is allocated."""
+    if min(levels, crops, crop, channels) < 1:
+        raise ScoretoolError(f"{where}levels {levels}, crops {crops}, crop {crop}: each must be at least 1")
+    check_budget(levels * crops * channels * crop * crop, f"{where}the OOD feature work array ({levels} levels × {crops} crops × {crop}²)")
+
+
 def _load(model_path: Path, method: str | None) -> OODModel:
     model = OODModel.load(model_path)
+    spec = model.spec
+    if not all(math.isfinite(s) and s > 0 for s in spec.sigmas) or not all(0 <= q <= 1 for q in spec.quantiles) \
+            or not 1 <= spec.patch <= spec.crop:
+        raise ModelError(f"{model_path}: OOD model metadata is damaged (noise levels, quantiles or patch size out of range)")
+    check_ood_size(len(spec.sigmas), spec.crops, spec.crop, int(model.prior.get("channels") or 1), f"{model_path}: ")
     if method not in (None, "gmm", "knn"):
         raise ScoretoolError(f"--method {method}: expected gmm or knn")
     if (method or model.method) not in model.ref_scores:
@@ -191,7 +209,7 @@ def _load(model_path: Path, method: str | None) -> OODModel:
 def score(
     input: Annotated[Path, typer.Argument(help="Image file or folder of images to score.")],
     model_path: ModelOpt,
-    csv_path: Annotated[Path | None, typer.Option("--csv", help="Also write the per-image rows to this CSV file.")] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Also write the per-image rows to this CSV file (an existing one only with --overwrite).")] = None,
     threshold: ThresholdOpt = 95.0,
     method: MethodOverrideOpt = None,
     weights: Annotated[str | None, typer.Option("--weights", "-w", help="The prior, if it moved since fitting (must be the same file; checked by SHA-256). Default: the one the model was fitted with.")] = None,
@@ -201,18 +219,23 @@ def score(
     json: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Score images: OOD score (higher = more unusual), percentile among the training images, flag."""
-    common = Common(device=device, json=json, quiet=quiet, debug=debug)
+    common = Common(device=device, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
 
     def body():
         _check_threshold(threshold)
+        common.reads([model_path])
         model = _load(model_path, method)
         ood_check_prior(model, model.prior.get("channels"), weights)  # another prior: fail before any file
-        rows, code = _score_files(common, model, input, weights, device, precision, threshold, method, recursive)
+        jobs = plan_jobs(common, input, None, None, recursive)
+        if csv_path is not None:
+            common.claim_output(csv_path, "CSV")
+        rows, code = _score_files(common, model, jobs, weights, device, precision, threshold, method)
         ok = [r for r in rows if r["status"] == "ok"]
         if csv_path is not None:
-            with open(csv_path, "w", newline="") as fh:
+            with atomic_output(csv_path) as tmp, open(tmp, "w", newline="") as fh:
                 w = csv.writer(fh)
                 w.writerow(["input", "status", "score", "percentile", "flag", "seconds", "error"])
                 for r in rows:
@@ -246,13 +269,15 @@ def _write_plot(path: Path, s_in, s_out, thr: float) -> str:
         ax.axvline(thr, color="k", label="threshold")
         ax.set_xlabel("OOD score")
         ax.legend()
-        fig.savefig(path, dpi=100, bbox_inches="tight")
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=100, bbox_inches="tight")
         plt.close(fig)
         return "matplotlib"
     except ImportError:
         import imageio.v3 as iio
 
-        iio.imwrite(path, histogram_image(s_in, s_out, thr))
+        with atomic_output(path) as tmp:
+            iio.imwrite(tmp, histogram_image(s_in, s_out, thr))
         return "numpy (inliers blue, outliers red, threshold black line)"
 
 
@@ -261,7 +286,7 @@ def evaluate(
     model_path: ModelOpt,
     inliers: Annotated[Path, typer.Option("--inliers", help="Folder of in-distribution images.")],
     outliers: Annotated[Path, typer.Option("--outliers", help="Folder of out-of-distribution images (the positive class).")],
-    plot: Annotated[Path | None, typer.Option("--plot", help="Write a histogram of both score sets to this PNG file.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a histogram of both score sets to this PNG file (an existing one only with --overwrite).")] = None,
     threshold: ThresholdOpt = 95.0,
     method: MethodOverrideOpt = None,
     weights: Annotated[str | None, typer.Option("--weights", "-w", help="The prior, if it moved since fitting (must be the same file).")] = None,
@@ -271,18 +296,23 @@ def evaluate(
     json: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """AUROC, AUPR (positive class = outliers) and FPR at 95% TPR of the OOD score on two folders."""
-    common = Common(device=device, json=json, quiet=quiet, debug=debug)
+    common = Common(device=device, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
 
     def body():
         _check_threshold(threshold)
+        common.reads([model_path])
         model = _load(model_path, method)
         ood_check_prior(model, model.prior.get("channels"), weights)
+        jobs = {name: plan_jobs(common, folder, None, None, recursive) for name, folder in (("inliers", inliers), ("outliers", outliers))}
+        if plot is not None:
+            common.claim_output(plot, "plot")
         sets = {}
         code = 0
         for name, folder in (("inliers", inliers), ("outliers", outliers)):
-            rows, c = _score_files(common, model, folder, weights, device, precision, threshold, method, recursive, name)
+            rows, c = _score_files(common, model, jobs[name], weights, device, precision, threshold, method, name)
             code = max(code, c)
             sets[name] = [r for r in rows if r["status"] == "ok"]
             if not sets[name]:

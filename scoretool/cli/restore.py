@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +13,7 @@ import typer
 
 from ..api import restore as restore_array
 from ..errors import InputError, ScoretoolError
-from ..io import IMAGE_SUFFIXES, read_image, write_image
+from ..io import IMAGE_SUFFIXES, check_budget, header_pixels, list_images, read_image, write_image
 from ..operators import gaussian_kernel, random_known_mask, uniform_kernel
 from . import app
 from .common import (
@@ -44,26 +45,37 @@ def parse_scale(text: str) -> int:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not (value == value and value >= 1 and value == int(value)):
+    if not (math.isfinite(value) and value >= 1 and value == int(value)):
         raise ScoretoolError(f"--scale {text}: the SR factor must be a positive integer (2, 3, 4, ...)")
     return int(value)
 
 
 def parse_kernel(spec: str) -> np.ndarray:
-    """gaussian:STD (pixels) | uniform:SIZE (pixels) | FILE.npy (a 2-D array, normalised to sum 1)."""
+    """gaussian:STD (pixels) | uniform:SIZE (pixels) | FILE.npy (a 2-D array, normalised to sum 1).
+    The kernel's size is checked against the pixel budget before it is built."""
     kind, _, arg = spec.partition(":")
     try:
         if kind == "gaussian" and arg:
-            return gaussian_kernel(float(arg))
+            std = float(arg)
+            if not (math.isfinite(std) and std > 0):
+                raise ValueError(f"std {arg} must be a positive finite number")
+            check_budget((2 * math.ceil(3 * std) + 1) ** 2, f"--kernel {spec}")
+            return gaussian_kernel(std)
         if kind == "uniform" and arg:
-            return uniform_kernel(int(arg))
+            size = int(arg)
+            if size >= 1:
+                check_budget(size * size, f"--kernel {spec}")
+            return uniform_kernel(size)
     except ValueError as e:
         raise ScoretoolError(f"--kernel {spec}: {e}") from None
     path = Path(spec)
     if not path.is_file():
         raise ScoretoolError(f"--kernel {spec}: expected gaussian:STD, uniform:SIZE or an existing .npy file")
     try:
+        check_budget(header_pixels(path), f"--kernel {path}")
         k = np.load(path, allow_pickle=False)
+    except ScoretoolError:
+        raise
     except Exception as e:  # noqa: BLE001 - any unreadable file is one clear error
         raise ScoretoolError(f"--kernel {path}: cannot read a .npy array ({e})") from None
     if k.ndim != 2 or not np.issubdtype(k.dtype, np.number):
@@ -150,12 +162,17 @@ def restore(
         if sigma_y < 0 or steps < 1 or not 0 <= eta <= 1 or travel < 0 or sigma_max <= 0 or samples < 1:
             raise ScoretoolError("--sigma-y ≥ 0, --steps ≥ 1, --eta in [0, 1], --travel ≥ 0, --sigma-max > 0, --samples ≥ 1 are required")
         vrange = parse_range(value_range)
+        common.reads([Path(p) for p in (kernel,) if p and Path(p).is_file()] + (list_images(mask)[0] if mask else []))
         jobs = plan_jobs(common, input, output, fmt, recursive)
         torch.manual_seed(seed)
 
         def process(job):
             image = read_image(job.src, vrange)
             frames, h, w, ch = image.pixels.shape
+            try:
+                check_budget(frames * h * s * w * s, f"the {s}× output")
+            except ScoretoolError as e:
+                raise InputError(job.src, str(e)) from None
             if task == "colorize" and ch != 1:
                 raise InputError(job.src, f"colourisation takes a grey image, this one has {ch} channels")
             missing = None

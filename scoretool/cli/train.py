@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from ..errors import ScoretoolError
+from ..io import list_images
 from ..train import TrainConfig, checkpoint_path
 from ..train import train as run_training
 from . import app
@@ -25,14 +26,14 @@ def train(
     sigma: Annotated[float | None, typer.Option("--sigma", help="Gaussian noise std of the data, on the [0,1] scale × 255 (grey levels).")] = None,
     zeta: Annotated[float | None, typer.Option("--zeta", help="Poisson scale ζ of the data (y = ζ·Poisson(x/ζ), [0,1] scale).")] = None,
     k: Annotated[float | None, typer.Option("--k", help="Gamma shape k of the data (mean x, [0,1] scale).")] = None,
-    steps: Annotated[int, typer.Option("--steps", help="Optimiser steps (the learning-rate schedule spans them).")] = 20000,
-    patch: Annotated[int, typer.Option("--patch", help="Training patch size in pixels.")] = 64,
-    batch: Annotated[int, typer.Option("--batch", help="Patches per step (per process).")] = 32,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimiser steps (the learning-rate schedule spans them); at least 1.")] = 20000,
+    patch: Annotated[int, typer.Option("--patch", min=8, help="Training patch size in pixels (at least 8).")] = 64,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Patches per step (per process).")] = 32,
     lr: Annotated[float, typer.Option("--lr", help="Peak Adam learning rate (cosine decay).")] = 1e-3,
     sigma_min: Annotated[float | None, typer.Option("--sigma-min", help="Smallest training σ on the [0,1] scale (default 0.002 clean, 0.001 noisy).")] = None,
     sigma_max: Annotated[float | None, typer.Option("--sigma-max", help="Largest training σ on the [0,1] scale (default 10 clean, 0.1 noisy).")] = None,
     widths: Annotated[str | None, typer.Option("--widths", help="U-Net channel widths per level, comma-separated (default 32,64,128; with --init: that model's, and wider widths grow it without changing its output).")] = None,
-    blocks: Annotated[int, typer.Option("--blocks", help="Residual blocks per U-Net level (encoder and decoder each).")] = 2,
+    blocks: Annotated[int, typer.Option("--blocks", min=1, max=16, help="Residual blocks per U-Net level (encoder and decoder each).")] = 2,
     init: Annotated[str | None, typer.Option("--init", help="Start from these weights (bundled name or path).")] = None,
     teacher: Annotated[str | None, typer.Option("--teacher", help="Distil: regress on this model's D(u + σn, σ) instead of the clean patch u (e.g. a small fast network from a big one).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue exactly from OUTPUT's checkpoint (same step, optimiser, EMA, data order).")] = False,
@@ -46,15 +47,29 @@ def train(
     json: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start afresh over an existing model and checkpoint (default: refuse them; --resume continues the checkpoint).")] = False,
 ) -> None:
     """Train a score network by denoising score matching (methods.md §1)."""
-    common = Common(seed=seed, json=json, quiet=quiet, debug=debug)
+    common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite or resume)
 
     def body():
         if output.suffix != ".safetensors":
             raise ScoretoolError(f"{output}: the model file must end in .safetensors")
-        if output.exists() and not resume and not common.overwrite and checkpoint_path(output).exists() is False:
-            common.notice(f"note: {output} exists and will be replaced when training ends")
+        if not lr > 0 or any(v is not None and not v > 0 for v in (sigma_min, sigma_max, time_limit)) or checkpoint_minutes < 0:
+            raise ScoretoolError("--lr, --sigma-min, --sigma-max and --time-limit must be positive, --checkpoint-minutes ≥ 0")
+        try:
+            width_list = [int(w) for w in widths.split(",")] if widths else None
+        except ValueError:
+            raise ScoretoolError(f"--widths {widths}: expected comma-separated integers") from None
+        if width_list is not None and not all(1 <= w <= 4096 for w in width_list):
+            raise ScoretoolError(f"--widths {widths}: each width must be between 1 and 4096")
+        if Path(data).exists():
+            common.reads(list_images(Path(data))[0])
+        for path, what in ((output, "model"), (checkpoint_path(output), "checkpoint")):
+            if path.exists() and not common.overwrite:
+                raise ScoretoolError(f"{path}: exists (continue its training with --resume, or start afresh over it "
+                                     f"with --overwrite)")
+            common.claim_output(path, what)
         noise_info = {}
         if noise:
             if noise not in ("gaussian", "poisson", "gamma"):
@@ -66,7 +81,7 @@ def train(
         cfg = TrainConfig(
             data=str(data), mode="noisy" if noisy else "clean", steps=steps, patch=patch, batch=batch, lr=lr,
             sigma_min=sigma_min or (0.001 if noisy else 0.002), sigma_max=sigma_max or (0.1 if noisy else 10.0),
-            sigma_focus=None if noisy else (0.01, 0.5), seed=seed, widths=[int(w) for w in widths.split(",")] if widths else None, blocks_per_level=blocks, checkpoint_minutes=checkpoint_minutes,
+            sigma_focus=None if noisy else (0.01, 0.5), seed=seed, widths=width_list, blocks_per_level=blocks, checkpoint_minutes=checkpoint_minutes,
             time_limit_minutes=time_limit, precision=precision, init=init, noise=noise_info,
             device=device, workers=workers, lr_schedule=lr_schedule, teacher=teacher,
             command="scoretool train " + shlex.join(a for a in sys.argv[2:] if a != "--resume"),

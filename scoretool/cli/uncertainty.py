@@ -47,6 +47,17 @@ def parse_region(text: str | None) -> tuple[int, int, int, int] | None:
     return x, y, w, h
 
 
+def output_names(src: Path, components: int) -> dict[str, str]:
+    """The files `uncertainty` writes for input `src`, by key: std (float TIFF), std_png, mean (the input's
+    format; PNG for JPEG/BMP) and pcK_minus/pcK_plus per component."""
+    suffix = src.suffix.lower()
+    names = {"std": f"{src.stem}_std.tif", "std_png": f"{src.stem}_std.png",
+             "mean": f"{src.stem}_mean{'.png' if suffix in ('.jpg', '.jpeg', '.bmp') else suffix}"}
+    for i in range(1, components + 1):
+        names.update({f"pc{i}_{s}": f"{src.stem}_pc{i}_{s}.png" for s in ("minus", "plus")})
+    return names
+
+
 def _central_region(w: int, h: int) -> tuple[int, int, int, int]:
     rw, rh = min(w, DEFAULT_REGION), min(h, DEFAULT_REGION)
     return (w - rw) // 2, (h - rh) // 2, rw, rh
@@ -98,13 +109,8 @@ def uncertainty(
         vrange = parse_range(value_range)
         if output.suffix.lower() in IMAGE_SUFFIXES:
             raise ScoretoolError(f"-o {output}: must be a folder (several files are written per image)")
-        jobs = plan_jobs(common, input, None)
-        try:
-            output.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ScoretoolError(f"{output}: cannot create output folder ({e.strerror})") from None
-        for job in jobs:
-            job.dest = output / f"{job.src.stem}_std.tif"
+        jobs = plan_jobs(common, input, output,
+                         outputs_of=lambda src: [output / n for n in output_names(src, k).values()])
 
         def process(job):
             image = read_image(job.src, vrange)
@@ -116,7 +122,7 @@ def uncertainty(
             s = sigma / scale
             pixels = image.pixels[0]
             h, w = pixels.shape[:2]
-            stem = job.src.stem
+            names = {key: output / n for key, n in output_names(job.src, k).items()}
             rbox = box or _central_region(w, h)
             x0, y0, rw, rh = rbox
             if k > 0 and (x0 + rw > w or y0 + rh > h):
@@ -129,15 +135,12 @@ def uncertainty(
             std_px = std * scale  # input pixel units
             written = {}
             tif = Image(std[None], np.dtype(np.float32), None, (0.0, scale), True, image.grey_2d)
-            written["std"] = write_image(output / f"{stem}_std.tif", tif, common.overwrite)
+            written["std"] = write_image(names["std"], tif, common.overwrite)
             view = std_map_image(np.sqrt((std_px**2).mean(-1)))
-            written["std_png"] = write_image(output / f"{stem}_std.png",
+            written["std_png"] = write_image(names["std_png"],
                                              Image(view[None].astype(np.float32), np.dtype(np.uint8), None, (0.0, 255.0),
                                                    True, False), common.overwrite)
-            suffix = job.src.suffix.lower()
-            mean_suffix = ".png" if suffix in (".jpg", ".jpeg", ".bmp") else suffix
-            written["mean"] = write_image(output / f"{stem}_mean{mean_suffix}", image.with_pixels(mean[None]),
-                                          common.overwrite)
+            written["mean"] = write_image(names["mean"], image.with_pixels(mean[None]), common.overwrite)
             row = {"weights": info["name"], "sigma": sigma, "sigma_unit": s, "probes": probes, "stride": stride,
                    "method": method, "smooth": smooth, "seconds_std": round(t_std, 3), "negative_variance_pixels": est["negative"],
                    "std_mean": float(std_px.mean()), "std_median": float(np.median(std_px)),
@@ -157,8 +160,8 @@ def uncertainty(
                     for sign, name in ((-1, "minus"), (1, "plus")):
                         pic = base + sign * 2 * np.sqrt(max(lam, 0.0)) * vec
                         crop = replace(image, pixels=pic[None].astype(np.float32), alpha=None)
-                        written[f"pc{i + 1}_{name}"] = write_image(output / f"{stem}_pc{i + 1}_{name}.png", crop,
-                                                                   common.overwrite)
+                        key = f"pc{i + 1}_{name}"
+                        written[key] = write_image(names[key], crop, common.overwrite)
                     rows.append({"k": i + 1, "eigenvalue": lam * scale**2, "std": float(np.sqrt(max(lam, 0.0))) * scale,
                                  "eigenvalue_unit": lam, "residual": float(comp.residuals[i])})
                 row.update({"region": list(rbox), "components": rows, "iterations": comp.iterations,
