@@ -19,3 +19,4 @@ from .api import (  # noqa: E402,F401
     restore,
     tweedie_denoise,
 )
+from .model import Model, load  # noqa: E402,F401

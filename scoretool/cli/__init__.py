@@ -21,6 +21,7 @@ from . import (  # noqa: E402,F401  (each module registers its command on `app`)
     demo,
     denoise,
     evaluate,
+    export,
     info,
     noise,
     ood,

@@ -34,6 +34,7 @@ from .common import (
     run_batch,
     run_command,
 )
+from .outofcore import denoise_huge_tiff, out_of_core_range
 
 
 def choose_noise(noise: str | None, sigma: float | None, zeta: float | None, k: float | None) -> tuple[str | None, str | None]:
@@ -102,6 +103,8 @@ def denoise(
         torch.manual_seed(seed)
 
         def process(job):
+            if given == "sigma" and ensemble == 1 and (huge := out_of_core_range(job.src, job.dest, weights, vrange)):
+                return denoise_huge_tiff(job, sigma / (huge[1] - huge[0]), sigma, weights, device, precision, tile, vrange, common)
             image = read_image(job.src, vrange)
             ch = image.channels
             _, info = load_engine(weights, model_channels(weights, ch), device, precision, tile)

@@ -1,0 +1,39 @@
+"""`scoretool export`: a model's denoiser D(x, σ) as an ONNX graph or a TorchScript module."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..export import OPSET, export_model
+from . import app
+from .common import Common, DebugOpt, JsonOpt, OverwriteOpt, QuietOpt, run_command
+
+
+@app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="Bundled model name (see `scoretool weights`) or a .safetensors path.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output file: .onnx (ONNX) or .pt (TorchScript).")],
+    fmt: Annotated[str | None, typer.Option("--format", help="onnx or torchscript (default: from the output's suffix).")] = None,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset version.")] = OPSET,
+    json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Export the denoiser D(x, σ) for other runtimes: inputs x (B, C, H, W) float32 on the [0,1] scale and
+    sigma (a scalar or one value per image, same scale); batch, height and width are free (each side at
+    least the model's size multiple). Output: D(x, σ), same shape as x."""
+    common = Common(json=json, quiet=quiet, debug=debug, overwrite=overwrite)
+
+    def body():
+        result = export_model(model, output, fmt, overwrite=overwrite, opset=opset)
+        if json:
+            common.emit({"command": "export", **result})
+        else:
+            common.notice(f"wrote {result['path']} ({result['format']}, {result['channels']} channel(s), "
+                          f"sides a multiple of {result['multiple']} after padding, {result['bytes'] / 2**20:.1f} MB)")
+
+    run_command(common, body)
