@@ -5,24 +5,14 @@ from __future__ import annotations
 import csv
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
 
-from ..api import ood_check_prior, ood_fit, ood_score
 from ..errors import InputError, ScoretoolError
 from ..io import list_images, read_image
-from ..ood import (
-    DEFAULT_CORR,
-    DEFAULT_PARITY,
-    DEFAULT_PARITY_MEAN,
-    DEFAULT_QUANTILES,
-    DEFAULT_RMS,
-    OODModel,
-    detection_metrics,
-    histogram_image,
-)
+from ..ood_recipe import DEFAULT_CORR, DEFAULT_PARITY, DEFAULT_PARITY_MEAN, DEFAULT_QUANTILES, DEFAULT_RMS
 from . import app
 from .common import (
     Common,
@@ -39,6 +29,9 @@ from .common import (
     run_batch,
     run_command,
 )
+
+if TYPE_CHECKING:
+    from ..ood import OODModel
 
 ood_app = typer.Typer(
     help="Out-of-distribution scoring with multiscale score norms (MSMA): fit a density on training images' "
@@ -124,6 +117,7 @@ def fit(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Fit an OOD density on the multiscale score-norm features of training images."""
+    from ..api import ood_fit
     common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
 
     def body():
@@ -164,6 +158,7 @@ def fit(
 
 def _score_files(common: Common, model: OODModel, input: Path, weights, device, precision, threshold, method,
                  recursive, description="scoring") -> tuple[list[dict], int]:
+    from ..api import ood_score
     jobs = plan_jobs(common, input, None, None, recursive)
 
     def process(job):
@@ -179,6 +174,7 @@ def _score_files(common: Common, model: OODModel, input: Path, weights, device, 
 
 
 def _load(model_path: Path, method: str | None) -> OODModel:
+    from ..ood import OODModel
     model = OODModel.load(model_path)
     if method not in (None, "gmm", "knn"):
         raise ScoretoolError(f"--method {method}: expected gmm or knn")
@@ -203,6 +199,7 @@ def score(
     debug: DebugOpt = False,
 ) -> None:
     """Score images: OOD score (higher = more unusual), percentile among the training images, flag."""
+    from ..api import ood_check_prior
     common = Common(device=device, json=json, quiet=quiet, debug=debug)
 
     def body():
@@ -233,6 +230,7 @@ def score(
 
 
 def _write_plot(path: Path, s_in, s_out, thr: float) -> str:
+    from ..ood import histogram_image
     try:
         import matplotlib
 
@@ -273,6 +271,8 @@ def evaluate(
     debug: DebugOpt = False,
 ) -> None:
     """AUROC, AUPR (positive class = outliers) and FPR at 95% TPR of the OOD score on two folders."""
+    from ..api import ood_check_prior
+    from ..ood import detection_metrics
     common = Common(device=device, json=json, quiet=quiet, debug=debug)
 
     def body():

@@ -7,13 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-import torch
 import typer
 
-from ..api import restore as restore_array
 from ..errors import InputError, ScoretoolError
 from ..io import IMAGE_SUFFIXES, read_image, write_image
-from ..operators import gaussian_kernel, random_known_mask, uniform_kernel
 from . import app
 from .common import (
     Common,
@@ -51,6 +48,7 @@ def parse_scale(text: str) -> int:
 
 def parse_kernel(spec: str) -> np.ndarray:
     """gaussian:STD (pixels) | uniform:SIZE (pixels) | FILE.npy (a 2-D array, normalised to sum 1)."""
+    from ..operators import gaussian_kernel, uniform_kernel
     kind, _, arg = spec.partition(":")
     try:
         if kind == "gaussian" and arg:
@@ -125,6 +123,10 @@ def restore(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Restore images by DDNM / DDNM+ with a score prior: y = A·x (+ noise), x̂ exactly consistent with y."""
+    import torch
+
+    from ..api import restore as restore_array
+    from ..operators import random_known_mask
     common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
 
     def body():

@@ -10,8 +10,6 @@ from typing import Annotated
 import typer
 
 from ..errors import ScoretoolError
-from ..train import TrainConfig, checkpoint_path
-from ..train import train as run_training
 from . import app
 from .common import Common, DebugOpt, DeviceOpt, JsonOpt, PrecisionOpt, QuietOpt, SeedOpt, run_command
 
@@ -48,6 +46,8 @@ def train(
     debug: DebugOpt = False,
 ) -> None:
     """Train a score network by denoising score matching (methods.md §1)."""
+    from ..train import TrainConfig, checkpoint_path
+    from ..train import train as run_training
     common = Common(seed=seed, json=json, quiet=quiet, debug=debug)
 
     def body():
