@@ -63,8 +63,7 @@ def denoise(image: np.ndarray, sigma: float | None = None, weights: str | None =
         return tweedie_denoise(image, noise, param, weights, device, precision, tile, negative=negative,
                                progress=progress)[0]
     x, shape = _as_batch(image)
-    out = torch.cat([engine.denoise_tiled(xi[None], float(sigma), progress, ensemble) for xi in x])
-    return _from_batch(out, shape)
+    return _from_batch(engine.denoise_tiled(x, float(sigma), progress, ensemble), shape)
 
 
 def _model_denoiser(sigma: float, weights, device, precision, tile):
