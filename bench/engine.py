@@ -1,7 +1,17 @@
-"""Network size and speed: parameters, MACs per pixel, MP/s for fp32 vs bf16, and the accuracy cost
-of bf16 (max |D_bf16 − D_fp32| and PSNR change on a few BSD68 images).
+"""How close denoising runs to the hardware: per model and precision, MP/s, achieved FLOP/s and the
+fraction of the measured matrix-multiply peak; the cost per MP of a folder of many small images
+beside one large image (per-image overhead); the accuracy cost of bf16.
 
-    python bench/engine.py [--device cpu|cuda] [--size 256] [--weights prior-gray]
+    python bench/engine.py                                   # prior-gray and prior-rgb, this machine
+    python bench/engine.py --weights prior-gray --small 500 --small-size 128 --large 2048
+    python bench/engine.py --name engine-cpu-before          # another checkout: PYTHONPATH=... (before/after)
+
+Peak: the best of a few (N×N)·(N×N) matmuls in each precision on the same threads (a measured, not
+datasheet, limit: convolutions go through the same matrix units). FLOP/s = 2 · MACs/pixel · pixels/s
+(MACs of the convolutions only, `nets.macs_per_pixel`). "many small" denoises a stack of `--small`
+images of `--small-size`² in one `scoretool.api.denoise` call (what a folder costs through the Python
+API), "one by one" calls it per image; "one large" is one `--large`² image (tiled). Seconds are the
+minimum of `--repeats` interleaved runs (the machine may be shared).
 """
 
 from __future__ import annotations
@@ -17,48 +27,93 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import gaussian_noisy, load_set, print_table, psnr, save_results  # noqa: E402
 
+import scoretool.api as api  # noqa: E402
 from scoretool.engine import Engine, bf16_available, select_device  # noqa: E402
-from scoretool.nets import ScoreUNet, UNetConfig, count_parameters, macs_per_pixel  # noqa: E402
+from scoretool.nets import count_parameters, macs_per_pixel  # noqa: E402
 from scoretool.weights import load_model  # noqa: E402
 
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
-def throughput(engine: Engine, channels: int, size: int, batch: int, repeats: int) -> float:
-    x = torch.rand(batch, channels, size, size)
-    engine.denoise(x, 0.1)  # warm-up
-    if engine.device.type == "cuda":
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
         torch.cuda.synchronize()
-    t0 = time.perf_counter()
+
+
+def best_seconds(fn, repeats: int, device: torch.device) -> float:
+    fn()  # warm-up
+    times = []
     for _ in range(repeats):
-        engine.denoise(x, 0.1)
-    if engine.device.type == "cuda":
-        torch.cuda.synchronize()
-    return batch * size * size * repeats / (time.perf_counter() - t0) / 1e6
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def matmul_peak(device: torch.device, precision: str, n: int, repeats: int) -> float:
+    """FLOP/s of the best (n×n)·(n×n) matmul."""
+    a = torch.randn(n, n, device=device, dtype=DTYPES[precision])
+    b = torch.randn(n, n, device=device, dtype=DTYPES[precision])
+    return 2 * n**3 / best_seconds(lambda: a @ b, repeats, device)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--weights", default="prior-gray,prior-rgb", help="comma list of models")
+    ap.add_argument("--size", type=int, default=512, help="side of the square batch item for MP/s")
     ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--weights", default="prior-gray")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--peak-n", type=int, default=2048, help="matmul side for the measured peak")
+    ap.add_argument("--small", type=int, default=500, help="number of small images (0 = skip)")
+    ap.add_argument("--small-size", type=int, default=128)
+    ap.add_argument("--large", type=int, default=2048, help="side of the one large image")
     ap.add_argument("--images", type=int, default=5, help="BSD68 images for the bf16 accuracy check")
+    ap.add_argument("--name", default=None, help="results file bench/results/NAME.json (default engine-DEVICE)")
     args = ap.parse_args()
     device = select_device(args.device)
-    try:
-        net, info = load_model(args.weights)
-    except Exception as e:
-        print(f"{args.weights}: {e}; using an untrained network of the default architecture")
-        net, info = ScoreUNet(UNetConfig()), {"name": "untrained"}
-    ch = net.config.channels
-    rows = []
-    for precision in ("fp32", "bf16"):
-        if precision == "bf16" and not bf16_available(device):
-            continue
-        engine = Engine(net, device, precision)
-        rows.append({"precision": precision, "mp_per_s": throughput(engine, ch, args.size, args.batch, args.repeats)})
+    precisions = ["fp32"] + (["bf16"] if bf16_available(device) else [])
+    peaks = {p: matmul_peak(device, p, args.peak_n, args.repeats) for p in precisions}
+    models, rows = [], []
+    for name in args.weights.split(","):
+        net, info = load_model(name)
+        ch, macs = net.config.channels, macs_per_pixel(net)
+        models.append({"weights": name, "channels": ch, "parameters": count_parameters(net), "macs_per_pixel": macs})
+        x = torch.rand(args.batch, ch, args.size, args.size)
+        for p in precisions:
+            engine = Engine(net, device, p)
+            sec = best_seconds(lambda e=engine, x=x: e.denoise(x, 0.1), args.repeats, device)
+            mp_s = x[:, 0].numel() / sec / 1e6
+            flops = 2 * macs * mp_s * 1e6
+            rows.append({"weights": name, "precision": p, "s/MP": 1 / mp_s, "MP/s": mp_s, "GFLOP/s": flops / 1e9,
+                         "peak GFLOP/s": peaks[p] / 1e9, "of peak": flops / peaks[p]})
+    per_image = []
+    if args.small:
+        name = args.weights.split(",")[0]
+        ch = load_model(name)[0].config.channels
+        rng = np.random.default_rng(0)
+        small = rng.random((args.small, args.small_size, args.small_size, ch), dtype=np.float32)
+        large = rng.random((args.large, args.large, ch), dtype=np.float32)
+        run = {"many small (one call)": lambda: api.denoise(small, 0.1, name, args.device),
+               "many small (one by one)": lambda: [api.denoise(im, 0.1, name, args.device) for im in small],
+               "one large": lambda: api.denoise(large, 0.1, name, args.device)}
+        mp = {"many small (one call)": small[..., 0].size, "many small (one by one)": small[..., 0].size,
+              "one large": args.large**2}
+        best = {k: float("inf") for k in run}
+        for _ in range(args.repeats):  # interleaved
+            for k, fn in run.items():
+                t0 = time.perf_counter()
+                fn()
+                best[k] = min(best[k], time.perf_counter() - t0)
+        for k in run:
+            per_image.append({"weights": name, "input": k, "images": args.small if "small" in k else 1,
+                              "MP": mp[k] / 1e6, "seconds": best[k], "s/MP": best[k] / (mp[k] / 1e6),
+                              "vs one large": best[k] / mp[k] / (best["one large"] / mp["one large"])})
     accuracy = {}
-    if bf16_available(device) and ch == 1 and info.get("name") != "untrained" and args.images > 0:
+    if "bf16" in precisions and args.images > 0:
+        net, _ = load_model(args.weights.split(",")[0])
         e32, e16 = Engine(net, device, "fp32"), Engine(net, device, "bf16")
         diffs, p32, p16 = [], [], []
         for i, (_, x) in enumerate(load_set("BSD68", args.images)):
@@ -69,13 +124,19 @@ def main() -> None:
             p16.append(psnr(d16[0, 0].cpu().numpy(), x))
         accuracy = {"images": args.images, "max_abs_diff": max(diffs), "psnr_fp32": float(np.mean(p32)),
                     "psnr_bf16": float(np.mean(p16)), "psnr_change_db": float(np.mean(p16) - np.mean(p32))}
-    summary = {"device": str(device), "weights": info.get("name"), "parameters": count_parameters(net),
-               "macs_per_pixel": macs_per_pixel(net), "threads": torch.get_num_threads()}
+    summary = {"device": str(device), "threads": torch.get_num_threads(), "bf16_available": "bf16" in precisions,
+               "peak_gflops": {p: v / 1e9 for p, v in peaks.items()}, "size": args.size, "batch": args.batch}
     print(summary)
-    print_table(rows, ["precision", "mp_per_s"])
+    print_table(models, ["weights", "channels", "parameters", "macs_per_pixel"])
+    print()
+    print_table(rows, ["weights", "precision", "s/MP", "MP/s", "GFLOP/s", "peak GFLOP/s", "of peak"])
+    if per_image:
+        print()
+        print_table(per_image, ["weights", "input", "images", "MP", "seconds", "s/MP", "vs one large"])
     if accuracy:
         print("bf16 accuracy on BSD68 σ=25:", accuracy)
-    save_results(f"engine-{device.type}", {"bench": "engine", **summary, "rows": rows, "bf16_accuracy": accuracy})
+    save_results(args.name or f"engine-{device.type}", {"bench": "engine", **summary, "models": models, "rows": rows,
+                                                        "per_image": per_image, "bf16_accuracy": accuracy})
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python bench/restore.py                         # Set12, BSD68 (grey), CBSD68 (colour); all tasks
     python bench/restore.py --quick                 # 2 Set12 images, 20 steps
-    python bench/restore.py --sets Set12 --tasks sr4,inpaint50 --images 6 --steps 100
+    python bench/restore.py --sets Set12 --tasks sr4,inpaint50 --images 6 --steps 25 --sigma-max 0.25 --start smooth
     python bench/restore.py --big 2048 --big-steps 3 --sets none   # 2048² colour SR×2 → 4096²: memory, s/MP
 
 Protocol: clean x on [0,1] (cropped to a multiple of 4 for SR), degraded input made here with the
@@ -97,7 +97,7 @@ def rl_best(y, psf, clean):
 def run_task(task, name, x, idx, weights, args, montage):
     """Rows (one per method) for one task on one clean image x."""
     rng = np.random.default_rng(idx)
-    common = dict(steps=args.steps, eta=args.eta, travel=args.travel, sigma_max=args.sigma_max, samples=args.samples, cycle_dihedral=not args.no_dihedral, weights=weights,
+    common = dict(steps=args.steps, eta=args.eta, travel=args.travel, sigma_max=args.sigma_max, start=args.start, samples=args.samples, cycle_dihedral=not args.no_dihedral, weights=weights,
                   device=args.device, precision=args.precision, tile=args.tile, seed=args.seed + idx)
     rows = []
 
@@ -185,12 +185,13 @@ def main() -> None:
     ap.add_argument("--tasks", default=",".join(ALL_TASKS), help=f"comma list of {', '.join(ALL_TASKS)}")
     ap.add_argument("--images", type=int, default=None, help="first N images per set (default all)")
     ap.add_argument("--quick", action="store_true", help="2 Set12 images, 20 steps (unless given)")
-    ap.add_argument("--steps", type=int, default=None, help="DDNM steps (default 100; quick 20)")
+    ap.add_argument("--steps", type=int, default=None, help="DDNM steps (default 100, scoretool's; quick 20)")
     ap.add_argument("--eta", type=float, default=1.0)
     ap.add_argument("--travel", type=int, default=0)
     ap.add_argument("--samples", type=int, default=1, help="average N DDNM posterior samples per image")
     ap.add_argument("--no-dihedral", action="store_true", help="same orientation at every step (off: cycle the 8 flips/rotations)")
-    ap.add_argument("--sigma-max", type=float, default=1.0, help="start level: A†y + σ·noise on [0,1] (10 = from noise)")
+    ap.add_argument("--sigma-max", type=float, default=1.0, help="start level: start image + σ·noise on [0,1] (10 = from noise)")
+    ap.add_argument("--start", default="pinv", help="start image: smooth (null space filled smoothly) or pinv (A†y)")
     ap.add_argument("--weights-gray", default="prior-gray")
     ap.add_argument("--weights-rgb", default="prior-rgb")
     ap.add_argument("--device", default="auto")
@@ -239,7 +240,7 @@ def main() -> None:
                         "s/image": float(np.mean(secs)) if secs else None,
                         "nfe": sel[0]["nfe"], "max residual": max(res) if res else None})
     summary.sort(key=lambda r: (r["set"], r["task"], -r["psnr"]))
-    print(f"\nDDNM restoration, {args.steps} steps, η={args.eta}, travel={args.travel}, σ_max={args.sigma_max}, samples={args.samples}, dihedral={not args.no_dihedral}")
+    print(f"\nDDNM restoration, {args.steps} steps, η={args.eta}, travel={args.travel}, σ_max={args.sigma_max}, start={args.start}, samples={args.samples}, dihedral={not args.no_dihedral}")
     print_table(summary, ["set", "task", "method", "images", "psnr", "ssim", "s/image", "nfe", "max residual"])
     big = None
     if args.big:

@@ -20,10 +20,11 @@ from common import Timer, load_set, print_table, psnr, save_results
 from restore import bicubic_up, from_t, shape_of, to_t
 
 from scoretool.api import load_engine
-from scoretool.ddnm import ddnm_sample
+from scoretool.ddnm import ddnm_sample, edm_sigmas
 from scoretool.operators import AvgPoolSR
 
 BENCH_KEYS = ("samples", "precision", "sigma_scale")
+SCHEDULE_KEYS = ("steps", "sigma_max", "sigma_min", "rho")  # edm_sigmas; the rest goes to ddnm_sample
 
 
 def run_config(cfg: dict, y: torch.Tensor, op, engines: dict, channels: int, seed: int) -> torch.Tensor:
@@ -32,9 +33,10 @@ def run_config(cfg: dict, y: torch.Tensor, op, engines: dict, channels: int, see
     if precision not in engines:
         engines[precision] = load_engine(None, channels, "cpu", precision)[0]
     engine = engines[precision]
-    kw = {k: v for k, v in cfg.items() if k not in BENCH_KEYS}
+    kw = {k: v for k, v in cfg.items() if k not in BENCH_KEYS + SCHEDULE_KEYS}
+    sigmas = edm_sigmas(**{"steps": 100, "sigma_max": 1.0, **{k: cfg[k] for k in SCHEDULE_KEYS if k in cfg}})
     gen = torch.Generator().manual_seed(seed)
-    out = sum(ddnm_sample(lambda x, s: engine.denoise(x, s * scale), op, y, generator=gen, **kw)[0]
+    out = sum(ddnm_sample(lambda x, s: engine.denoise(x, s * scale), op, y, sigmas, generator=gen, **kw)[0]
               for _ in range(samples))
     return out / samples
 

@@ -63,8 +63,7 @@ def denoise(image: np.ndarray, sigma: float | None = None, weights: str | None =
         return tweedie_denoise(image, noise, param, weights, device, precision, tile, negative=negative,
                                progress=progress)[0]
     x, shape = _as_batch(image)
-    out = torch.cat([engine.denoise_tiled(xi[None], float(sigma), progress, ensemble) for xi in x])
-    return _from_batch(out, shape)
+    return _from_batch(engine.denoise_tiled(x, float(sigma), progress, ensemble), shape)
 
 
 def _model_denoiser(sigma: float, weights, device, precision, tile):
@@ -174,7 +173,8 @@ def posterior_components(image: np.ndarray, sigma: float, k: int = 3, region: tu
 
 def restore(image: np.ndarray, task: str, *, scale: int = 4, sr_kernel: str = "avgpool", mask: np.ndarray | None = None,
             kernel: np.ndarray | None = None, ratio: float = 0.25, sigma_y: float = 0.0, steps: int = 100,
-            eta: float = 1.0, travel: int = 0, sigma_max: float = 1.0, samples: int = 1, cycle_dihedral: bool = True,
+            eta: float = 1.0, travel: int = 0, sigma_max: float = 1.0, start: str = "pinv", samples: int = 1,
+            cycle_dihedral: bool = True,
             weights: str | None = None, device: str = "auto", precision: str = "auto", tile: int = 512, seed: int = 0,
             progress=None) -> tuple[np.ndarray, dict]:
     """Zero-shot restoration by DDNM / DDNM+ with a prior (methods.md §3; maths in scoretool.ddnm).
@@ -186,7 +186,8 @@ def restore(image: np.ndarray, task: str, *, scale: int = 4, sr_kernel: str = "a
             y = A·image are taken (A from ratio and seed; A†y itself gives the same y).
         task: sr | inpaint | colorize | deblur | cs. mask: (H, W), non-zero = missing pixel (inpaint).
         kernel: 2-D blur kernel (deblur; circular boundary). sigma_y: measurement noise std on the [0,1]
-            scale (> 0: DDNM+). steps, eta, travel, sigma_max, cycle_dihedral: sampler settings (scoretool.ddnm).
+            scale (> 0: DDNM+). steps, sigma_max: the σ schedule (`edm_sigmas`); eta, travel, start,
+            cycle_dihedral: sampler settings (scoretool.ddnm, where the defaults are measured).
         samples: average this many posterior samples (one chain each, ×samples time). One DDNM chain is
             a sample from p(x | y); the average tends to the posterior mean E[x | y], the MSE-optimal
             estimate (higher PSNR, less invented detail). Each sample is data-consistent, so is the mean.
@@ -194,7 +195,7 @@ def restore(image: np.ndarray, task: str, *, scale: int = 4, sr_kernel: str = "a
         (x̂ float32 unclipped, same layout as the input with the output's size and channels,
          info {"nfe", "residual" = ‖A·x̂ − y‖/‖y‖, "x_shape"}).
     """
-    from .ddnm import data_consistency, ddnm_sample
+    from .ddnm import data_consistency, ddnm_sample, edm_sigmas
     from .operators import build_operator
 
     if samples < 1:
@@ -239,8 +240,8 @@ def restore(image: np.ndarray, task: str, *, scale: int = 4, sr_kernel: str = "a
     gen = torch.Generator().manual_seed(seed)
     x, nfe = None, 0
     for _ in range(samples):
-        xk, n = ddnm_sample(denoiser, op, y, steps=steps, eta=eta, sigma_y=sigma_y, travel=travel,
-                            sigma_max=sigma_max, cycle_dihedral=cycle_dihedral, generator=gen, progress=progress)
+        xk, n = ddnm_sample(denoiser, op, y, edm_sigmas(steps, sigma_max), eta=eta, sigma_y=sigma_y, travel=travel,
+                            start=start, cycle_dihedral=cycle_dihedral, generator=gen, callback=progress and (lambda _: progress(1)))
         x = xk if x is None else x + xk
         nfe += n
     x = x / samples

@@ -103,22 +103,28 @@ def apply_tiled(
     device: torch.device | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    """Apply an image-to-image `fn` to (1, C, H, W) `x` in overlapping tiles, blended without seams.
+    """Apply an image-to-image `fn` to (B, C, H, W) `x` in overlapping tiles, blended without seams.
 
     The result stays on x's device (CPU for large images); only `batch` tiles at a time go to
     `device`, so memory is bounded by the tile size. A network whose receptive radius is at most
     overlap/4 gives exactly the whole-image result; a larger one (the U-Net) is blended smoothly.
+    Images that fit in one tile go through `fn` together, as many per call as `batch` tiles hold
+    (a folder of small images costs per pixel what one large image does). `progress` counts images
+    or tiles.
     """
-    if x.shape[0] != 1:
-        return torch.cat([apply_tiled(fn, xi[None], tile, overlap, multiple, batch, device, progress) for xi in x])
     device = device or x.device
-    _, c, h, w = x.shape
+    b, c, h, w = x.shape
     tile = max(multiple, tile // multiple * multiple)
     if h <= tile and w <= tile:
-        out = fn(x.to(device)).to(x.device)
-        if progress:
-            progress(1)
-        return out
+        per_call = max(1, batch * tile * tile // (h * w))
+        outs = []
+        for i in range(0, b, per_call):
+            outs.append(fn(x[i : i + per_call].to(device)).to(x.device))
+            if progress:
+                progress(outs[-1].shape[0])
+        return torch.cat(outs)
+    if b != 1:
+        return torch.cat([apply_tiled(fn, xi[None], tile, overlap, multiple, batch, device, progress) for xi in x])
     th, tw = min(tile, h), min(tile, w)
     ys, xs = _axis_tiles(h, th, overlap, multiple), _axis_tiles(w, tw, overlap, multiple)
     out, weight = None, torch.zeros(1, 1, h, w, device=x.device)

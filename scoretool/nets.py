@@ -83,7 +83,8 @@ class ResBlock(nn.Module):
                            self.conv1.bias * a + shift.flatten(), padding=self.conv1.padding)
         else:
             h = torch.addcmul(shift, self.conv1(nnf.silu(x)), 1 + scale)
-        return self.conv2(nnf.silu(h)).add_(self.skip(x))  # in place: conv2's output is not kept for backward
+        # in place: h and conv2's output are not kept for backward; at inference no buffer is allocated
+        return self.conv2(nnf.silu(h, inplace=not torch.is_grad_enabled())).add_(self.skip(x))
 
 
 class ScoreUNet(nn.Module):
@@ -139,7 +140,7 @@ class ScoreUNet(nn.Module):
             h = torch.cat([unpool(h), skips.pop()], dim=1)
             for block in blocks:
                 h = block(h, emb)
-        return self.head(nnf.silu(h))
+        return self.head(nnf.silu(h, inplace=not torch.is_grad_enabled()))
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """D(x, σ) = c_skip·x + c_out·F(c_in·x, ¼ ln σ), computed in float32 outside F."""

@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -31,6 +33,17 @@ def test_help_and_info_json():
     assert res.exit_code == 0
     info = json.loads(res.stdout)
     assert {"version", "device", "threads", "bf16_available", "bundled_weights"} <= info.keys()
+
+
+@pytest.mark.parametrize("args", [["--help"], ["restore", "--help"], ["ood", "fit", "--help"], ["denoise", "--help"]])
+def test_help_does_not_import_torch(args):
+    """`scoretool --help` and every command's --help stay fast: the command line imports torch only to run."""
+    code = ("import sys; from scoretool.cli import app; from typer.testing import CliRunner; "
+            f"r = CliRunner().invoke(app, {args!r}); assert r.exit_code == 0, r.output; "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 def test_weights_lists_given_file(tiny_model):

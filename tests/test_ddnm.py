@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from scoretool import operators as ops
-from scoretool.ddnm import data_consistency, ddnm_sample, edm_sigmas
+from scoretool.ddnm import data_consistency, ddnm_sample, edm_sigmas, smooth_start
 
 MU, TAU = 0.5, 0.1
 SHAPE = (1, 37, 31)
@@ -35,7 +35,7 @@ def test_inpainting_null_space_follows_prior():
     known = ops.random_known_mask(SHAPE[1:], 0.5, g)
     op = ops.Inpaint(known, SHAPE)
     y = op.A(x)
-    xh, nfe = ddnm_sample(gauss_denoiser, op, y, steps=100, eta=0.0, sigma_max=10.0, clip=None, generator=torch.Generator().manual_seed(1))
+    xh, nfe = ddnm_sample(gauss_denoiser, op, y, edm_sigmas(100, 10.0), eta=0.0, clip=None, generator=torch.Generator().manual_seed(1))
     assert nfe == 100
     miss = xh[(known == 0).expand_as(xh)]
     assert abs(miss.mean().item() - MU) < 0.01
@@ -55,7 +55,7 @@ def test_noise_free_output_is_data_consistent(name):
           "blur_pool": lambda: ops.Blur(ops.gaussian_kernel(1.0), shape).then(ops.AvgPoolSR(2, shape))}[name]()
     x = _sample(2, c).clamp(0, 1)
     y = op.A(x)
-    xh, _ = ddnm_sample(gauss_denoiser, op, y, steps=15, generator=torch.Generator().manual_seed(0))
+    xh, _ = ddnm_sample(gauss_denoiser, op, y, edm_sigmas(15, 1.0), generator=torch.Generator().manual_seed(0))
     assert xh.shape == x.shape
     assert (data_consistency(op, xh, y) <= 1e-3).all()
 
@@ -63,11 +63,11 @@ def test_noise_free_output_is_data_consistent(name):
 def test_seeded_and_time_travel_counts():
     op = ops.AvgPoolSR(2, SHAPE)
     y = op.A(_sample(1))
-    a, n1 = ddnm_sample(gauss_denoiser, op, y, steps=12, generator=torch.Generator().manual_seed(3))
-    b, _ = ddnm_sample(gauss_denoiser, op, y, steps=12, generator=torch.Generator().manual_seed(3))
-    c, _ = ddnm_sample(gauss_denoiser, op, y, steps=12, generator=torch.Generator().manual_seed(4))
+    a, n1 = ddnm_sample(gauss_denoiser, op, y, edm_sigmas(12, 1.0), generator=torch.Generator().manual_seed(3))
+    b, _ = ddnm_sample(gauss_denoiser, op, y, edm_sigmas(12, 1.0), generator=torch.Generator().manual_seed(3))
+    c, _ = ddnm_sample(gauss_denoiser, op, y, edm_sigmas(12, 1.0), generator=torch.Generator().manual_seed(4))
     assert torch.equal(a, b) and not torch.equal(a, c) and n1 == 12
-    _, n2 = ddnm_sample(gauss_denoiser, op, y, steps=12, travel=4, generator=torch.Generator().manual_seed(3))
+    _, n2 = ddnm_sample(gauss_denoiser, op, y, edm_sigmas(12, 1.0), travel=4, generator=torch.Generator().manual_seed(3))
     assert n2 == 12 + 2 * 4  # jumps back after steps 4 and 8 (not after the last one)
 
 
@@ -82,16 +82,16 @@ def test_dihedral_cycling_changes_nothing_for_an_invariant_prior_and_turns_the_n
         seen.add(tuple(x.shape[-2:]))
         return gauss_denoiser(x, sigma)
 
-    a, _ = ddnm_sample(recording, op, y, steps=12, generator=torch.Generator().manual_seed(3))
-    b, _ = ddnm_sample(gauss_denoiser, op, y, steps=12, cycle_dihedral=False, generator=torch.Generator().manual_seed(3))
+    a, _ = ddnm_sample(recording, op, y, edm_sigmas(12, 1.0), generator=torch.Generator().manual_seed(3))
+    b, _ = ddnm_sample(gauss_denoiser, op, y, edm_sigmas(12, 1.0), cycle_dihedral=False, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(a, b)
     assert seen == {SHAPE[1:], SHAPE[:0:-1]}
 
     def leaning(x, sigma):  # a prior with a preferred direction: cycling must see it
         return gauss_denoiser(x, sigma) + 0.05 * torch.linspace(0, 1, x.shape[-1])
 
-    c, _ = ddnm_sample(leaning, op, y, steps=12, generator=torch.Generator().manual_seed(3))
-    d, _ = ddnm_sample(leaning, op, y, steps=12, cycle_dihedral=False, generator=torch.Generator().manual_seed(3))
+    c, _ = ddnm_sample(leaning, op, y, edm_sigmas(12, 1.0), generator=torch.Generator().manual_seed(3))
+    d, _ = ddnm_sample(leaning, op, y, edm_sigmas(12, 1.0), cycle_dihedral=False, generator=torch.Generator().manual_seed(3))
     assert not torch.allclose(c, d, atol=1e-3)
 
 
@@ -107,7 +107,7 @@ def test_ddnm_plus_beats_plain_ddnm_on_noisy_measurements():
     k = (known == 1).expand_as(x)
     mse = {}
     for s in (0.0, sy):
-        xh, _ = ddnm_sample(gauss_denoiser, op, y, steps=30, sigma_y=s, clip=None, generator=torch.Generator().manual_seed(1))
+        xh, _ = ddnm_sample(gauss_denoiser, op, y, edm_sigmas(30, 1.0), sigma_y=s, clip=None, generator=torch.Generator().manual_seed(1))
         mse[s] = ((xh - x)[k] ** 2).mean().item()
     assert mse[0.0] == pytest.approx(sy**2, rel=0.1)
     assert mse[sy] < 0.6 * sy**2
@@ -119,8 +119,8 @@ def test_deblur_ddnm_plus_limits_noise_amplification():
     x = _sample(1).clamp(0, 1)[..., :31, :29]
     g = torch.Generator().manual_seed(0)
     y = op.A(x) + 0.02 * torch.randn(1, *shape, generator=g)
-    plain, _ = ddnm_sample(gauss_denoiser, op, y, steps=20, generator=torch.Generator().manual_seed(1))
-    plus, _ = ddnm_sample(gauss_denoiser, op, y, steps=20, sigma_y=0.02, generator=torch.Generator().manual_seed(1))
+    plain, _ = ddnm_sample(gauss_denoiser, op, y, edm_sigmas(20, 1.0), generator=torch.Generator().manual_seed(1))
+    plus, _ = ddnm_sample(gauss_denoiser, op, y, edm_sigmas(20, 1.0), sigma_y=0.02, generator=torch.Generator().manual_seed(1))
     assert ((plus - x) ** 2).mean() < 0.1 * ((plain - x) ** 2).mean()
     assert ((plus - x) ** 2).mean() < 2.5 * TAU**2  # a prior sample alone: 2τ²
 
@@ -128,7 +128,36 @@ def test_deblur_ddnm_plus_limits_noise_amplification():
 def test_colour_batch_and_bad_eta():
     op = ops.AvgPoolSR(3, (3, 37, 31))
     y = op.A(_sample(2, 3))
-    xh, _ = ddnm_sample(gauss_denoiser, op, y, steps=5, generator=torch.Generator().manual_seed(0))
+    xh, _ = ddnm_sample(gauss_denoiser, op, y, edm_sigmas(5, 1.0), generator=torch.Generator().manual_seed(0))
     assert xh.shape == (2, 3, 37, 31)
     with pytest.raises(ValueError, match="eta"):
-        ddnm_sample(gauss_denoiser, op, y, steps=5, eta=1.5)
+        ddnm_sample(gauss_denoiser, op, y, edm_sigmas(5, 1.0), eta=1.5)
+
+
+def test_smooth_start_is_harmonic_completion():
+    """A linear ramp is harmonic: with its border known, the smoothest completion of the holes is the ramp
+    itself; the range-space part of the input is kept exactly."""
+    h, w = 24, 20
+    ramp = (torch.arange(h)[:, None] * 0.02 + torch.arange(w)[None, :] * 0.01).float()[None, None]
+    known = ops.random_known_mask((h, w), 0.6, torch.Generator().manual_seed(0))
+    known[0, :] = known[-1, :] = known[:, 0] = known[:, -1] = 1
+    op = ops.Inpaint(known, (1, h, w))
+    x = smooth_start(op, op.A_dagger(op.A(ramp)), iterations=200)
+    torch.testing.assert_close(x, ramp, atol=1e-4, rtol=0)
+    sr = ops.AvgPoolSR(4, (1, h, w))
+    y = sr.A(_sample(1)[..., :h, :w])
+    torch.testing.assert_close(sr.A(smooth_start(sr, sr.A_dagger(y))), y, atol=1e-5, rtol=0)
+
+
+def test_schedule_checked_and_callback_sees_every_evaluation():
+    op = ops.AvgPoolSR(2, SHAPE)
+    y = op.A(_sample(1))
+    seen = []
+    _, nfe = ddnm_sample(gauss_denoiser, op, y, edm_sigmas(6, 0.5), travel=2, callback=seen.append)
+    assert [d["nfe"] for d in seen] == list(range(1, nfe + 1)) and nfe == 6 + 2 * 2
+    assert seen[0]["sigma"] == pytest.approx(0.5) and seen[0]["denoised"].shape == (1, *SHAPE)
+    for bad in ([1.0, 0.5], [0.5, 1.0, 0.0], [1.0]):
+        with pytest.raises(ValueError, match="sigmas"):
+            ddnm_sample(gauss_denoiser, op, y, bad)
+    with pytest.raises(ValueError, match="start"):
+        ddnm_sample(gauss_denoiser, op, y, edm_sigmas(3, 0.5), start="noise")

@@ -108,3 +108,23 @@ def test_inference_fold_of_sigma_scale_shift_equals_the_training_path():
     assert torch.allclose(folded, unfolded, atol=1e-5)
     assert torch.allclose(mixed[:2], unfolded[:2], atol=1e-5)
     assert not torch.allclose(mixed[2], unfolded[2], atol=1e-3)
+
+
+def test_small_images_go_through_the_network_together():
+    """A stack of images that fit in one tile: as many per call as `batch` tiles hold, same result as one
+    by one, progress counts images."""
+    net = ScoreUNet(UNetConfig(channels=1, widths=[8, 16], blocks_per_level=1, embed_dim=16)).eval()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    x = torch.rand(37, 1, 24, 20)
+    calls, counted = [], []
+
+    def fn(t):
+        calls.append(t.shape[0])
+        with torch.no_grad():
+            return net(t, 0.1)
+
+    out = apply_tiled(fn, x, tile=48, batch=1, progress=counted.append)
+    assert calls == [4] * 9 + [1] and sum(counted) == 37  # 48² holds 4 images of 24×20
+    one = torch.cat([fn(xi[None]) for xi in x])
+    torch.testing.assert_close(out, one, atol=1e-5, rtol=1e-5)

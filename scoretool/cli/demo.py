@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..demo import run_demo
 from . import app
 from .common import Common, DebugOpt, DeviceOpt, JsonOpt, QuietOpt, SeedOpt, plain_console, run_command
 
@@ -28,6 +27,7 @@ def demo(
 
     Montages, left to right: clean | degraded | (baseline) | scoretool. PSNR in dB, data range 1.
     """
+    from ..demo import run_demo
     common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug)
 
     def body():

@@ -6,11 +6,8 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
-from ..api import denoise as denoise_array
-from ..api import load_engine, model_channels, tweedie_denoise
 from ..errors import InputError, ScoretoolError
 from ..io import read_image, write_image
 from . import app
@@ -90,6 +87,10 @@ def denoise(
     """Denoise images by Tweedie's posterior mean: x̂ = D(y, σ) with a clean prior (Gaussian noise), or
     Noise2Score's formulas (Gaussian, Poisson, Gamma) with a Noise2Score model; a parameter left out is
     estimated from the data and reported."""
+    import torch
+
+    from ..api import denoise as denoise_array
+    from ..api import load_engine, model_channels, tweedie_denoise
     common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
 
     def body():

@@ -8,17 +8,14 @@ from __future__ import annotations
 import csv as csv_module
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
-import torch
 import typer
 from rich.table import Table
 
-from ..api import evaluate_split, evaluate_sure
 from ..errors import InputError, ScoretoolError
 from ..io import atomic_output, list_images, read_image
-from ..metrics import SPLIT_BIAS_NOTE, MSEEstimate, psnr_from_mse, ssim, umse
 from . import app
 from .common import (
     Common,
@@ -40,6 +37,9 @@ from .common import (
     run_batch,
     run_command,
 )
+
+if TYPE_CHECKING:
+    from ..metrics import MSEEstimate
 
 MODES = ("refs", "clean", "sure", "split")
 
@@ -77,6 +77,7 @@ def _finite(v: float) -> float | None:
 def _mean_row(mode: str, rows: list[dict]) -> dict | None:
     """Mean over the images that were evaluated: mean MSE (and its interval), mean of the per-image
     PSNRs (finite ones), and the PSNR of the mean MSE."""
+    from ..metrics import psnr_from_mse
     ok = [r for r in rows if r.get("status") == "ok"]
     if not ok:
         return None
@@ -195,6 +196,10 @@ def evaluate(
 
     MSE values are on the [0,1] scale (pixel value / full range); PSNR uses --data-range (shown in the output).
     """
+    import torch
+
+    from ..api import evaluate_split, evaluate_sure
+    from ..metrics import SPLIT_BIAS_NOTE, psnr_from_mse, ssim, umse
     common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
 
     def body():
@@ -327,6 +332,7 @@ def evaluate(
 
 
 def _estimate_row(est: MSEEstimate, prefix: str) -> dict:
+    from ..metrics import SPLIT_BIAS_NOTE
     d = est.as_dict(prefix)
     d.pop("data_range", None)
     notes = [n for n in est.notes if n != SPLIT_BIAS_NOTE]  # that one is stated once, not per image

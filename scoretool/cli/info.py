@@ -5,13 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 from rich.table import Table
 
 from .. import __version__
-from ..engine import bf16_available, select_device
-from ..weights import bundled_models, read_metadata
 from . import app
 from .common import Common, DebugOpt, DeviceOpt, JsonOpt, plain_console, run_command
 
@@ -19,6 +16,10 @@ from .common import Common, DebugOpt, DeviceOpt, JsonOpt, plain_console, run_com
 @app.command()
 def info(device: DeviceOpt = "auto", json: JsonOpt = False, debug: DebugOpt = False) -> None:
     """Version, compute device, threads, bf16 support and bundled weights."""
+    import torch
+
+    from ..engine import bf16_available, select_device
+    from ..weights import bundled_models
     common = Common(device=device, json=json, debug=debug)
 
     def body():
@@ -42,6 +43,7 @@ def info(device: DeviceOpt = "auto", json: JsonOpt = False, debug: DebugOpt = Fa
 
 
 def model_summary(path: Path) -> dict:
+    from ..weights import read_metadata
     config, meta = read_metadata(path)
     return {"name": path.stem, "path": str(path), "channels": config.channels,
             "kind": meta.get("kind"), "sigma_range": [meta.get("sigma_min"), meta.get("sigma_max")],
@@ -56,6 +58,7 @@ def weights(
     json: JsonOpt = False, debug: DebugOpt = False,
 ) -> None:
     """List the bundled models (and any given files) with their metadata."""
+    from ..weights import bundled_models
     common = Common(json=json, debug=debug)
 
     def body():

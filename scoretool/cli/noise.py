@@ -10,10 +10,8 @@ from typing import Annotated
 
 import typer
 
-from ..api import estimate_noise
 from ..errors import InputError, ScoretoolError
 from ..io import read_image
-from ..weights import read_metadata, resolve_weights
 from . import app
 from .common import (
     Common,
@@ -71,6 +69,7 @@ def overall_estimate(rows: list[dict], family: str | None = None) -> dict | None
 
 def check_noise2score(weights: str | None) -> None:
     """Noise estimation reads the score of the *noisy* density: refuse a clean prior up front."""
+    from ..weights import read_metadata, resolve_weights
     if weights is None:
         raise ScoretoolError("noise estimation needs a Noise2Score model: pass --weights n2s-gaussian-gray (or another "
                              "model trained with `scoretool train --noisy`)")
@@ -98,6 +97,7 @@ def noise(
     """Estimate the noise family (Gaussian / Poisson / Gamma) and its parameter (σ in the input's pixel
     units; ζ and k on the [0,1] scale) per image and for all images together, from the score of a
     Noise2Score model alone (needs --weights n2s-… or a model trained with `train --noisy`)."""
+    from ..api import estimate_noise
     common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug)
 
     def body():

@@ -6,24 +6,14 @@ import csv
 import math
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
 
-from ..api import ood_check_prior, ood_fit, ood_score
 from ..errors import InputError, ModelError, ScoretoolError
 from ..io import atomic_output, check_budget, list_images, read_image
-from ..ood import (
-    DEFAULT_CORR,
-    DEFAULT_PARITY,
-    DEFAULT_PARITY_MEAN,
-    DEFAULT_QUANTILES,
-    DEFAULT_RMS,
-    OODModel,
-    detection_metrics,
-    histogram_image,
-)
+from ..ood_recipe import DEFAULT_CORR, DEFAULT_PARITY, DEFAULT_PARITY_MEAN, DEFAULT_QUANTILES, DEFAULT_RMS
 from . import app
 from .common import (
     Common,
@@ -43,6 +33,9 @@ from .common import (
     run_batch,
     run_command,
 )
+
+if TYPE_CHECKING:
+    from ..ood import OODModel
 
 ood_app = typer.Typer(
     help="Out-of-distribution scoring with multiscale score norms (MSMA): fit a density on training images' "
@@ -132,6 +125,7 @@ def fit(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Fit an OOD density on the multiscale score-norm features of training images."""
+    from ..api import ood_fit
     common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
 
     def body():
@@ -169,6 +163,8 @@ def fit(
 
 def _score_files(common: Common, model: OODModel, jobs: list[FileJob], weights, device, precision, threshold, method,
                  description="scoring") -> tuple[list[dict], int]:
+    from ..api import ood_score
+
     def process(job):
         image = read_image(job.src)
         t0 = time.perf_counter()
@@ -192,6 +188,7 @@ def check_ood_size(levels: int, crops: int, crop: int, channels: int, where: str
 
 
 def _load(model_path: Path, method: str | None) -> OODModel:
+    from ..ood import OODModel
     model = OODModel.load(model_path)
     spec = model.spec
     if not all(math.isfinite(s) and s > 0 for s in spec.sigmas) or not all(0 <= q <= 1 for q in spec.quantiles) \
@@ -222,6 +219,7 @@ def score(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Score images: OOD score (higher = more unusual), percentile among the training images, flag."""
+    from ..api import ood_check_prior
     common = Common(device=device, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
 
     def body():
@@ -256,6 +254,7 @@ def score(
 
 
 def _write_plot(path: Path, s_in, s_out, thr: float) -> str:
+    from ..ood import histogram_image
     try:
         import matplotlib
 
@@ -299,6 +298,8 @@ def evaluate(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """AUROC, AUPR (positive class = outliers) and FPR at 95% TPR of the OOD score on two folders."""
+    from ..api import ood_check_prior
+    from ..ood import detection_metrics
     common = Common(device=device, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
 
     def body():

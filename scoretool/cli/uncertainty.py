@@ -10,10 +10,8 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from ..api import load_engine, posterior_components, posterior_std
 from ..errors import InputError, ScoretoolError
 from ..io import IMAGE_SUFFIXES, Image, read_image, write_image
-from ..uncertainty import METHODS, std_map_image
 from . import app
 from .common import (
     Common,
@@ -89,6 +87,8 @@ def uncertainty(
 ) -> None:
     """Posterior uncertainty of Gaussian denoising: per-pixel std map σ·√diag(∂D/∂y) and the top
     principal components of a region (Cov[x|y] = σ²·∂D/∂y). Std and eigenvalues in input pixel units."""
+    from ..api import load_engine, posterior_components, posterior_std
+    from ..uncertainty import METHODS, std_map_image
     common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
 
     def body():
