@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import atomic_output
 from .engine import _axis_tiles, _axis_weight
 from .errors import InputError, ScoretoolError
-from .io import from_unit, integer_range, to_unit
+from .io import atomic_output, from_unit, integer_range, to_unit
 
 OUT_OF_CORE_PIXELS = 2**24
 """`scoretool denoise` reads a TIFF with more pixels than this (16.8 MP) band by band (when it can)."""

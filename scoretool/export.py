@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
-from .atomic import atomic_output
 from .errors import ScoretoolError
+from .io import atomic_output
 from .nets import ScoreUNet
 from .weights import load_model
 

@@ -325,12 +325,15 @@ _TEMPORARY = re.compile(r"^\..+\.(\d+)-[0-9a-f]{6}\.part(\.[^.]*)?$")
 
 
 @contextmanager
-def atomic_output(path) -> Iterator[Path]:
+def atomic_output(path, overwrite: bool = True) -> Iterator[Path]:
     """A temporary path beside `path` to write to; on success it gets ordinary permissions and is
     renamed over `path` (readers see the old file or the whole new one), on failure it is removed.
     Every file scoretool writes goes through here; a killed writer's temporary file carries its
-    process id, so `remove_stale_temporaries` recognises it later."""
+    process id, so `remove_stale_temporaries` recognises it later. With overwrite=False an existing
+    `path` is refused first (for API callers; the CLI plans its outputs before any work)."""
     path = Path(path)
+    if not overwrite and path.exists():
+        raise InputError(path, "output exists (use --overwrite to replace it)")
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(3)}.part{path.suffix}")
     try:
         yield tmp

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from ..export import OPSET, export_model
 from . import app
 from .common import Common, DebugOpt, JsonOpt, OverwriteOpt, QuietOpt, run_command
 
@@ -17,7 +16,7 @@ def export(
     model: Annotated[str, typer.Argument(help="Bundled model name (see `scoretool weights`) or a .safetensors path.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output file: .onnx (ONNX) or .pt (TorchScript).")],
     fmt: Annotated[str | None, typer.Option("--format", help="onnx or torchscript (default: from the output's suffix).")] = None,
-    opset: Annotated[int, typer.Option("--opset", help="ONNX opset version.")] = OPSET,
+    opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset version (default: scoretool.export.OPSET, 17).")] = None,
     json: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -29,7 +28,10 @@ def export(
     common = Common(json=json, quiet=quiet, debug=debug, overwrite=overwrite)
 
     def body():
-        result = export_model(model, output, fmt, overwrite=overwrite, opset=opset)
+        from ..export import export_model
+
+        common.claim_output(output, "exported model")
+        result = export_model(model, output, fmt, overwrite=True, **({"opset": opset} if opset else {}))
         if json:
             common.emit({"command": "export", **result})
         else:
