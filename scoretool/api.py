@@ -471,7 +471,7 @@ def tweedie_denoise(image: np.ndarray, noise: str = "gaussian", parameter: float
         image: noisy image on the [0,1] scale (H, W), (H, W, C) or (F, H, W, C), unclipped float.
         noise: gaussian, poisson, gamma, or auto (family and parameter estimated; Noise2Score models only).
         parameter: σ (gaussian), ζ (poisson) or k (gamma) on the [0,1] scale; None → estimated
-            (Noise2Score models only).
+            (a Gaussian σ with a clean prior: blind.estimate_sigma; any family with a Noise2Score model).
         negative: poisson/gamma data with values < 0: "error" (default) or "clip" (set to 0, counted).
     Returns:
         (x̂ same shape float32 unclipped, report dict: method, family, parameter_name, parameter, estimated,
@@ -488,11 +488,17 @@ def tweedie_denoise(image: np.ndarray, noise: str = "gaussian", parameter: float
     engine, info = load_engine(weights, ch, device, precision, tile)
     n2s = _is_noise2score(info)
     estimate = None
-    if noise == "auto" or parameter is None:
+    if not n2s and noise == "gaussian" and parameter is None:
+        from .blind import estimate_sigma
+
+        parameter = estimate_sigma(image)
+        estimate = {"family": "gaussian", "parameter": parameter, "method": "weak-texture PCA (blind.weak_texture_sigma)"}
+    elif noise == "auto" or parameter is None:
         if not n2s:
             what = "--noise auto" if noise == "auto" else f"a missing {nz.PARAM_NAME[noise]}"
-            raise ScoretoolError(f"{what}: estimating noise needs a Noise2Score model; {info['name']} is a clean prior "
-                                 f"(give --{'sigma' if noise == 'auto' else nz.PARAM_NAME[noise]}, or --weights n2s-…)")
+            raise ScoretoolError(f"{what}: estimating this noise needs a Noise2Score model; {info['name']} is a clean "
+                                 f"prior, which estimates only a Gaussian σ (give --{'sigma' if noise == 'auto' else nz.PARAM_NAME[noise]}, "
+                                 "or --weights n2s-…)")
         estimate = estimate_noise(image, weights, None if noise == "auto" else noise, sigma_a, device, tile, seed)
         noise, parameter = estimate["family"], estimate["parameter"]
         if not (parameter and np.isfinite(parameter)):
@@ -522,3 +528,33 @@ def tweedie_denoise(image: np.ndarray, noise: str = "gaussian", parameter: float
               "guards": guards.as_dict(), "negative_clipped": clipped, "sigma_a": sigma_a if n2s else None,
               "model_noise": info.get("noise") or None, "channelwise": ch != frames[1]}
     return _from_batch(out.reshape(frames), shape), report
+
+
+def camera_denoise(image: np.ndarray, weights: str | None = None, device: str = "auto", precision: str = "auto",
+                   tile: int = 512, stride: int = 2, progress=None) -> tuple[np.ndarray, dict]:
+    """Blind denoising of real camera noise (signal-dependent, spatially and chromatically correlated by
+    demosaicing and JPEG) with a clean prior: pixel-shuffle down-sampling, blind.pd_denoise.
+
+    Args:
+        image: (H, W) or (H, W, C) on [0,1]; a stack (F, H, W, C) is done frame by frame.
+    Returns:
+        (x̂ same shape float32, report: method, weights, stride, sigmas (per sub-image and frame, [0,1]),
+        sigma_refine, sigma (their mean)).
+    """
+    from .blind import pd_denoise
+
+    _check_finite(image)
+    engine, info = load_engine(weights, channels_of(image), device, precision, tile)
+
+    def d(img: np.ndarray, sigma: float) -> np.ndarray:
+        x, shape = _as_batch(img)
+        return _from_batch(engine.denoise_tiled(x, float(sigma), progress), shape)
+
+    frames = np.asarray(image, np.float32)
+    stack = frames.ndim == 4
+    outs, reports = zip(*(pd_denoise(d, f, stride) for f in (frames if stack else [frames])))
+    sigmas = [s for r in reports for s in r["sigmas"]]
+    report = {"method": f"pixel-shuffle {stride}x{stride} + prior D(y, sigma)", "weights": info["name"],
+              "stride": stride, "sigmas": sigmas, "sigma_refine": float(np.mean([r["sigma_refine"] for r in reports])),
+              "sigma": float(np.mean(sigmas))}
+    return (np.stack(outs) if stack else outs[0]).astype(np.float32), report

@@ -55,12 +55,19 @@ def test_noise_command_given_family_text(n2s_model, images):
     assert "b.npy\tpoisson\tzeta=" in r.stdout and "overall (1 images)\tpoisson" in r.stdout
 
 
-def test_noise_command_refuses_prior(tiny_model, images):
-    r = runner.invoke(app, ["noise", str(images), "--weights", str(tiny_model(1))])
-    assert r.exit_code == 2
-    assert "Noise2Score" in r.output and "Traceback" not in r.output
-    r = runner.invoke(app, ["noise", str(images)])
-    assert r.exit_code == 2 and "--weights" in r.output
+def test_noise_command_with_a_clean_prior_reports_blind_gaussian(tiny_model, images, rng):
+    """No Noise2Score model (the default, or a clean prior): a blind Gaussian σ and pd_ratio, no network."""
+    yy, xx = np.mgrid[0:64, 0:80] / 80
+    np.save(images / "s.npy", (0.3 + 0.4 * xx * yy + 0.05 * rng.standard_normal(xx.shape)).astype(np.float32))
+    for extra in ([], ["--weights", str(tiny_model(1))]):
+        r = runner.invoke(app, ["noise", str(images / "s.npy"), "--json", *extra])
+        assert r.exit_code == 0, r.output
+        row = _json(r)["results"][0]
+        assert row["family"] == "gaussian" and row["sigma"] == pytest.approx(0.05, rel=0.15) and "pd_ratio" in row
+    r = runner.invoke(app, ["noise", str(images / "a.npy")])
+    assert r.exit_code == 0 and "a.npy\tgaussian\tsigma=" in r.stdout and "pd_ratio=" in r.stdout
+    r = runner.invoke(app, ["noise", str(images), "--noise", "poisson"])
+    assert r.exit_code == 2 and "Noise2Score" in r.output and "Traceback" not in r.output
 
 
 def test_denoise_gaussian_prior_unchanged(tiny_model, images, tmp_path):

@@ -160,6 +160,17 @@ def _json_default(o):
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
+def json_safe(value):
+    """NaN/inf → None, recursively (strict JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def run_command(common: Common, body: Callable[[], int | None]) -> None:
     """Run a command body; errors → one line `Error: …` (with --json also a JSON object on stdout) and
     exit 2, no traceback unless --debug. An explicit --device is checked first, once."""

@@ -26,6 +26,7 @@ from .common import (
     SeedOpt,
     TileOpt,
     WeightsOpt,
+    json_safe,
     parse_range,
     plan_jobs,
     run_batch,
@@ -34,8 +35,24 @@ from .common import (
 from .outofcore import denoise_huge_tiff, out_of_core_range
 
 
-def choose_noise(noise: str | None, sigma: float | None, zeta: float | None, k: float | None) -> tuple[str | None, str | None]:
-    """(family or None = from the model / gaussian, the name of the parameter option given)."""
+def parse_sigma(sigma: str | None) -> float | str | None:
+    """--sigma: a number (input pixel units) or `auto` (blind Gaussian σ)."""
+    if sigma is None or str(sigma).lower() == "auto":
+        return None if sigma is None else "auto"
+    try:
+        return float(sigma)
+    except ValueError:
+        raise ScoretoolError(f"--sigma {sigma}: expected a number (input pixel units) or auto") from None
+
+
+def choose_noise(noise: str | None, sigma: float | str | None, zeta: float | None, k: float | None) -> tuple[str | None, str | None]:
+    """(family or None = from the model / gaussian, the name of the parameter option given; `--sigma auto`
+    counts as naming the Gaussian family without a value)."""
+    if sigma == "auto":
+        if noise not in (None, "gaussian", "GAUSSIAN") or zeta is not None or k is not None:
+            raise ScoretoolError("--sigma auto estimates a Gaussian σ; it does not go with --noise "
+                                 f"{noise or ''}{' --zeta' if zeta is not None else ''}{' --k' if k is not None else ''}".rstrip())
+        return "gaussian", None
     given = [(n, v) for n, v in (("sigma", sigma), ("zeta", zeta), ("k", k)) if v is not None]
     if len(given) > 1:
         raise ScoretoolError(f"give one of --sigma, --zeta, --k (got {', '.join('--' + n for n, _ in given)})")
@@ -65,9 +82,10 @@ def denoise(
     input: Annotated[Path, typer.Argument(help="Image file or folder of images.")],
     output: OutputOpt,
     noise: Annotated[str | None, typer.Option("--noise", help="Noise family: gaussian, poisson (y = ζ·Poisson(x/ζ)), gamma (y = x·G, G ~ Gamma(k, 1/k)) or auto (family and parameter estimated; needs a Noise2Score model). Default: the family a Noise2Score model was trained on, else gaussian (or the family of the --zeta/--k given).")] = None,
-    sigma: Annotated[float | None, typer.Option("--sigma", help="Gaussian noise std in the input's pixel units (0–255 for 8-bit, 0–65535 for 16-bit, raw for float). Left out with a Noise2Score model: estimated and reported.")] = None,
+    sigma: Annotated[str | None, typer.Option("--sigma", help="Gaussian noise std in the input's pixel units (0–255 for 8-bit, 0–65535 for 16-bit, raw for float), or auto: estimated per image (weak-texture patches with a clean prior, the score with a Noise2Score model) and reported. Left out: auto, except for 8-bit colour photos with a clean prior (see --real-noise).")] = None,
     zeta: Annotated[float | None, typer.Option("--zeta", help="Poisson scale ζ on the [0,1] intensity scale (paper: 0.01). Left out: estimated (Noise2Score model).")] = None,
     k: Annotated[float | None, typer.Option("--k", help="Gamma shape k (> 1; mean x, variance x²/k; paper: 100). Left out: estimated (Noise2Score model).")] = None,
+    real_noise: Annotated[bool | None, typer.Option("--real-noise/--no-real-noise", help="Camera noise (signal-dependent, correlated between neighbouring pixels by demosaicing and JPEG): pixel-shuffle 2×2 down-sampling, a σ estimated per sub-image, then a light second pass. Default: on for 8-bit colour images with a clean prior and no noise option; --no-real-noise uses the blind Gaussian σ instead.")] = None,
     negative: Annotated[str, typer.Option("--negative", help="Poisson/Gamma input with values < 0: error (default; the file is reported) or clip (set to 0, counted in the report).")] = "error",
     sigma_a: Annotated[float | None, typer.Option("--sigma-a", help="AR-DAE σ_a on the [0,1] scale at which a Noise2Score model's score s(y, σ_a) is read. Default: 0.3 × the noise std, within the model's trained σ range (its smoothing is corrected for).")] = None,
     weights: WeightsOpt = None,
@@ -89,12 +107,16 @@ def denoise(
     estimated from the data and reported."""
     import torch
 
+    from ..api import camera_denoise, load_engine, model_channels, tweedie_denoise
     from ..api import denoise as denoise_array
-    from ..api import load_engine, model_channels, tweedie_denoise
     common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
 
     def body():
-        family, given = choose_noise(noise, sigma, zeta, k)
+        sigma_value = parse_sigma(sigma)
+        family, given = choose_noise(noise, sigma_value, zeta, k)
+        told = noise is not None or sigma is not None or zeta is not None or k is not None
+        if real_noise and told:
+            raise ScoretoolError("--real-noise estimates the camera noise itself; drop --noise/--sigma/--zeta/--k")
         if negative not in ("error", "clip"):
             raise ScoretoolError(f"--negative {negative}: expected error or clip")
         if sigma_a is not None and not 0 < sigma_a <= 0.1:
@@ -113,9 +135,18 @@ def denoise(
             fam = family or ((info.get("noise") or {}).get("family") if info.get("kind") == "noise2score" else None) or "gaussian"
             param = None
             if given:
-                param = {"sigma": (sigma or 0) / (hi - lo), "zeta": zeta, "k": k}[given]
+                param = {"sigma": (sigma_value or 0) / (hi - lo), "zeta": zeta, "k": k}[given]
+            clean_prior = info.get("kind") != "noise2score"
+            camera = real_noise if real_noise is not None else (
+                not told and clean_prior and ch == 3 and image.dtype == "uint8")
             t0 = time.perf_counter()
-            if fam == "gaussian" and param is not None and info.get("kind") != "noise2score":
+            if camera:
+                if not clean_prior:
+                    raise ScoretoolError(f"--real-noise needs a clean prior; {info['name']} is a Noise2Score model")
+                out, cam = camera_denoise(image.pixels, weights, device, precision, tile)
+                report = {"method": cam["method"], "family": "gaussian", "parameter_name": "sigma", "parameter": cam["sigma"],
+                          "estimated": True, "guards": None, "camera": cam}
+            elif fam == "gaussian" and param is not None and clean_prior:
                 out = denoise_array(image.pixels, param, weights, device, precision, tile, ensemble=ensemble)
                 report = {"method": "prior D(y, sigma)", "family": "gaussian", "parameter_name": "sigma", "parameter": param,
                           "estimated": False, "guards": None}
@@ -132,14 +163,18 @@ def denoise(
                    "estimated": report["estimated"]}
             if report["family"] == "gaussian":
                 row.update(sigma=report["parameter"] * (hi - lo), sigma_unit=report["parameter"])
-            if report.get("estimate"):
-                from .noise import json_safe
-
+            if report.get("camera"):
+                cam = report["camera"]
+                row.update(method=cam["method"], camera=json_safe({**cam, "sigmas_input_units": [v * (hi - lo) for v in cam["sigmas"]]}))
+                common.notice(f"{job.src}: real-noise mode (pixel-shuffle {cam['stride']}×{cam['stride']}), σ per sub-image "
+                              f"{', '.join(f'{v * (hi - lo):.3g}' for v in cam['sigmas'])} (input units); --no-real-noise to turn off")
+            elif report.get("estimate"):
                 est = report["estimate"]
-                row["estimate"] = json_safe({"family": est["family"], "power": est["power"], "parameters": est["parameters"]})
+                row["estimate"] = json_safe({k: est[k] for k in ("family", "power", "parameters", "method") if k in est})
                 what = f"σ = {report['parameter'] * (hi - lo):.4g} (input units)" if report["family"] == "gaussian" else \
                     f"{'ζ' if report['family'] == 'poisson' else 'k'} = {report['parameter']:.4g}"
-                common.notice(f"{job.src}: estimated {report['family']} noise, {what}; power p = {est['power']:.2f}")
+                how = f"power p = {est['power']:.2f}" if "power" in est else "blind, weak-texture patches"
+                common.notice(f"{job.src}: estimated {report['family']} noise, {what}; {how}")
             guards = report.get("guards")
             if guards:
                 row["guards"] = guards

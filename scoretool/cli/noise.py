@@ -1,4 +1,6 @@
-"""`scoretool noise`: estimate the noise family and parameter per image and overall (Noise2Score)."""
+"""`scoretool noise`: estimate the noise model per image and overall: family and parameter from a
+Noise2Score model's score, or, with the default clean prior, a blind Gaussian σ and a correlation measure
+(scoretool/blind.py)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from .common import (
     SeedOpt,
     TileOpt,
     WeightsOpt,
+    json_safe,
     parse_range,
     plan_jobs,
     run_batch,
@@ -32,16 +35,6 @@ from .common import (
 
 SYMBOL = {"gaussian": "sigma", "poisson": "zeta", "gamma": "k"}
 
-
-def json_safe(value):
-    """NaN/inf → None, recursively (strict JSON has no NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def _fmt(family: str, row: dict) -> str:
@@ -67,16 +60,15 @@ def overall_estimate(rows: list[dict], family: str | None = None) -> dict | None
             "power_median": statistics.median(powers) if powers else float("nan"), "images": len(ok)}
 
 
-def check_noise2score(weights: str | None) -> None:
-    """Noise estimation reads the score of the *noisy* density: refuse a clean prior up front."""
+def is_noise2score(weights: str | None) -> bool:
+    """Family estimation reads the score of the *noisy* density (a Noise2Score model); without one (the
+    default) the blind Gaussian model of blind.describe_noise is reported."""
     from ..weights import read_metadata, resolve_weights
+
     if weights is None:
-        raise ScoretoolError("noise estimation needs a Noise2Score model: pass --weights n2s-gaussian-gray (or another "
-                             "model trained with `scoretool train --noisy`)")
+        return False
     _, info = read_metadata(resolve_weights(weights))
-    if info.get("kind") != "noise2score":
-        raise ScoretoolError(f"--weights {weights}: a {info.get('kind', 'prior')} model; noise estimation needs a "
-                             "Noise2Score model (trained with `scoretool train --noisy`)")
+    return info.get("kind") == "noise2score"
 
 
 @app.command(name="noise")
@@ -94,10 +86,14 @@ def noise(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Estimate the noise family (Gaussian / Poisson / Gamma) and its parameter (σ in the input's pixel
-    units; ζ and k on the [0,1] scale) per image and for all images together, from the score of a
-    Noise2Score model alone (needs --weights n2s-… or a model trained with `train --noisy`)."""
+    """Estimate the noise per image and for all images together. With a Noise2Score model (--weights n2s-…
+    or one trained with `train --noisy`): the family (Gaussian / Poisson / Gamma) and its parameter (σ in
+    the input's pixel units; ζ and k on the [0,1] scale) from its score. Otherwise (the default): a blind
+    Gaussian σ from weak-texture patches, and pd_ratio, the σ seen in 2×2 pixel-shuffled sub-images over
+    the image's own (≈ 1 for independent noise, larger for noise correlated between neighbours)."""
     from ..api import estimate_noise
+    from ..blind import describe_noise
+
     common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug)
 
     def body():
@@ -106,13 +102,24 @@ def noise(
             raise ScoretoolError(f"--noise {family}: expected gaussian, poisson or gamma")
         if sigma_a is not None and not 0 < sigma_a <= 0.1:
             raise ScoretoolError(f"--sigma-a {sigma_a}: expected a value in (0, 0.1]")
-        check_noise2score(weights)
+        n2s = is_noise2score(weights)
+        if not n2s and fam not in (None, "gaussian"):
+            raise ScoretoolError(f"--noise {fam}: estimating this family needs a Noise2Score model (--weights n2s-…); "
+                                 "without one the blind Gaussian model is reported")
         vrange = parse_range(value_range)
         jobs = plan_jobs(common, input, None, None, recursive)
 
         def process(job):
             image = read_image(job.src, vrange)
             lo, hi = image.value_range
+            if not n2s:
+                est = describe_noise(image.pixels[0] if image.pixels.shape[-1] > 1 else image.pixels[0, ..., 0])
+                row = {**est, "power": 0.0, "parameters": {"sigma": est["parameter"], "zeta": float("nan"), "k": float("nan")},
+                       "sigma": est["parameter"] * (hi - lo), "sigma_pd": est["sigma_pd"] * (hi - lo), "value_range": [lo, hi]}
+                if not json:
+                    typer.echo(f"{job.src}\tgaussian\tsigma={row['sigma']:.4g} (input units)\tpd_ratio={row['pd_ratio']:.2f}"
+                               f"{' (correlated: real-noise mode suits it)' if row['correlated'] else ''}")
+                return row
             try:
                 est = estimate_noise(image.pixels, weights, fam, sigma_a, device, tile, seed)
             except ScoretoolError as e:

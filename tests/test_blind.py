@@ -1,0 +1,136 @@
+"""Blind noise models for a clean prior (scoretool/blind.py) and their CLI defaults."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from scoretool.blind import estimate_sigma, pd_denoise, pixel_shuffle, pixel_unshuffle, weak_texture_sigma
+from scoretool.cli import app
+
+runner = CliRunner()
+
+
+def scene(h=160, w=150, channels=0, seed=0):
+    """A piecewise-smooth test image on [0.2, 0.8]: gradients, a disc and a few edges (texture-poor areas
+    and textured ones, as in photographs)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    x = 0.3 + 0.3 * xx + 0.1 * np.sin(6 * yy)
+    x[(yy - 0.5) ** 2 + (xx - 0.4) ** 2 < 0.05] = 0.75
+    x[:, w // 2: w // 2 + 8] = 0.25
+    x += 0.02 * np.sign(np.sin(40 * xx * yy))  # some fine texture
+    if channels:
+        x = np.stack([x * (0.8 + 0.2 * c) + 0.05 * rng.random() for c in range(channels)], -1)
+    return x.clip(0.2, 0.8)
+
+
+@pytest.mark.parametrize("sigma", [2, 5, 15, 50])
+@pytest.mark.parametrize("channels", [0, 3])
+def test_weak_texture_sigma_known_level(sigma, channels, rng):
+    x = scene(channels=channels)
+    y = x + sigma / 255 * rng.standard_normal(x.shape)
+    assert weak_texture_sigma(y) * 255 == pytest.approx(sigma, rel=0.05)
+
+
+def test_weak_texture_sigma_clipped_8bit(rng):
+    """Clipping to [0,1] shrinks the noise near the ends; those patches are left out."""
+    x = np.clip(scene() * 1.6 - 0.3, 0, 1)  # reaches 0 and 1
+    y = np.round(np.clip(x + 40 / 255 * rng.standard_normal(x.shape), 0, 1) * 255) / 255
+    assert weak_texture_sigma(y) * 255 == pytest.approx(40, rel=0.05)
+    assert weak_texture_sigma(y, clipped=False) * 255 < 38  # the bias it removes
+
+
+def test_estimate_sigma_frames_and_floor(rng):
+    x = scene(channels=3)
+    frames = np.stack([x + 0.04 * rng.standard_normal(x.shape) for _ in range(3)])
+    assert estimate_sigma(frames) == pytest.approx(0.04, rel=0.05)
+    assert estimate_sigma(x) >= 0.002  # a clean image: the prior's smallest σ, not 0
+
+
+@pytest.mark.parametrize("shape", [(37, 31), (37, 31, 3)])
+def test_pixel_shuffle_round_trip(shape, rng):
+    img = rng.random(shape)
+    parts = pixel_shuffle(img, 2)
+    assert len(parts) == 4 and parts[0].shape[:2] == (19, 16) and parts[3].shape[:2] == (18, 15)
+    assert np.array_equal(pixel_unshuffle(parts, 2, img.shape), img)
+
+
+def test_pd_denoise_calls_each_sub_image_at_its_sigma(rng):
+    """Sub-images of a colour image with white noise of std 0.05 are each estimated near 0.05; the
+    second pass runs at refine × their mean."""
+    x = scene(channels=3)
+    y = (x + 0.05 * rng.standard_normal(x.shape)).astype(np.float32)
+    calls = []
+
+    def fake(img, s):
+        calls.append((img.shape, s))
+        return img
+
+    out, rep = pd_denoise(fake, y, stride=2, refine=0.5)
+    assert np.array_equal(out, y)
+    assert [c[0] for c in calls[:4]] == [p.shape for p in pixel_shuffle(y, 2)] and calls[4][0] == y.shape
+    assert np.allclose(rep["sigmas"], 0.05, rtol=0.1)
+    assert rep["sigma_refine"] == pytest.approx(0.5 * np.mean(rep["sigmas"]))
+
+
+# ---------------------------------------------------------------- CLI defaults
+
+
+def _json(r):
+    return json.loads(r.stdout)
+
+
+def test_denoise_without_sigma_is_blind(tiny_model, tmp_path, rng):
+    y = (scene() + 0.06 * rng.standard_normal((160, 150))).astype(np.float32)
+    np.save(tmp_path / "a.npy", y)
+    for extra in ([], ["--sigma", "auto"]):
+        out = tmp_path / f"o{len(extra)}.npy"
+        r = runner.invoke(app, ["denoise", str(tmp_path / "a.npy"), "-o", str(out), "--weights", str(tiny_model(1)),
+                                "--json", *extra])
+        assert r.exit_code == 0, r.output
+        row = _json(r)["results"][0]
+        assert row["estimated"] and row["noise"] == "gaussian" and row["sigma"] == pytest.approx(0.06, rel=0.05)
+        assert "estimated gaussian noise" in r.stderr and out.exists()
+
+
+def test_8bit_colour_photo_defaults_to_real_noise(tiny_model, tmp_path, rng):
+    x = scene(channels=3)
+    y = np.round(np.clip(x + 0.03 * rng.standard_normal(x.shape), 0, 1) * 255).astype(np.uint8)
+    Image.fromarray(y).save(tmp_path / "p.png")
+    r = runner.invoke(app, ["denoise", str(tmp_path / "p.png"), "-o", str(tmp_path / "o.png"), "--weights",
+                            str(tiny_model(3)), "--json"])
+    assert r.exit_code == 0, r.output
+    row = _json(r)["results"][0]
+    assert row["method"].startswith("pixel-shuffle") and len(row["camera"]["sigmas_input_units"]) == 4
+    assert "real-noise mode" in r.stderr
+    r = runner.invoke(app, ["denoise", str(tmp_path / "p.png"), "-o", str(tmp_path / "o2.png"), "--weights",
+                            str(tiny_model(3)), "--json", "--no-real-noise"])
+    assert r.exit_code == 0, r.output
+    row = _json(r)["results"][0]
+    assert row["method"] == "prior D(y, sigma)" and row["estimated"] and row["sigma"] == pytest.approx(0.03 * 255, rel=0.1)
+
+
+@pytest.mark.parametrize("args,msg", [(["--sigma", "abc"], "auto"), (["--real-noise", "--sigma", "5"], "--real-noise"),
+                                      (["--sigma", "auto", "--noise", "poisson"], "auto")])
+def test_blind_bad_options(tiny_model, tmp_path, rng, args, msg):
+    np.save(tmp_path / "a.npy", rng.random((37, 31)).astype(np.float32))
+    r = runner.invoke(app, ["denoise", str(tmp_path / "a.npy"), "-o", str(tmp_path / "o.npy"), "--weights",
+                            str(tiny_model(1)), *args])
+    assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output
+
+
+def test_describe_noise_sees_correlation(rng):
+    """pd_ratio ≈ 1 for white noise; noise blurred over neighbours (correlated) gives a larger ratio."""
+    from scipy.ndimage import uniform_filter
+
+    from scoretool.blind import describe_noise
+
+    x = scene(channels=3)
+    white = describe_noise(x + 0.03 * rng.standard_normal(x.shape))
+    assert white["pd_ratio"] == pytest.approx(1.0, abs=0.15) and not white["correlated"]
+    n = uniform_filter(rng.standard_normal(x.shape), size=(2, 2, 1))
+    corr = describe_noise(x + 0.03 * n / n.std())
+    assert corr["pd_ratio"] > 1.3 and corr["correlated"]
