@@ -127,7 +127,7 @@ def denoise(
 
         def process(job):
             if given == "sigma" and ensemble == 1 and (huge := out_of_core_range(job.src, job.dest, weights, vrange)):
-                return denoise_huge_tiff(job, sigma / (huge[1] - huge[0]), sigma, weights, device, precision, tile, vrange, common)
+                return denoise_huge_tiff(job, sigma_value / (huge[1] - huge[0]), sigma_value, weights, device, precision, tile, vrange, common)
             image = read_image(job.src, vrange)
             ch = image.channels
             _, info = load_engine(weights, model_channels(weights, ch), device, precision, tile)
