@@ -82,14 +82,20 @@ def read_metadata(path) -> tuple[UNetConfig, dict]:
 
 def _check_architecture(path: Path, config: UNetConfig) -> None:
     """The metadata's architecture, built without memory (meta device), must have exactly the file's
-    tensor shapes: hostile metadata (widths of 10⁶) is refused before anything is allocated."""
+    tensor shapes: hostile metadata (widths of 10⁶, 10⁵ blocks) is refused before anything is allocated
+    or built."""
     from safetensors import safe_open
 
     try:
-        with torch.device("meta"):
-            expected = {f"net.{k}": tuple(v.shape) for k, v in ScoreUNet(config).state_dict().items()}
         with safe_open(str(path), framework="pt") as f:
             stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if k.startswith("net.")}
+        if len(config.widths) * config.blocks_per_level > len(stored):  # every block has tensors: no build needed
+            raise ModelError(f"{path}: weights do not match the stored architecture ({len(config.widths)} levels × "
+                             f"{config.blocks_per_level} blocks for {len(stored)} tensors)")
+        with torch.device("meta"):
+            expected = {f"net.{k}": tuple(v.shape) for k, v in ScoreUNet(config).state_dict().items()}
+    except ModelError:
+        raise
     except Exception as e:  # noqa: BLE001 - any config the network cannot be built from is damaged metadata
         raise ModelError(f"{path}: scoretool model metadata is damaged ({type(e).__name__}: {e})") from None
     if stored != expected:

@@ -220,11 +220,11 @@ def test_huge_kernel_model_widths_and_ood_crops_are_refused(tmp_path, tiny_model
     with safe_open(str(tiny_model(1)), framework="pt") as f:
         meta = dict(f.metadata())
     config = json.loads(meta["config"])
-    config["widths"] = [1000000, 16]
     hostile = tmp_path / "hostile.safetensors"
-    save_file(tensors, str(hostile), metadata={**meta, "config": json.dumps(config)})
-    res = invoke("denoise", src, "-o", tmp_path / "o.png", "--sigma", 10, "--weights", hostile)
-    assert res.exit_code == 2 and "do not match the stored architecture" in res.output
+    for field, value in (("widths", [1000000, 16]), ("blocks_per_level", 100000)):
+        save_file(tensors, str(hostile), metadata={**meta, "config": json.dumps({**config, field: value})})
+        res = invoke("denoise", src, "-o", tmp_path / "o.png", "--sigma", 10, "--weights", hostile)
+        assert res.exit_code == 2 and "do not match the stored architecture" in res.output
     model, train, _ = ood_model
     with safe_open(str(model), framework="numpy") as f:
         meta = dict(f.metadata())
