@@ -79,7 +79,7 @@ def test_cli_export_refuses_existing_output(tmp_path, tiny_model):
     before = out.read_bytes()
     res = runner.invoke(app, ["export", str(tiny_model(1)), "-o", str(out)])
     assert res.exit_code == 2
-    assert res.output.strip() == f"Error: {out}: output exists (use --overwrite to replace it)"
+    assert res.output.strip() == f"Error: {out}: exists (use --overwrite to replace it)"
     assert out.read_bytes() == before and list(tmp_path.iterdir()) == [out]
     res = runner.invoke(app, ["export", str(tiny_model(1)), "-o", str(tmp_path / "m.bin")])
     assert res.exit_code == 2 and res.output.startswith("Error: ") and len(res.output.strip().splitlines()) == 1

@@ -245,9 +245,9 @@ def test_one_file_failing_in_any_way_does_not_stop_the_batch(tmp_path, tiny_mode
     for i in range(3):
         png(d / f"good{i}.png", i)
     png(d / "oom.png", 9)
-    import scoretool.cli.denoise as cli_denoise
+    import scoretool.api as api
 
-    real = cli_denoise.denoise_array
+    real = api.denoise
 
     def fake(pixels, *a, **k):  # the 4th file exhausts memory while being processed
         if pixels.mean() == np.float32(oom_mean):
@@ -255,7 +255,7 @@ def test_one_file_failing_in_any_way_does_not_stop_the_batch(tmp_path, tiny_mode
         return real(pixels, *a, **k)
 
     oom_mean = read_image(d / "oom.png").pixels.mean()
-    monkeypatch.setattr(cli_denoise, "denoise_array", fake)
+    monkeypatch.setattr(api, "denoise", fake)  # the command imports it from the API when it runs
     res = invoke("denoise", d, "-o", tmp_path / "out", "--sigma", 10, "--weights", tiny_model(1), "--json")
     assert res.exit_code == 1
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good0.png", "good1.png", "good2.png"]
