@@ -24,8 +24,12 @@ stream_a() {
   python bench/evaluate.py --sets Set12 --images 6 --out evaluate-set12-first6
 }
 stream_b() {
-  python bench/denoise.py --sets CBSD68 --sigmas 25 --peer-images 8 --methods scoretool,BM3D --out denoise-cbsd68-sigma25
-  python bench/denoise.py --sets CBSD68 --sigmas 25 --images 8 --methods scoretool --out denoise-cbsd68-sigma25-first8
+  python bench/denoise.py --sets CBSD68,skimage-colour --sigmas 15,25,50 --peer-images 12 --methods scoretool,BM3D,noisy --rgb-weights weights/prior-rgb.safetensors --out denoise-colour-generalisation
+  python bench/denoise.py --sets CBSD68 --sigmas 25 --images 8 --methods scoretool --rgb-weights weights/prior-rgb-fast.safetensors --out denoise-cbsd68-sigma25-first8-rgb-fast
+  # the stage-2 colour prior (32/64/128) that the colour DDNM and OOD figures below were measured with
+  mkdir -p runs/old && git show db956fd:weights/prior-rgb.safetensors > runs/old/prior-rgb-stage2.safetensors
+  python bench/denoise.py --sets CBSD68 --sigmas 25 --peer-images 8 --methods scoretool,BM3D --rgb-weights runs/old/prior-rgb-stage2.safetensors --out denoise-cbsd68-sigma25
+  python bench/denoise.py --sets CBSD68 --sigmas 25 --images 8 --methods scoretool --rgb-weights runs/old/prior-rgb-stage2.safetensors --out denoise-cbsd68-sigma25-first8
   python bench/restore.py --sets CBSD68 --tasks sr4 --images 12 --name restore-cbsd68-sr4-first12
   python bench/restore.py --sets CBSD68 --tasks sr4 --images 12 --steps 25 --samples 4 --name restore-cbsd68-sr4-first12-samples4x25
   python bench/ood.py --out ood-grey-colour

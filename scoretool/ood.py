@@ -1,6 +1,6 @@
 """OOD scoring by Multiscale Score Matching Analysis (MSMA; Mahmood, Oliva, Styner, ICLR 2021).
 
-Features (methods.md §4): for L geometric noise levels σ_i the score map of the *clean* image,
+Features: for L geometric noise levels σ_i the score map of the *clean* image,
 r_i = (D(x, σ_i) − x)/σ_i = σ_i·s(x, σ_i), on a fixed number K of crops (`crop`² pixels on a
 deterministic grid, overlapping on small images), so images of any size give comparable features and
 a 1 MP image costs the same as a small one. Per level (FeatureSpec says which):
@@ -9,11 +9,9 @@ a 1 MP image costs the same as a small one. Per level (FeatureSpec says which):
 - parity: even/odd asymmetry of the lag-1 products — pixel replication (2× nearest up-sampling) and
   block grids (JPEG) make neighbouring pairs alternate, natural images do not;
 - quantiles: log quantiles of per-patch RMS norms (`patch`²), the local variant of MSMA.
-Whole-image norms alone separated JPEG q10 and 2× nearest up-sampling poorly (pilot AUROC 0.65 and
-0.46); per-patch quantiles did not help on a partly trained prior (bench/ood.py, variant "local"),
-the two lag-1 statistics did (session 3), and levels down to σ = 0.003 helped JPEG. With the session-4
-prior, L per-level parities and autocorrelations made held-out BSD68 photos look unusual (15% flagged at
-the 95th percentile): the default is now the MSMA norms plus one parity number (`parity_mean`).
+The default is the MSMA norms plus one number per image, `parity_mean` (the level-averaged parity):
+per-level parities and autocorrelations are available but flag held-out photographs too often; the
+comparison is `bench/ood.py` (results and history: bench/results/README.md, CHANGELOG).
 
 Density (scikit-learn): a GaussianMixture (standardised features, full covariance, number of
 components chosen by held-out log-likelihood) with score = −log p(f), or kNN with score = mean
