@@ -180,10 +180,16 @@ def checkpoint_path(output: Path) -> Path:
 
 
 def _save_checkpoint(path: Path, net, ema, opt, step: int, cfg: TrainConfig, info: dict) -> None:
+    """Write the training state atomically; a state with NaN or infinite tensors is never written (the
+    previous checkpoint stays), so a checkpoint can always be resumed."""
     extra = {f"ema.{k}": v for k, v in ema.state_dict().items()}
     for i, st in opt.state_dict()["state"].items():
         for k, v in st.items():
             extra[f"opt.{i}.{k}"] = torch.as_tensor(v)
+    tensors = [*net.state_dict().values(), *extra.values()]
+    if not all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point()):
+        raise ScoretoolError(f"step {step}: the weights or optimiser state are not finite; training stopped"
+                             + (f" (the last checkpoint {path} is kept)" if path.exists() else ""))
     with atomic_output(path) as tmp:
         save_model(tmp, net, {**info, "checkpoint_step": step, "train_config": asdict(cfg)}, extra)
 

@@ -173,6 +173,26 @@ def test_training_stops_when_the_loss_is_not_finite(tmp_path):
     assert res.exit_code == 2 and "loss is" in res.output and not model.exists()
 
 
+def test_a_checkpoint_is_never_written_non_finite(tmp_path, tiny_model):
+    """Weights that blew up in the step before the loss did are not checkpointed: the last good
+    checkpoint stays (found by bench/fuzz.py: a hostile checkpoint resumed with --checkpoint-minutes 0)."""
+    from scoretool.errors import ScoretoolError
+    from scoretool.train import TrainConfig, _save_checkpoint
+    from scoretool.weights import load_model
+
+    net, _ = load_model(tiny_model(1))
+    ema, _ = load_model(tiny_model(1))
+    opt = torch.optim.Adam(net.parameters())
+    ckpt = tmp_path / "m.ckpt.safetensors"
+    _save_checkpoint(ckpt, net, ema, opt, 1, TrainConfig(data="d"), {"kind": "prior"})
+    good = ckpt.read_bytes()
+    with torch.no_grad():
+        next(net.parameters())[0] = float("nan")
+    with pytest.raises(ScoretoolError, match="not finite"):
+        _save_checkpoint(ckpt, net, ema, opt, 2, TrainConfig(data="d"), {"kind": "prior"})
+    assert ckpt.read_bytes() == good
+
+
 # ---------------------------------------------------------------- 6-7: memory and batch
 
 def test_sr_output_larger_than_the_budget_is_refused(tmp_path, tiny_model):
