@@ -34,7 +34,7 @@ def tiny_model(tmp_path_factory):
     return make
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def random_model(tmp_path_factory):
     """A factory: random_model(channels) → path of a small three-level model with every weight random
     (tiny_model's zero-initialised head makes F ≡ 0 and D(x, σ) = c_skip·x, which too much reproduces)."""

@@ -117,8 +117,8 @@ class Common:
         return path
 
     def emit(self, payload) -> None:
-        """The command's result as JSON on stdout."""
-        sys.stdout.write(json.dumps(payload, indent=2, default=_json_default) + "\n")
+        """The command's result as strict JSON on stdout (NaN and infinities as null)."""
+        sys.stdout.write(json.dumps(_strict_json(payload), indent=2) + "\n")
         sys.stdout.flush()
 
     @contextmanager
@@ -150,24 +150,19 @@ def one_line(msg) -> str:
     return text if len(text) <= 400 else text[:399] + "…"
 
 
-def _json_default(o):
-    if isinstance(o, Path):
-        return str(o)
-    if hasattr(o, "item"):
-        return o.item()
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
-
-
-def json_safe(value):
-    """NaN/inf → None, recursively (strict JSON has no NaN)."""
+def _strict_json(value):
+    """A payload as plain JSON values: paths → str, numpy/torch values → Python ones, NaN/inf → None
+    (strict JSON has no NaN), recursively."""
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist"):
+        value = value.tolist()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
+        return {k: _strict_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
+        return [_strict_json(v) for v in value]
     return value
 
 

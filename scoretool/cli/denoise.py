@@ -26,7 +26,6 @@ from .common import (
     SeedOpt,
     TileOpt,
     WeightsOpt,
-    json_safe,
     parse_range,
     plan_jobs,
     run_batch,
@@ -165,12 +164,12 @@ def denoise(
                 row.update(sigma=report["parameter"] * (hi - lo), sigma_unit=report["parameter"])
             if report.get("camera"):
                 cam = report["camera"]
-                row.update(method=cam["method"], camera=json_safe({**cam, "sigmas_input_units": [v * (hi - lo) for v in cam["sigmas"]]}))
+                row.update(method=cam["method"], camera={**cam, "sigmas_input_units": [v * (hi - lo) for v in cam["sigmas"]]})
                 common.notice(f"{job.src}: real-noise mode (pixel-shuffle {cam['stride']}×{cam['stride']}), σ per sub-image "
                               f"{', '.join(f'{v * (hi - lo):.3g}' for v in cam['sigmas'])} (input units); --no-real-noise to turn off")
             elif report.get("estimate"):
                 est = report["estimate"]
-                row["estimate"] = json_safe({k: est[k] for k in ("family", "power", "parameters", "method") if k in est})
+                row["estimate"] = {k: est[k] for k in ("family", "power", "parameters", "method") if k in est}
                 what = f"σ = {report['parameter'] * (hi - lo):.4g} (input units)" if report["family"] == "gaussian" else \
                     f"{'ζ' if report['family'] == 'poisson' else 'k'} = {report['parameter']:.4g}"
                 how = f"power p = {est['power']:.2f}" if "power" in est else "blind, weak-texture patches"

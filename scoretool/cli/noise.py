@@ -26,7 +26,6 @@ from .common import (
     SeedOpt,
     TileOpt,
     WeightsOpt,
-    json_safe,
     parse_range,
     plan_jobs,
     run_batch,
@@ -133,7 +132,7 @@ def noise(
         rows, code = run_batch(common, jobs, process, "estimating noise")
         overall = overall_estimate(rows, fam)
         if json:
-            common.emit(json_safe({"command": "noise", "results": rows, "overall": overall}))
+            common.emit({"command": "noise", "results": rows, "overall": overall})
         elif overall:
             f = overall["family"]
             votes = ", ".join(f"{k} {v}" for k, v in overall["votes"].items())
