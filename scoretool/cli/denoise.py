@@ -15,6 +15,7 @@ from .common import (
     Common,
     DebugOpt,
     DeviceOpt,
+    FileJob,
     FormatOpt,
     JsonOpt,
     OutputOpt,
@@ -31,7 +32,6 @@ from .common import (
     run_batch,
     run_command,
 )
-from .outofcore import denoise_huge_tiff, out_of_core_range
 
 
 def parse_sigma(sigma: str | None) -> float | str | None:
@@ -76,6 +76,18 @@ def choose_noise(noise: str | None, sigma: float | str | None, zeta: float | Non
 PARAM_OPT = {"gaussian": "sigma", "poisson": "zeta", "gamma": "k"}
 
 
+def denoise_huge_tiff(job: FileJob, sigma_unit: float, sigma: float, weights: str | None, device: str, precision: str,
+                      tile: int, value_range: tuple[float, float] | None, common: Common) -> dict:
+    """A TIFF larger than memory, band by band from disk to disk (bigtiff.denoise_tiff) → its result row."""
+    from ..bigtiff import denoise_tiff
+
+    common.notice(f"{job.src}: large TIFF, denoised band by band from disk (out of core)")
+    rep = denoise_tiff(job.src, job.dest, sigma_unit, weights, device, precision, tile, value_range, common.overwrite)
+    return {"weights": rep["weights"], "noise": "gaussian", "method": "prior D(y, sigma)", "parameter_name": "sigma",
+            "parameter": sigma_unit, "estimated": False, "sigma": sigma, "sigma_unit": sigma_unit, "out_of_core": True,
+            "tiles": rep["tiles"], "seconds": round(rep["seconds"], 3), "shape": rep["shape"]}
+
+
 @app.command()
 def denoise(
     input: Annotated[Path, typer.Argument(help="Image file or folder of images.")],
@@ -108,6 +120,7 @@ def denoise(
 
     from ..api import camera_denoise, load_engine, model_channels, tweedie_denoise
     from ..api import denoise as denoise_array
+    from ..bigtiff import out_of_core_range
     common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
 
     def body():
