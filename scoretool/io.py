@@ -377,23 +377,19 @@ def ordinary_permissions(path) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
-def list_images(path: Path, recursive: bool = False, exclude: Path | None = None) -> tuple[list[Path], list[Path]]:
+def list_images(path: Path, recursive: bool = False) -> tuple[list[Path], list[Path]]:
     """Image files under a folder (sorted), and the non-image files skipped; a file gives itself.
-    Hidden files and anything inside `exclude` (an output folder) are left out."""
+    Hidden files are left out."""
     path = Path(path)
     if path.is_file():
         return [path], []
     if not path.is_dir():
         raise ScoretoolError(f"{path}: no such file or folder")
     pattern = "**/*" if recursive else "*"
-    exclude = exclude.resolve() if exclude else None
     images, skipped = [], []
     for p in sorted(path.glob(pattern)):
-        if not p.is_file() or p.name.startswith("."):
-            continue
-        if exclude and (exclude == p.resolve().parent or exclude in p.resolve().parents):
-            continue
-        (images if p.suffix.lower() in IMAGE_SUFFIXES else skipped).append(p)
+        if p.is_file() and not p.name.startswith("."):
+            (images if p.suffix.lower() in IMAGE_SUFFIXES else skipped).append(p)
     return images, skipped
 
 

@@ -137,11 +137,12 @@ def test_never_overwrites_and_leaves_no_partial(tmp_path, rng):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]
 
 
-def test_folder_walk_skips_non_images_and_output_folder(tmp_path, rng):
+def test_folder_walk_skips_non_images_and_hidden_files(tmp_path, rng):
     img = _as_image(_sample(rng, np.uint8, (16, 16)))
-    for name in ("a.png", "b.tif", "out/c.png"):
+    for name in ("a.png", "b.tif", "sub/c.png", ".hidden.png"):
         write_image(tmp_path / name, img)
     (tmp_path / "notes.txt").write_text("hi")
-    files, skipped = list_images(tmp_path, recursive=True, exclude=tmp_path / "out")
-    assert [p.name for p in files] == ["a.png", "b.tif"]
+    assert [p.name for p in list_images(tmp_path)[0]] == ["a.png", "b.tif"]
+    files, skipped = list_images(tmp_path, recursive=True)
+    assert [p.name for p in files] == ["a.png", "b.tif", "c.png"]
     assert [p.name for p in skipped] == ["notes.txt"]

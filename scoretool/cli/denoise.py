@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,6 +11,7 @@ from ..errors import InputError, ScoretoolError
 from ..io import read_image, write_image
 from . import app
 from .common import (
+    INPUTS_HELP,
     Common,
     DebugOpt,
     DeviceOpt,
@@ -25,6 +25,7 @@ from .common import (
     RangeOpt,
     RecursiveOpt,
     SeedOpt,
+    ShardOpt,
     TileOpt,
     WeightsOpt,
     parse_range,
@@ -90,7 +91,7 @@ def denoise_huge_tiff(job: FileJob, sigma_unit: float, sigma: float, weights: st
 
 @app.command()
 def denoise(
-    input: Annotated[Path, typer.Argument(help="Image file or folder of images.")],
+    inputs: Annotated[list[str], typer.Argument(help="Images to denoise." + INPUTS_HELP)],
     output: OutputOpt,
     noise: Annotated[str | None, typer.Option("--noise", help="Noise family: gaussian, poisson (y = ζ·Poisson(x/ζ)), gamma (y = x·G, G ~ Gamma(k, 1/k)) or auto (family and parameter estimated; needs a Noise2Score model). Default: the family a Noise2Score model was trained on, else gaussian (or the family of the --zeta/--k given).")] = None,
     sigma: Annotated[str | None, typer.Option("--sigma", help="Gaussian noise std in the input's pixel units (0–255 for 8-bit, 0–65535 for 16-bit, raw for float), or auto: estimated per image (weak-texture patches with a clean prior, the score with a Noise2Score model) and reported. Left out: auto, except for 8-bit colour photos with a clean prior (see --real-noise).")] = None,
@@ -106,6 +107,7 @@ def denoise(
     value_range: RangeOpt = None,
     precision: PrecisionOpt = "auto",
     recursive: RecursiveOpt = False,
+    shard: ShardOpt = None,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     json: JsonOpt = False,
@@ -121,7 +123,7 @@ def denoise(
     from ..api import camera_denoise, load_engine, model_channels, tweedie_denoise
     from ..api import denoise as denoise_array
     from ..bigtiff import out_of_core_range
-    common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
+    common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite, torchrun=True)
 
     def body():
         sigma_value = parse_sigma(sigma)
@@ -134,7 +136,7 @@ def denoise(
         if sigma_a is not None and not 0 < sigma_a <= 0.1:
             raise ScoretoolError(f"--sigma-a {sigma_a}: expected a value in (0, 0.1]")
         vrange = parse_range(value_range)
-        jobs = plan_jobs(common, input, output, fmt, recursive)
+        jobs = plan_jobs(common, inputs, output, fmt, recursive, shard=shard)
         torch.manual_seed(seed)
 
         def process(job):

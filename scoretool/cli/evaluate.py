@@ -18,6 +18,7 @@ from ..errors import InputError, ScoretoolError
 from ..io import atomic_output, list_images, read_image
 from . import app
 from .common import (
+    INPUTS_HELP,
     Common,
     DebugOpt,
     DeviceOpt,
@@ -29,6 +30,7 @@ from .common import (
     RangeOpt,
     RecursiveOpt,
     SeedOpt,
+    ShardOpt,
     TileOpt,
     WeightsOpt,
     parse_range,
@@ -167,7 +169,7 @@ def _write_csv(path: Path, rows: list[dict], mean: dict | None) -> None:
 
 @app.command()
 def evaluate(
-    input: Annotated[Path, typer.Argument(help="DENOISED image file or folder (with --refs / --clean), or NOISY images (with --sure / --split).")],
+    inputs: Annotated[list[str], typer.Argument(help="DENOISED images (with --refs / --clean; partners matched by file name), or NOISY images (with --sure / --split)." + INPUTS_HELP)],
     refs: Annotated[tuple[Path, Path, Path] | None, typer.Option(
         "--refs", help="Three independent noisy references A B C of the same clean images (files, or folders matched by file "
         "name) → uMSE/uPSNR with a 95% interval. No noise model needed. With one noisy image only, use --split.")] = None,
@@ -184,6 +186,7 @@ def evaluate(
     value_range: RangeOpt = None,
     precision: PrecisionOpt = "auto",
     recursive: RecursiveOpt = False,
+    shard: ShardOpt = None,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     json: JsonOpt = False,
@@ -200,7 +203,7 @@ def evaluate(
 
     from ..api import evaluate_split, evaluate_sure
     from ..metrics import SPLIT_BIAS_NOTE, psnr_from_mse, ssim, umse
-    common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
+    common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite, torchrun=True)
 
     def body():
         chosen = [m for m, on in zip(MODES, (refs is not None, clean is not None, sure, split)) if on]
@@ -224,11 +227,11 @@ def evaluate(
             if len(set(Path(p).resolve() for p in names)) < 3:
                 raise ScoretoolError(f"--refs {' '.join(names)}: the three references must be different files/folders "
                                      "(independent noisy copies)")
-            if Path(input).resolve() in {Path(p).resolve() for p in names}:
+            if {Path(p).resolve() for p in inputs} & {Path(p).resolve() for p in names}:
                 raise ScoretoolError("--refs: a reference is the DENOISED input itself; the references must be independent of it")
         vrange = parse_range(value_range)
-        jobs = plan_jobs(common, input, None, None, recursive)
-        single = Path(input).is_file()
+        jobs = plan_jobs(common, inputs, None, None, recursive, shard=shard)
+        single = len(inputs) == 1 and Path(inputs[0]).is_file()
         partners = refs if mode == "refs" else ((clean,) if mode == "clean" else ())
         for p in partners:
             if not Path(p).exists():
@@ -314,7 +317,7 @@ def evaluate(
         if len(range_units) > 1:
             notes.append("files of different types have different full ranges: the mean PSNR mixes data ranges")
         dr_text = f"{data_range:g} (pixel units)" if data_range is not None else "full range of each file's type (1.0 on the [0,1] scale)"
-        if csv is not None:
+        if csv is not None and common.reports:
             _write_csv(csv, rows, mean)
         if json:
             common.emit({"command": "evaluate", "mode": mode, "data_range": data_range if data_range is not None else "full",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,6 +15,7 @@ from ..errors import InputError, ScoretoolError
 from ..io import read_image
 from . import app
 from .common import (
+    INPUTS_HELP,
     Common,
     DebugOpt,
     DeviceOpt,
@@ -24,6 +24,7 @@ from .common import (
     RangeOpt,
     RecursiveOpt,
     SeedOpt,
+    ShardOpt,
     TileOpt,
     WeightsOpt,
     parse_range,
@@ -72,13 +73,14 @@ def is_noise2score(weights: str | None) -> bool:
 
 @app.command(name="noise")
 def noise(
-    input: Annotated[Path, typer.Argument(help="Noisy image file or folder of images.")],
+    inputs: Annotated[list[str], typer.Argument(help="Noisy images." + INPUTS_HELP)],
     weights: WeightsOpt = None,
     family: Annotated[str | None, typer.Option("--noise", help="Known family gaussian, poisson or gamma: estimate only its parameter. Default: estimate the family too (from the Tweedie power p: < 0.5 Gaussian, < 1.5 Poisson, else Gamma).")] = None,
     sigma_a: Annotated[float | None, typer.Option("--sigma-a", help="AR-DAE σ_a on the [0,1] scale at which a Noise2Score model's score s(y, σ_a) is read. Default: 0.3 × the noise std, within the model's trained σ range (its smoothing is corrected for).")] = None,
     value_range: RangeOpt = None,
     tile: TileOpt = 512,
     recursive: RecursiveOpt = False,
+    shard: ShardOpt = None,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     json: JsonOpt = False,
@@ -93,7 +95,7 @@ def noise(
     from ..api import estimate_noise
     from ..blind import describe_noise
 
-    common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug)
+    common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, torchrun=True)
 
     def body():
         fam = family.lower() if family else None
@@ -106,7 +108,7 @@ def noise(
             raise ScoretoolError(f"--noise {fam}: estimating this family needs a Noise2Score model (--weights n2s-…); "
                                  "without one the blind Gaussian model is reported")
         vrange = parse_range(value_range)
-        jobs = plan_jobs(common, input, None, None, recursive)
+        jobs = plan_jobs(common, inputs, None, None, recursive, shard=shard)
 
         def process(job):
             image = read_image(job.src, vrange)

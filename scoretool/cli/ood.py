@@ -16,6 +16,7 @@ from ..io import atomic_output, check_budget, list_images, read_image
 from ..ood_recipe import DEFAULT_CORR, DEFAULT_PARITY, DEFAULT_PARITY_MEAN, DEFAULT_QUANTILES, DEFAULT_RMS
 from . import app
 from .common import (
+    INPUTS_HELP,
     Common,
     DebugOpt,
     DeviceOpt,
@@ -26,6 +27,7 @@ from .common import (
     QuietOpt,
     RecursiveOpt,
     SeedOpt,
+    ShardOpt,
     WeightsOpt,
     file_error,
     one_line,
@@ -204,7 +206,7 @@ def _load(model_path: Path, method: str | None) -> OODModel:
 
 @ood_app.command()
 def score(
-    input: Annotated[Path, typer.Argument(help="Image file or folder of images to score.")],
+    inputs: Annotated[list[str], typer.Argument(help="Images to score." + INPUTS_HELP)],
     model_path: ModelOpt,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Also write the per-image rows to this CSV file (an existing one only with --overwrite).")] = None,
     threshold: ThresholdOpt = 95.0,
@@ -212,6 +214,7 @@ def score(
     weights: Annotated[str | None, typer.Option("--weights", "-w", help="The prior, if it moved since fitting (must be the same file; checked by SHA-256). Default: the one the model was fitted with.")] = None,
     precision: PrecisionOpt = "auto",
     recursive: RecursiveOpt = False,
+    shard: ShardOpt = None,
     device: DeviceOpt = "auto",
     json: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -220,19 +223,19 @@ def score(
 ) -> None:
     """Score images: OOD score (higher = more unusual), percentile among the training images, flag."""
     from ..api import ood_check_prior
-    common = Common(device=device, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
+    common = Common(device=device, json=json, quiet=quiet, debug=debug, overwrite=overwrite, torchrun=True)
 
     def body():
         _check_threshold(threshold)
         common.reads([model_path])
         model = _load(model_path, method)
         ood_check_prior(model, model.prior.get("channels"), weights)  # another prior: fail before any file
-        jobs = plan_jobs(common, input, None, None, recursive)
+        jobs = plan_jobs(common, inputs, None, None, recursive, shard=shard)
         if csv_path is not None:
             common.claim_output(csv_path, "CSV")
         rows, code = _score_files(common, model, jobs, weights, device, precision, threshold, method)
         ok = [r for r in rows if r["status"] == "ok"]
-        if csv_path is not None:
+        if csv_path is not None and common.reports:
             with atomic_output(csv_path) as tmp, open(tmp, "w", newline="") as fh:
                 w = csv.writer(fh)
                 w.writerow(["input", "status", "score", "percentile", "flag", "seconds", "error"])

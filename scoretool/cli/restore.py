@@ -14,6 +14,7 @@ from ..errors import InputError, ScoretoolError
 from ..io import IMAGE_SUFFIXES, check_budget, header_pixels, list_images, read_image, write_image
 from . import app
 from .common import (
+    INPUTS_HELP,
     Common,
     DebugOpt,
     DeviceOpt,
@@ -26,6 +27,7 @@ from .common import (
     RangeOpt,
     RecursiveOpt,
     SeedOpt,
+    ShardOpt,
     TileOpt,
     WeightsOpt,
     parse_range,
@@ -105,7 +107,7 @@ def read_mask(path: Path, shape: tuple[int, int], src: Path) -> np.ndarray:
 
 @app.command()
 def restore(
-    input: Annotated[Path, typer.Argument(help="Degraded image file or folder: the low-resolution image (sr), image with holes (inpaint), grey image (colorize), blurred image (deblur), or image to measure (cs).")],
+    inputs: Annotated[list[str], typer.Argument(help="Degraded images: the low-resolution image (sr), image with holes (inpaint), grey image (colorize), blurred image (deblur), or image to measure (cs)." + INPUTS_HELP)],
     output: OutputOpt,
     task: Annotated[str, typer.Option("--task", help="sr | inpaint | colorize | deblur | cs.")],
     scale: Annotated[str, typer.Option("--scale", help="sr: integer upscaling factor; the output is SCALE× larger.")] = "4",
@@ -128,6 +130,7 @@ def restore(
     value_range: RangeOpt = None,
     precision: PrecisionOpt = "auto",
     recursive: RecursiveOpt = False,
+    shard: ShardOpt = None,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     json: JsonOpt = False,
@@ -140,7 +143,7 @@ def restore(
 
     from ..api import restore as restore_array
     from ..operators import random_known_mask
-    common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
+    common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite, torchrun=True)
 
     def body():
         if task not in TASKS:
@@ -168,7 +171,7 @@ def restore(
             raise ScoretoolError("--sigma-y ≥ 0, --steps ≥ 1, --eta in [0, 1], --travel ≥ 0, --sigma-max > 0, --samples ≥ 1 are required")
         vrange = parse_range(value_range)
         common.reads([Path(p) for p in (kernel,) if p and Path(p).is_file()] + (list_images(mask)[0] if mask else []))
-        jobs = plan_jobs(common, input, output, fmt, recursive)
+        jobs = plan_jobs(common, inputs, output, fmt, recursive, shard=shard)
         torch.manual_seed(seed)
 
         def process(job):

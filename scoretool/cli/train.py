@@ -50,7 +50,7 @@ def train(
     """Train a score network by denoising score matching (methods.md §1)."""
     from ..train import TrainConfig, checkpoint_path
     from ..train import train as run_training
-    common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite or resume)
+    common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite or resume, torchrun=True)
 
     def body():
         if output.suffix != ".safetensors":

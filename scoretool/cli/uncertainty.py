@@ -14,6 +14,7 @@ from ..errors import InputError, ScoretoolError
 from ..io import IMAGE_SUFFIXES, Image, read_image, write_image
 from . import app
 from .common import (
+    INPUTS_HELP,
     Common,
     DebugOpt,
     DeviceOpt,
@@ -22,6 +23,7 @@ from .common import (
     QuietOpt,
     RangeOpt,
     SeedOpt,
+    ShardOpt,
     TileOpt,
     WeightsOpt,
     plan_jobs,
@@ -63,7 +65,7 @@ def _central_region(w: int, h: int) -> tuple[int, int, int, int]:
 
 @app.command()
 def uncertainty(
-    input: Annotated[Path, typer.Argument(help="Noisy image file or folder of images (one image per file).")],
+    inputs: Annotated[list[str], typer.Argument(help="Noisy images (one image per file)." + INPUTS_HELP)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (created if missing): <name>_std.tif, _std.png, _mean, _pcK_minus/_plus.png.")],
     sigma: Annotated[float, typer.Option("--sigma", help="Gaussian noise std in the input's pixel units (0–255 for 8-bit, 0–65535 for 16-bit, raw for float).")],
     components: Annotated[int | None, typer.Option("--components", "-k", help="Number of posterior principal components of the region (default: 3 with --region, else 0).")] = None,
@@ -78,6 +80,7 @@ def uncertainty(
     weights: WeightsOpt = None,
     tile: TileOpt = 512,
     value_range: RangeOpt = None,
+    shard: ShardOpt = None,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     json: JsonOpt = False,
@@ -89,7 +92,7 @@ def uncertainty(
     principal components of a region (Cov[x|y] = σ²·∂D/∂y). Std and eigenvalues in input pixel units."""
     from ..api import load_engine, posterior_components, posterior_std
     from ..uncertainty import METHODS, std_map_image
-    common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
+    common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite, torchrun=True)
 
     def body():
         if sigma <= 0:
@@ -109,7 +112,7 @@ def uncertainty(
         vrange = parse_range(value_range)
         if output.suffix.lower() in IMAGE_SUFFIXES:
             raise ScoretoolError(f"-o {output}: must be a folder (several files are written per image)")
-        jobs = plan_jobs(common, input, output,
+        jobs = plan_jobs(common, inputs, output, shard=shard,
                          outputs_of=lambda src: [output / n for n in output_names(src, k).values()])
 
         def process(job):
