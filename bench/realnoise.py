@@ -4,6 +4,7 @@
     python bench/realnoise.py camera                # PolyU-Canon (all 55), no noise flags, CBM3D, grid oracle
     python bench/realnoise.py blind --images 3 --sigmas 25     # quick
     python bench/realnoise.py montage               # noisy | CBM3D | scoretool crops, PolyU-Canon and RNI15
+    python bench/realnoise.py pg                    # Poisson–Gaussian: BSD68 + CBSD68 first 12, three (a, b)
 
 blind: σ̂ = blind.estimate_sigma on y = x + σn (float, or clipped to [0,1] and quantised to 8 bits);
 the median relative error of σ̂ and the PSNR of D(y, σ̂) beside D(y, σ) (seed = image index); seconds
@@ -13,6 +14,11 @@ default `scoretool denoise` path for 8-bit colour (api.camera_denoise), the blin
 (--no-real-noise), CBM3D and scoretool given skimage.restoration.estimate_sigma's σ, and an oracle:
 scoretool's best single σ from a grid chosen against the reference (not a method: a bound for any
 single σ). PSNR (data range 1) and SSIM.
+pg: y = a·Poisson(x/a) + √b·n on [0,1] (float, unclipped; seed = image index): (â, b̂) from
+blind.estimate_poisson_gaussian (median relative errors), and the PSNR of the noisy image, of the
+generalised Anscombe transform + BM3D (CBM3D for colour) with the true (a, b) and the exact unbiased
+inverse, and of scoretool (the same transform and inverse around the prior, blind.pg_denoise) with the
+estimated and with the true (a, b).
 """
 
 from __future__ import annotations
@@ -135,6 +141,47 @@ def bench_camera(args) -> tuple[list[dict], dict]:
     return rows, {"summary": summary, **speed}
 
 
+PG_PAIRS = ((0.01, 0.0004), (0.04, 0.0001), (0.002, 0.0025))
+
+
+def bench_pg(args) -> list[dict]:
+    import bm3d
+
+    from scoretool.blind import estimate_poisson_gaussian, pg_denoise
+
+    def bm3d_denoise(img, sigma):
+        return bm3d.bm3d_rgb(img, sigma) if img.ndim == 3 else bm3d.bm3d(img, sigma)
+
+    rows = []
+    for set_name in args.sets.split(","):
+        images = load_set(set_name, args.images)
+        for a, b in PG_PAIRS:
+            cols = {k: [] for k in ("a_err", "b_err", "noisy", "bm3d_true", "scoretool_est", "scoretool_true")}
+            for i, (_, x) in enumerate(images):
+                rng = np.random.default_rng(i)
+                y = (a * rng.poisson(x / a) + np.sqrt(b) * rng.standard_normal(x.shape)).astype(np.float32)
+                a_hat, b_hat = estimate_poisson_gaussian(y)
+                cols["a_err"].append(a_hat / a - 1)
+                cols["b_err"].append(b_hat / b - 1)
+                cols["noisy"].append(psnr(y, x))
+                cols["bm3d_true"].append(psnr(pg_denoise(bm3d_denoise, y, a, b)[0], x))
+                cols["scoretool_est"].append(psnr(pg_denoise(scoretool.denoise, y, a_hat, b_hat)[0], x))
+                cols["scoretool_true"].append(psnr(pg_denoise(scoretool.denoise, y, a, b)[0], x))
+            row = {"set": set_name, "a": a, "b": b, "images": len(images),
+                   "median_abs_rel_err_a": float(np.median(np.abs(cols["a_err"]))),
+                   "median_abs_rel_err_b": float(np.median(np.abs(cols["b_err"]))),
+                   **{f"psnr_{k}": float(np.mean(v)) for k, v in cols.items() if not k.endswith("err")}}
+            row["margin_over_bm3d"] = row["psnr_scoretool_est"] - row["psnr_bm3d_true"]
+            rows.append(row)
+            print(f"{set_name:7s} a={a:g} b={b:g}  |Δa| {row['median_abs_rel_err_a']:.3f} |Δb| {row['median_abs_rel_err_b']:.3f}  "
+                  f"BM3D {row['psnr_bm3d_true']:.2f}  ours {row['psnr_scoretool_est']:.2f} (true a,b {row['psnr_scoretool_true']:.2f})",
+                  flush=True)
+    print()
+    print_table(rows, ["set", "a", "b", "images", "median_abs_rel_err_a", "median_abs_rel_err_b", "psnr_noisy",
+                       "psnr_bm3d_true", "psnr_scoretool_est", "psnr_scoretool_true", "margin_over_bm3d"])
+    return rows
+
+
 def montage(args) -> None:
     """A PNG of 128² crops, rows: two PolyU-Canon and two RNI15 images; columns: noisy | CBM3D given
     skimage's σ | scoretool (no noise flags: the real-noise mode)."""
@@ -163,7 +210,7 @@ def montage(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=["blind", "camera", "montage"])
+    ap.add_argument("part", choices=["blind", "camera", "montage", "pg"])
     ap.add_argument("--sets", default="BSD68,CBSD68")
     ap.add_argument("--sigmas", default="5,10,15,25,50", help="noise std in grey levels (of 255)")
     ap.add_argument("--images", type=int, default=None, help="first N images (default: 20 for blind, all for camera)")
@@ -177,6 +224,10 @@ def main() -> None:
         save_results(args.out or "realnoise-blind", {"bench": "realnoise blind", "args": vars(args), "rows": rows})
     elif args.part == "montage":
         montage(args)
+    elif args.part == "pg":
+        args.images = args.images or 12
+        rows = bench_pg(args)
+        save_results(args.out or "realnoise-poisson-gaussian", {"bench": "realnoise pg", "args": vars(args), "rows": rows})
     else:
         rows, summary = bench_camera(args)
         save_results(args.out or "realnoise-camera-polyu", {"bench": "realnoise camera", "args": vars(args), **summary,

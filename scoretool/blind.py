@@ -1,6 +1,7 @@
 """Blind noise models for a clean prior: the Gaussian level σ, the Poisson–Gaussian pair (a, b) and
-correlated camera noise, estimated from one image without a network (methods.md §2 covers the
-Noise2Score estimators; these are the classical ones a clean prior needs).
+correlated camera noise, estimated from one image without a network (the classical estimators a clean
+prior needs; a Noise2Score model estimates its noise from its own score, noise.py), and the
+denoising routes that go with them: variance stabilisation for (a, b), pixel-shuffle for camera noise.
 
 Scale: [0,1] intensities; images are numpy arrays (H, W) or (H, W, C).
 """
@@ -35,6 +36,60 @@ def _gradient_operator(d: int) -> np.ndarray:
     return dh.T @ dh + dv.T @ dv
 
 
+def _weak_texture_patches(img: np.ndarray, d: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Patch vectors (N, d·d) of every channel of an (H, W, C) image, taken every `stride` pixels, and
+    each patch's gradient energy ξ = ‖D p‖² (central differences wholly inside the patch)."""
+    xs, xis = [], []
+    for c in range(img.shape[2]):
+        ch = img[..., c]
+        gh = np.zeros_like(ch)
+        gv = np.zeros_like(ch)
+        gh[:, 1:-1] = (0.5 * (ch[:, 2:] - ch[:, :-2])) ** 2
+        gv[1:-1, :] = (0.5 * (ch[2:, :] - ch[:-2, :])) ** 2
+        xh = _patches(gh[:, :, None], d, stride).reshape(-1, d, d)[:, :, 1:-1].sum((1, 2))
+        xv = _patches(gv[:, :, None], d, stride).reshape(-1, d, d)[:, 1:-1, :].sum((1, 2))
+        xs.append(_patches(ch[:, :, None], d, stride))
+        xis.append(xh + xv)
+    return np.concatenate(xs), np.concatenate(xis)
+
+
+def _texture_threshold(d: int, confidence: float) -> float:
+    """τ₀: the `confidence` quantile of ξ/σ² for a patch of pure noise, ξ/σ² ~ Gamma(r/2, 2·tr(DᵀD)/r)."""
+    from scipy.stats import gamma
+
+    dtd = _gradient_operator(d)
+    r = np.linalg.matrix_rank(dtd)
+    return float(gamma.ppf(confidence, r / 2, scale=2 * np.trace(dtd) / r))
+
+
+def _weak_texture_variance(x: np.ndarray, xi: np.ndarray, tau0: float, iterations: int, clipped: bool,
+                           binned: bool = False) -> tuple[float, float]:
+    """(σ², mean intensity) of the weak-texture patches among x (N, M) with gradient energies xi:
+    alternate σ̂² from the selected patches (`_tail_variance`) and the selection ξ < σ̂²·τ₀; with
+    clipped data, patches whose mean is within 2σ̂ of 0 or 1 are left out. binned: x were chosen by
+    their mean (an intensity bin)."""
+    mean = x.mean(1)
+    usable = np.ones(len(x), bool)
+    sel = usable
+    sig2 = _tail_variance(x, binned)
+    for _ in range(iterations - 1 + 2 * clipped):
+        if clipped:
+            s = math.sqrt(max(sig2, 0.0))
+            inside = (mean > 2 * s) & (mean < 1 - 2 * s)
+            usable = inside if int(inside.sum()) >= 4 * x.shape[1] else usable
+        chosen = usable & (xi < sig2 * tau0)
+        if int(chosen.sum()) < 4 * x.shape[1]:
+            break
+        sel = chosen
+        sig2 = _tail_variance(x[sel], binned)
+    return max(sig2, 0.0), float(mean[sel].mean())
+
+
+def _is_clipped(img: np.ndarray) -> bool:
+    """Data clipped to [0,1]: more than 0.1% of the values at 0 or 1."""
+    return float(np.mean((img <= 0) | (img >= 1))) > 1e-3
+
+
 def weak_texture_sigma(img: np.ndarray, d: int = PATCH, stride: int = 2, iterations: int = 4,
                        confidence: float = 0.99, clipped: bool | None = None) -> float:
     """Noise std from weak-texture patches (Liu, Tanaka & Okutomi, *Single-image noise level estimation
@@ -44,54 +99,28 @@ def weak_texture_sigma(img: np.ndarray, d: int = PATCH, stride: int = 2, iterati
     A patch of pure noise has gradient energy ξ = ‖D p‖² ~ σ²·Gamma(r/2, 2·tr(DᵀD)/r) (r = rank DᵀD);
     patches with ξ above that distribution's `confidence` quantile hold texture. Alternate: σ̂ from the
     selected patches, reselect with the threshold σ̂²·τ₀. Channels are pooled (one σ for all).
-    The paper's confidence 1 − 10⁻⁶ keeps faint texture (σ̂ +6% at σ = 5 on BSD68); 0.99 with four
-    rounds is within 1.5% from σ = 5 to 50 (bench/realnoise.py).
+    The paper's confidence is 1 − 10⁻⁶; 0.99 with four rounds keeps less faint texture.
     clipped: data clipped to [0,1] (None: detected, > 0.1% of values at 0 or 1); clipping shrinks the
     noise near 0 and 1, so patches whose mean is within 2σ̂ of either end are left out.
     """
-    from scipy.stats import gamma
-
     img = _as_hwc(img)
-    if clipped is None:
-        clipped = float(np.mean((img <= 0) | (img >= 1))) > 1e-3
-    dtd = _gradient_operator(d)
-    r = np.linalg.matrix_rank(dtd)
-    tau0 = gamma.ppf(confidence, r / 2, scale=2 * np.trace(dtd) / r)
-    xs, xis = [], []
-    for c in range(img.shape[2]):
-        ch = img[..., c]
-        gh = np.zeros_like(ch)
-        gv = np.zeros_like(ch)
-        gh[:, 1:-1] = (0.5 * (ch[:, 2:] - ch[:, :-2])) ** 2
-        gv[1:-1, :] = (0.5 * (ch[2:, :] - ch[:-2, :])) ** 2
-        # ξ of each patch: the squared differences that lie wholly inside it
-        xh = _patches(gh[:, :, None], d, stride).reshape(-1, d, d)[:, :, 1:-1].sum((1, 2))
-        xv = _patches(gv[:, :, None], d, stride).reshape(-1, d, d)[:, 1:-1, :].sum((1, 2))
-        xs.append(_patches(ch[:, :, None], d, stride))
-        xis.append(xh + xv)
-    x, xi = np.concatenate(xs), np.concatenate(xis)
-    mean = x.mean(1)
-    usable = np.ones(len(x), bool)
-    sig2 = _tail_variance(x)
-    for _ in range(iterations - 1 + 2 * clipped):
-        if clipped:
-            s = math.sqrt(max(sig2, 0.0))
-            inside = (mean > 2 * s) & (mean < 1 - 2 * s)
-            usable = inside if int(inside.sum()) >= 4 * x.shape[1] else usable
-        sel = usable & (xi < sig2 * tau0)
-        if int(sel.sum()) < 4 * x.shape[1]:
-            break
-        sig2 = _tail_variance(x[sel])
-    return float(math.sqrt(max(sig2, 0.0)))
+    x, xi = _weak_texture_patches(img, d, stride)
+    clipped = _is_clipped(img) if clipped is None else clipped
+    return math.sqrt(_weak_texture_variance(x, xi, _texture_threshold(d, confidence), iterations, clipped)[0])
 
 
-def _tail_variance(x: np.ndarray) -> float:
+def _tail_variance(x: np.ndarray, patch_means_removed: bool = False) -> float:
     """σ² from the covariance of patch vectors x (N, M) (Chen, Zhu & Heng, *An efficient statistical method
     for image noise level estimation*, ICCV 2015): natural-image patches lie near a low-dimensional
     subspace, so the smallest eigenvalues λ_i … λ_M are σ² alone; take the largest such tail whose mean
-    τ is also its median (as many eigenvalues above as below) and return τ."""
+    τ is also its median (as many eigenvalues above as below) and return τ.
+    patch_means_removed: subtract each patch's own mean and drop the eigenvalue 0 this leaves — for
+    patches chosen by their (noisy) mean, whose noise along the mean direction the choice distorts; for
+    white noise the patch mean is independent of the deviations from it, which keep variance σ²."""
+    if patch_means_removed:
+        x = x - x.mean(1, keepdims=True)
     x = x - x.mean(0)
-    lam = np.sort(np.linalg.eigvalsh(x.T @ x / len(x)))
+    lam = np.sort(np.linalg.eigvalsh(x.T @ x / len(x)))[int(patch_means_removed):]
     for n in range(len(lam), 0, -1):
         tail = lam[:n]
         tau = tail.mean()
@@ -161,3 +190,116 @@ def describe_noise(image: np.ndarray, stride: int = 2) -> dict:
     ratio = sigma_pd / max(sigma, 1e-4)  # 1e-4: a 40th of a grey level
     return {"family": "gaussian", "parameter_name": "sigma", "parameter": sigma, "sigma_pd": sigma_pd,
             "pd_ratio": ratio, "correlated": ratio > CORRELATED_RATIO, "method": "weak-texture PCA (clean prior)"}
+
+
+def estimate_poisson_gaussian(image: np.ndarray, d: int = PATCH, stride: int = 2, bins: int = 10,
+                              confidence: float = 0.99, clipped: bool | None = None) -> tuple[float, float]:
+    """(a, b) of signal-dependent noise Var[y | x] = a·x + b from one image on [0,1] ((H, W), (H, W, C) or
+    frames (F, H, W, C); channels and frames pooled), in the spirit of Foi, Trimeche, Katkovnik &
+    Egiazarian, *Practical Poissonian-Gaussian noise modeling and fitting for single-image raw-data*,
+    IEEE TIP 2008: the image's patches are split into `bins` equally populated intensity bins, each bin's
+    noise variance is the weak-texture estimate of its patches (`weak_texture_sigma`'s selection and
+    eigenvalue rule), and a·x + b is fitted to (bin mean, variance) by least squares weighted by
+    patches / variance² (a variance estimate's spread grows with the variance), with a, b ≥ 0."""
+    arr = np.asarray(image, dtype=np.float64)
+    frames = arr if arr.ndim == 4 else _as_hwc(arr)[None]
+    parts = [_weak_texture_patches(f, d, stride) for f in frames]
+    x = np.concatenate([p[0] for p in parts])
+    xi = np.concatenate([p[1] for p in parts])
+    clipped = _is_clipped(arr) if clipped is None else clipped
+    tau0 = _texture_threshold(d, confidence)
+    mean = x.mean(1)
+    edges = np.quantile(mean, np.linspace(0, 1, bins + 1))
+    level, variance, count = [], [], []
+    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        sel = (mean >= lo) & ((mean < hi) if k < bins - 1 else (mean <= hi))
+        if int(sel.sum()) < 8 * x.shape[1]:
+            continue
+        v, m = _weak_texture_variance(x[sel], xi[sel], tau0, 4, clipped, binned=True)
+        if v > 0:
+            level.append(m)
+            variance.append(v)
+            count.append(int(sel.sum()))
+    if len(level) < 2:
+        return 0.0, weak_texture_sigma(arr if arr.ndim < 4 else arr[0]) ** 2
+    return _fit_variance_line(np.asarray(level), np.asarray(variance), np.asarray(count, float))
+
+
+def _fit_variance_line(m: np.ndarray, v: np.ndarray, count: np.ndarray, rounds: int = 10) -> tuple[float, float]:
+    """(a, b) ≥ 0 of v ≈ a·m + b, by iteratively reweighted least squares: weights count / fit² (a variance
+    estimate's spread grows with the variance) times a Cauchy weight 1 / (1 + (r/0.1)²) of the relative
+    residual r, so that a few bins inflated by texture or shrunk by a mixed bin do not pull the line."""
+    a, b = 0.0, float(np.median(v))
+    robust = np.ones_like(v)
+    for _ in range(rounds):
+        fit = np.maximum(a * m + b, 1e-12)
+        w = count / fit**2 * robust
+        design = np.stack([m, np.ones_like(m)], 1) * np.sqrt(w)[:, None]
+        a, b = np.linalg.lstsq(design, v * np.sqrt(w), rcond=None)[0]
+        if a < 0:
+            a, b = 0.0, float(np.sum(w * v) / np.sum(w))
+        elif b < 0:
+            a, b = float(np.sum(w * m * v) / np.sum(w * m * m)), 0.0
+        robust = 1 / (1 + ((v - (a * m + b)) / (0.1 * np.maximum(a * m + b, 1e-12))) ** 2)
+    return float(a), float(b)
+
+
+POISSON_FREE = 1e-7
+"""a below this (on [0,1]): no Poisson part to stabilise; the noise is Gaussian with variance b."""
+
+
+def anscombe(y: np.ndarray, a: float, b: float) -> np.ndarray:
+    """Generalised Anscombe transform for Var[y | x] = a·x + b (Murtagh, Starck & Bijaoui 1995; in the
+    gain/σ form of Mäkitalo & Foi 2013): f(y) = 2·√(max(y/a + 3/8 + b/a², 0)); f(y) has variance ≈ 1."""
+    return 2 * np.sqrt(np.maximum(np.asarray(y, np.float64) / a + 0.375 + b / a**2, 0))
+
+
+def _anscombe_expectation(lam: np.ndarray, s2: float, nodes: int = 64) -> np.ndarray:
+    """E[f(z)] for z = Poisson(λ) + N(0, s2) and f(z) = 2√(max(z + 3/8 + s2, 0)) (counts scale: λ = x/a,
+    s2 = b/a²): a Poisson sum over k of Gauss–Hermite quadrature over the Gaussian part."""
+    from scipy.stats import poisson
+
+    t, w = np.polynomial.hermite_e.hermegauss(nodes)
+    w = w / math.sqrt(2 * math.pi)
+    top = float(lam.max())
+    k = np.arange(int(top + 12 * math.sqrt(top) + 40))
+    g = 2 * np.sqrt(np.maximum(k[:, None] + math.sqrt(s2) * t[None, :] + 0.375 + s2, 0)) @ w
+    return poisson.pmf(k[None, :], lam[:, None]) @ g
+
+
+def inverse_anscombe(d: np.ndarray, a: float, b: float, top: float = 1.0) -> np.ndarray:
+    """Exact unbiased inverse of `anscombe` (Mäkitalo & Foi, *Optimal inversion of the generalized
+    Anscombe transformation for Poisson-Gaussian noise*, IEEE TIP 2013): the x with E[f(y) | x] = d,
+    from E[f(y) | x] tabulated on x ∈ [0, 1.5·top] (`_anscombe_expectation`) and interpolated; above the
+    table, the asymptote x = a·(d²/4 − 1/8 − b/a²). The algebraic inverse a·(d²/4 − 3/8 − b/a²) is
+    biased where counts are low; this one is not."""
+    lam_top = 1.5 * max(top, 1e-6) / a + 10
+    lam = np.linspace(0, math.sqrt(lam_top), 1024) ** 2
+    expect = _anscombe_expectation(lam, b / a**2)
+    d = np.asarray(d, np.float64)
+    return np.where(d <= expect[-1], a * np.interp(d, expect, lam), a * (d**2 / 4 - 0.125 - b / a**2))
+
+
+def pg_denoise(denoise, image: np.ndarray, a: float, b: float) -> tuple[np.ndarray, dict]:
+    """Poisson–Gaussian denoising with a Gaussian denoiser: stabilise (`anscombe`: noise std ≈ 1), map to
+    [0,1] (t' = (f(y) − lo)/(hi − lo), noise std 1/(hi − lo)), denoise, map back and invert without bias
+    (`inverse_anscombe`) — the variance-stabilisation route of Mäkitalo & Foi 2013.
+
+    Args:
+        denoise: f(image, σ) → image, a Gaussian denoiser on [0,1] numpy arrays.
+        image: (H, W) or (H, W, C) on [0,1] (one a, b for all channels).
+        a, b: Var[y | x] = a·x + b on the [0,1] scale; a < POISSON_FREE is Gaussian noise of variance b.
+    Returns:
+        (x̂, report: a, b, sigma_stabilised: the noise std the denoiser was given, on its [0,1] scale).
+    """
+    y = np.asarray(image, np.float64)
+    if a < POISSON_FREE:
+        s = math.sqrt(max(b, 0.0))
+        return np.asarray(denoise(y.astype(np.float32), max(s, SIGMA_FLOOR)), np.float64), \
+            {"a": a, "b": b, "sigma_stabilised": s}
+    t = anscombe(y, a, b)
+    lo, hi = float(t.min()), float(t.max())
+    span = max(hi - lo, 1e-6)
+    sigma = 1.0 / span
+    d = np.asarray(denoise(((t - lo) / span).astype(np.float32), sigma), np.float64) * span + lo
+    return inverse_anscombe(d, a, b, top=float(y.max())), {"a": a, "b": b, "sigma_stabilised": sigma}

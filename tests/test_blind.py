@@ -7,7 +7,17 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from scoretool.blind import estimate_sigma, pd_denoise, pixel_shuffle, pixel_unshuffle, weak_texture_sigma
+from scoretool.blind import (
+    anscombe,
+    estimate_poisson_gaussian,
+    estimate_sigma,
+    inverse_anscombe,
+    pd_denoise,
+    pg_denoise,
+    pixel_shuffle,
+    pixel_unshuffle,
+    weak_texture_sigma,
+)
 from scoretool.cli import app
 
 runner = CliRunner()
@@ -134,3 +144,46 @@ def test_describe_noise_sees_correlation(rng):
     n = uniform_filter(rng.standard_normal(x.shape), size=(2, 2, 1))
     corr = describe_noise(x + 0.03 * n / n.std())
     assert corr["pd_ratio"] > 1.3 and corr["correlated"]
+
+
+def poisson_gaussian(x, a, b, rng):
+    """y with Var[y | x] = a·x + b (a = 0: Gaussian)."""
+    return (a * rng.poisson(x / a) if a else x) + np.sqrt(b) * rng.standard_normal(np.shape(x))
+
+
+@pytest.mark.parametrize("x0", [0.02, 0.1, 0.5])
+def test_inverse_anscombe_is_unbiased_where_the_algebraic_inverse_is_not(x0, rng):
+    a, b = 0.04, 1e-4  # 0.5 to 12.5 photons: the low-count regime
+    d = anscombe(poisson_gaussian(np.full(400_000, x0), a, b, rng), a, b).mean()  # E[f(y) | x0]
+    assert inverse_anscombe(d, a, b) == pytest.approx(x0, rel=0.01)
+    if x0 < 0.2:
+        assert abs(a * (d**2 / 4 - 0.375 - b / a**2) / x0 - 1) > 0.05  # the bias the exact inverse removes
+    t = anscombe(poisson_gaussian(np.full(400_000, x0), a, b, rng), a, b)
+    assert t.std() == pytest.approx(1, abs=0.05 if x0 > 0.05 else 0.25)  # stabilised
+
+
+def test_pg_denoise_of_a_flat_image_with_its_mean_as_denoiser(rng):
+    """A flat image's best denoiser in the stabilised domain is the mean, E[f(y)]: the unbiased inverse
+    brings it back to x0 (the algebraic inverse would give 0.0168 here)."""
+    a, b, x0 = 0.04, 1e-4, 0.025
+    y = poisson_gaussian(np.full((300, 300), x0), a, b, rng)
+    out, rep = pg_denoise(lambda t, s: np.full_like(t, t.mean()), y, a, b)
+    assert out.mean() == pytest.approx(x0, rel=0.02) and rep["sigma_stabilised"] > 0
+
+
+@pytest.mark.parametrize("a,b", [(0.01, 0.0004), (0.002, 0.0025), (0.04, 0.0001), (0.0, 0.0016)])
+def test_estimate_poisson_gaussian_known_pair(a, b):
+    """Known (a, b) on a scene spanning [0.05, 0.95] (gradients, flat areas and edges): within 10% where
+    that part of the variance is at least a fifth of the total at mid-grey."""
+    yy, xx = np.mgrid[0:384, 0:384] / 384
+    x = (0.05 + 0.9 * xx).clip(0, 1)
+    x[100:200, 50:300] = 0.5
+    x[250:300] = 0.05 + 0.9 * yy[250:300] ** 2
+    y = poisson_gaussian(x, a, b, np.random.default_rng(3))
+    a_hat, b_hat = estimate_poisson_gaussian(y)
+    total = a * 0.5 + b
+    assert a * 0.5 < 0.2 * total or a_hat == pytest.approx(a, rel=0.1)
+    assert b < 0.2 * total or b_hat == pytest.approx(b, rel=0.1)
+    assert (a_hat * 0.5 + b_hat) == pytest.approx(total, rel=0.05)
+    assert a or a_hat * 0.5 < 0.1 * b  # Gaussian noise is found to be Gaussian
+    assert estimate_poisson_gaussian(np.stack([y, y], -1))[0] == pytest.approx(a_hat, rel=0.05)  # channels pooled
