@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from scoretool.cli import app
 from scoretool.errors import ScoretoolError
 from scoretool.io import read_image, write_image
-from scoretool.nets import ScoreUNet, UNetConfig
+from scoretool.nets import EDMPrecond, UNetConfig
 from scoretool.ood import (
     FeatureSpec,
     OODModel,
@@ -254,7 +254,7 @@ def test_cli_bad_inputs(fitted, tmp_path, rng, tiny_model):
     # another prior with the same channel count
     torch.manual_seed(99)
     other = tmp_path / "other.safetensors"
-    save_model(other, ScoreUNet(UNetConfig(channels=1, widths=[8, 16], blocks_per_level=1, embed_dim=16)),
+    save_model(other, EDMPrecond(UNetConfig(channels=1, widths=[8, 16], blocks_per_level=1, embed_dim=16)),
                {"kind": "prior", "sigma_min": 0.002, "sigma_max": 10.0})
     res = runner.invoke(app, ["ood", "score", str(train), "--model", str(model), "--weights", str(other)])
     assert res.exit_code == 2 and "not the prior" in res.output

@@ -5,12 +5,12 @@ import torch
 from safetensors.torch import save_file
 
 from scoretool.errors import ScoretoolError
-from scoretool.nets import ScoreUNet, UNetConfig
+from scoretool.nets import EDMPrecond, UNetConfig
 from scoretool.weights import bundled_models, load_model, resolve_weights, save_model
 
 
 def test_round_trip_keeps_weights_and_metadata(tmp_path):
-    net = ScoreUNet(UNetConfig(channels=3, widths=[8, 16], blocks_per_level=1, embed_dim=16))
+    net = EDMPrecond(UNetConfig(channels=3, widths=[8, 16], blocks_per_level=1, embed_dim=16))
     for p in net.parameters():
         torch.nn.init.normal_(p)
     save_model(tmp_path / "m.safetensors", net, {"sigma_min": 0.002, "measured_psnr": {"BSD68": 29.0}})
@@ -64,7 +64,7 @@ def test_model_files_get_ordinary_permissions(tmp_path):
     umask = os.umask(0o022)
     try:
         path = tmp_path / "m.safetensors"
-        save_model(path, ScoreUNet(UNetConfig(widths=[8, 16], blocks_per_level=1, embed_dim=16)), {"kind": "prior"})
+        save_model(path, EDMPrecond(UNetConfig(widths=[8, 16], blocks_per_level=1, embed_dim=16)), {"kind": "prior"})
         assert path.stat().st_mode & 0o777 == 0o644
         update_info(path, measured_psnr={"BSD68": 1.0})
         assert path.stat().st_mode & 0o777 == 0o644
