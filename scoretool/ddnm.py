@@ -8,7 +8,7 @@ Wang, Yu, Zhang, "Zero-shot image restoration using denoising diffusion null-spa
     x_{t+1} = x̂0 + σ'·(η·n + √(1−η²)·ε̂),  ε̂ = (x_t − x0)/σ_t,  σ' = √(σ_{t+1}² − (λσ_y)²)
 
 DDNM: λ = 1. DDNM+ (σ_y > 0): λ = min(1, ρ·σ_{t+1}/σ_y) (per singular value where the operator knows
-its spectrum, see `LinearOperator.noisy_correction`). The paper has ρ = 1: the measurement noise may fill
+its spectrum, see `ddnm_plus_correction`). The paper has ρ = 1: the measurement noise may fill
 the whole noise budget σ_{t+1}; but it is the same noise realisation at every step, and it builds up
 (deblurring σ_y = 0.01, Set12 crop: 20.8 dB at 30 steps, 15.6 dB at 100). ρ = `noise_share` = 0.3 gave
 30.0 / 30.5 dB (ρ = 0.1: 29.1 / 29.4; Wiener 29.2), so 0.3 is the default.
@@ -90,6 +90,21 @@ def smooth_start(op, x: torch.Tensor, iterations: int = 50) -> torch.Tensor:
     return x + z
 
 
+def ddnm_plus_correction(op, r: torch.Tensor, sigma_next: float, sigma_y: float) -> tuple[torch.Tensor, float]:
+    """DDNM+'s range-space correction λ·A†r and the std of the measurement noise it carries into x.
+
+    Per singular component i of A with noise gain g_i (the std of A†n for white n, `op.dagger_gains()`):
+    λ_i = min(1, σ_next/(σ_y·g_i)), so no component receives more than σ_next of amplified measurement
+    noise (Wang, Yu & Zhang 2023, §3.3, Eq. 19); the carried std is σ_y·√mean((λ_i·g_i)²). σ_y = 0
+    gives A†r and 0 (DDNM).
+    """
+    if sigma_y <= 0:
+        return op.A_dagger(r), 0.0
+    gains = op.dagger_gains()
+    lam = (sigma_next / (sigma_y * gains).where(gains > 0, 1.0)).clamp(max=1.0)  # a component A† drops: any λ
+    return op.A_dagger_scaled(r, lam), float(sigma_y * (lam * gains).square().mean().sqrt())
+
+
 def data_consistency(op, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-image relative residual ‖A·x − y‖ / ‖y‖ (B,)."""
     r = (op.A(x) - y).flatten(1).norm(dim=1)
@@ -118,7 +133,7 @@ def ddnm_sample(
 
     Args:
         denoiser: D(x, σ) for x (B, C, H, W) and σ (B,) on the [0,1] scale.
-        op: linear operator with A, A_dagger, noisy_correction and x_shape (scoretool.operators).
+        op: a `scoretool.operators.LinearOperator`; it is moved to y's device.
         y: measurements (B, *op.y_shape).
         sigmas: the noise levels σ_0 > σ_1 > … > σ_n = 0 (e.g. `edm_sigmas`); one step per pair, and the
             chain starts at x = A†y + σ_0·n (σ_0 = 10, the prior's largest trained σ, makes the start
@@ -143,6 +158,7 @@ def ddnm_sample(
         raise ValueError(f"eta {eta}: must be in [0, 1]")
     if travel < 0 or travel_repeat < 0:
         raise ValueError("travel and travel_repeat must be ≥ 0")
+    op = op.to(y.device) if isinstance(op, torch.nn.Module) else op
     n = len(sig) - 1
     B = y.shape[0]
     shape = (B, *op.x_shape)
@@ -154,7 +170,7 @@ def ddnm_sample(
     if start not in ("pinv", "smooth"):
         raise ValueError(f"start {start!r}: expected pinv or smooth")
     if start == "smooth":  # DDNM+: A†y with its amplified noise kept below ρ·σ_0, as in the steps
-        x = smooth_start(op, op.noisy_correction(y, noise_share * sig[0], sigma_y)[0])
+        x = smooth_start(op, ddnm_plus_correction(op, y, noise_share * sig[0], sigma_y)[0])
     else:
         x = op.A_dagger(y)
     x = x + sig[0] * noise()
@@ -169,7 +185,7 @@ def ddnm_sample(
             callback({"i": i, "sigma": s, "x": x, "denoised": x0, "nfe": nfe})
         if clip is not None:
             x0 = x0.clamp(*clip)
-        corr, carried = op.noisy_correction(op.A(x0) - y, noise_share * s_next, sigma_y)
+        corr, carried = ddnm_plus_correction(op, op.A(x0) - y, noise_share * s_next, sigma_y)
         x0_hat = x0 - corr
         if s_next == 0:
             x = x0_hat
