@@ -9,9 +9,8 @@ a 1 MP image costs the same as a small one. Per level (FeatureSpec says which):
 - parity: even/odd asymmetry of the lag-1 products — pixel replication (2× nearest up-sampling) and
   block grids (JPEG) make neighbouring pairs alternate, natural images do not;
 - quantiles: log quantiles of per-patch RMS norms (`patch`²), the local variant of MSMA.
-The default is the MSMA norms plus one number per image, `parity_mean` (the level-averaged parity):
-per-level parities and autocorrelations are available but flag held-out photographs too often; the
-comparison is `bench/ood.py` (results and history: bench/results/README.md, CHANGELOG).
+The default is the MSMA norms plus one number per image, `parity_mean` (the level-averaged parity);
+the per-level parities and autocorrelations are optional. `bench/ood.py` compares the recipes.
 
 Density (scikit-learn): a GaussianMixture (standardised features, full covariance, number of
 components chosen by held-out log-likelihood) with score = −log p(f), or kNN with score = mean

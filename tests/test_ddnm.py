@@ -161,3 +161,26 @@ def test_schedule_checked_and_callback_sees_every_evaluation():
             ddnm_sample(gauss_denoiser, op, y, bad)
     with pytest.raises(ValueError, match="start"):
         ddnm_sample(gauss_denoiser, op, y, edm_sigmas(3, 0.5), start="noise")
+
+
+def test_travel_schedule_redoes_each_segment_and_is_checked():
+    from scoretool.ddnm import _check_travel_schedule, travel_schedule
+
+    assert travel_schedule(4) == [0, 1, 2, 3, 4]
+    assert travel_schedule(6, 2) == [0, 1, 2, 0, 1, 2, 3, 4, 2, 3, 4, 5, 6]
+    assert travel_schedule(4, 2, repeat=2) == [0, 1, 2, 0, 1, 2, 0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="forward"):
+        _check_travel_schedule([0, 2, 3], 3)
+    with pytest.raises(ValueError, match="from 0 to 3"):
+        _check_travel_schedule([0, 1, 2], 3)
+    with pytest.raises(ValueError, match="travel"):
+        travel_schedule(4, -1)
+
+
+def test_one_evaluation_per_forward_move_of_the_travel_schedule():
+    op = ops.Inpaint(torch.ones(1, 9, 9), (1, 9, 9))
+    y = torch.rand(1, 1, 9, 9)
+    seen = []
+    _, nfe = ddnm_sample(gauss_denoiser, op, y, edm_sigmas(6, 1.0), travel=2, generator=torch.Generator().manual_seed(0),
+                         callback=lambda info: seen.append(info["i"]))
+    assert seen == [0, 1, 0, 1, 2, 3, 2, 3, 4, 5] and nfe == 10
