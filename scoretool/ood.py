@@ -362,34 +362,25 @@ def detection_metrics(inlier_scores: np.ndarray, outlier_scores: np.ndarray) -> 
 
 def histogram_image(inlier_scores, outlier_scores, threshold: float | None = None, bins: int = 40,
                     size: tuple[int, int] = (360, 640)) -> np.ndarray:
-    """An RGB uint8 histogram of the two score sets (inliers blue, outliers red, overlap purple,
-    threshold a black vertical line), drawn with numpy only (for when matplotlib is absent)."""
-    h, w = size
+    """An RGB uint8 picture of `size` (height, width): normalised histograms of the two score sets on
+    shared bins (inliers and outliers), and the threshold as a black vertical line.
+
+    Raises:
+        ScoretoolError: matplotlib is not installed (``pip install 'scoretool[plots]'``).
+    """
+    from .plots import figure, rgb_array
+
     s_in, s_out = np.asarray(inlier_scores, float), np.asarray(outlier_scores, float)
-    allv = np.r_[s_in, s_out] if threshold is None else np.r_[s_in, s_out, threshold]
-    lo, hi = float(np.min(allv)), float(np.max(allv))
-    hi = hi if hi > lo else lo + 1.0
-    edges = np.linspace(lo, hi, bins + 1)
-    c_in = np.histogram(s_in, edges)[0] / max(len(s_in), 1)
-    c_out = np.histogram(s_out, edges)[0] / max(len(s_out), 1)
-    top = max(c_in.max(), c_out.max(), 1e-9)
-    img = np.full((h, w, 3), 255, np.uint8)
-    m = 20
-    pw, ph = w - 2 * m, h - 2 * m
-    for b in range(bins):
-        x0, x1 = m + int(b * pw / bins), m + int((b + 1) * pw / bins) - 1
-        for frac, col in ((c_in[b], 0), (c_out[b], 1)):
-            y0 = h - m - int(round(frac / top * ph))
-            region = img[y0:h - m, x0:x1]
-            if col == 0:
-                region[..., 0] = np.minimum(region[..., 0], 60)
-                region[..., 1] = np.minimum(region[..., 1], 110)
-            else:
-                region[..., 1] = np.minimum(region[..., 1], 60)
-                region[..., 2] = np.minimum(region[..., 2], 90)
-    img[h - m, m:w - m] = 0
-    img[m:h - m, m] = 0
+    every = np.r_[s_in, s_out] if threshold is None else np.r_[s_in, s_out, threshold]
+    lo, hi = float(np.min(every)), float(np.max(every))
+    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+    fig = figure(size[1], size[0])
+    ax = fig.add_subplot()
+    ax.hist(s_in, edges, alpha=0.6, density=True, label="inliers")
+    ax.hist(s_out, edges, alpha=0.6, density=True, label="outliers")
     if threshold is not None:
-        xt = m + int(round((threshold - lo) / (hi - lo) * (pw - 1)))
-        img[m:h - m, max(xt - 1, 0):xt + 1] = 0
-    return img
+        ax.axvline(threshold, color="k", label="threshold")
+    ax.set_xlabel("OOD score")
+    ax.legend()
+    fig.tight_layout()
+    return rgb_array(fig)

@@ -22,6 +22,7 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from kornia.filters import get_gaussian_kernel2d
 from torch import nn
 
 Shape = tuple[int, int, int]
@@ -258,14 +259,12 @@ class Colorize(LinearOperator):
 
 # ---------------------------------------------------------------- deblurring
 def gaussian_kernel(std: float, size: int | None = None) -> np.ndarray:
-    """Normalised 2-D Gaussian kernel; default size 2·⌈3·std⌉ + 1."""
+    """Normalised 2-D Gaussian kernel (float64) with the given std in pixels, centred on the middle of a
+    size × size grid; default size 2·⌈3·std⌉ + 1."""
     if not std > 0:
         raise ValueError(f"gaussian kernel std {std}: must be positive")
     size = size or 2 * math.ceil(3 * std) + 1
-    t = np.arange(size) - (size - 1) / 2
-    g = np.exp(-(t**2) / (2 * std**2))
-    k = np.outer(g, g)
-    return k / k.sum()
+    return get_gaussian_kernel2d(size, (std, std), force_even=True, dtype=torch.float64)[0].numpy()
 
 
 def uniform_kernel(size: int) -> np.ndarray:

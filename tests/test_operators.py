@@ -130,3 +130,11 @@ def test_constants_are_buffers_that_move_with_the_module():
     names = {name for name, _ in op.named_buffers()}
     assert {"ops.0.K", "ops.0.Kp", "ops.1.counts"} <= names
     assert all(b.dtype == torch.float32 for b in op.to(torch.float32).buffers() if b.is_floating_point())
+
+
+def test_gaussian_kernel_known_values():
+    g = np.exp(-0.5 * np.array([-1.0, 0.0, 1.0]) ** 2)
+    np.testing.assert_allclose(ops.gaussian_kernel(1.0, 3), np.outer(g, g) / np.outer(g, g).sum(), atol=1e-15)
+    assert ops.gaussian_kernel(2.0).shape == (13, 13)  # 2·⌈3·std⌉ + 1
+    g = np.exp(-0.5 * np.array([-1.5, -0.5, 0.5, 1.5]) ** 2)  # an even size is centred between two pixels
+    np.testing.assert_allclose(ops.gaussian_kernel(1.0, 4), np.outer(g, g) / np.outer(g, g).sum(), atol=1e-15)
