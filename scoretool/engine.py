@@ -145,11 +145,6 @@ def apply_tiled(
     return out / weight
 
 
-def count_tiles(h: int, w: int, tile: int = 512, overlap: int = 64, multiple: int = 8) -> int:
-    tile = max(multiple, tile // multiple * multiple)
-    return len(_axis_tiles(h, min(tile, h), overlap, multiple)) * len(_axis_tiles(w, min(tile, w), overlap, multiple))
-
-
 def dihedral(x: torch.Tensor, i: int, inverse: bool = False) -> torch.Tensor:
     """The i-th of the 8 flips/90° rotations of x over its last two axes (i = 0: x itself; 4–7 flip first),
     or with inverse=True its inverse, so dihedral(dihedral(x, i), i, inverse=True) = x."""

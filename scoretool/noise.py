@@ -66,14 +66,6 @@ def dispersion(family: str, param: float) -> float:
     return {"gaussian": lambda v: v * v, "poisson": lambda v: v, "gamma": lambda v: 1.0 / v}[family](float(param))
 
 
-def parameter_from_dispersion(family: str, phi: float) -> float:
-    family = check_family(family)
-    phi = float(phi)
-    if not phi > 0:
-        return float("nan")
-    return {"gaussian": math.sqrt, "poisson": lambda v: v, "gamma": lambda v: 1.0 / v}[family](phi)
-
-
 # ---------------------------------------------------------------- sampling
 
 def add_noise(x: np.ndarray, family: str, param: float, seed: int | np.random.Generator = 0) -> np.ndarray:
@@ -106,15 +98,11 @@ class GuardReport:
     nonfinite_score: int = 0
     exp_overflow: int = 0  # Poisson: ζ·s > EXP_MAX
     gamma_denominator: int = 0  # Gamma: (k − 1) − y·s ≤ GAMMA_MIN_DENOMINATOR·(k − 1)
-    invalid_base: int = 0  # power p: base of the 1/(1−p) power ≤ 0, or y ≤ 0 with p > 0
+    invalid_base: int = 0  # no formula of the three families sets it; kept so reports keep their keys
 
     @property
     def fired(self) -> int:
         return self.nonfinite_score + self.exp_overflow + self.gamma_denominator + self.invalid_base
-
-    def merge(self, other: GuardReport) -> GuardReport:
-        return GuardReport(*(getattr(self, f) + getattr(other, f) for f in
-                             ("pixels", "nonfinite_score", "exp_overflow", "gamma_denominator", "invalid_base")))
 
     def as_dict(self) -> dict:
         return {"pixels": self.pixels, "guarded": self.fired, "nonfinite_score": self.nonfinite_score,
@@ -190,34 +178,6 @@ def tweedie_posterior_mean(y: torch.Tensor, score: torch.Tensor, family: str, pa
         xhat = k * y / torch.where(small, torch.ones_like(den), den)
         bad = small | ~finite
     return _fallback(y, xhat, bad), report
-
-
-def tweedie_power_mean(y: torch.Tensor, score: torch.Tensor, p: float, phi: float) -> tuple[torch.Tensor, GuardReport]:
-    """General Tweedie family Var = φ·μ^p, saddle-point approximation (Kim & Ye, CVPR 2022):
-
-    x̂ = [y^{1−p} + (1−p)·φ·(s + p/(2y))]^{1/(1−p)}   (p ≠ 1)
-    p = 0, φ = σ² gives the Gaussian formula and p = 2, φ = 1/k the Gamma one exactly. For |p − 1| < 1e-6
-    the Poisson formula (y + φ/2)·exp(φ·s) is used (the p → 1 limit agrees with it to first order).
-    Guards: y ≤ 0 with p > 0, or a base ≤ 0 → fallback to y (counted as invalid_base).
-    """
-    p, phi = float(p), float(phi)
-    if not phi > 0:
-        raise ScoretoolError(f"dispersion φ={phi}: must be positive")
-    if abs(p - 1) < 1e-6:
-        return tweedie_posterior_mean(y, score, "poisson", phi)
-    report = GuardReport(pixels=y.numel())
-    finite = torch.isfinite(score)
-    report.nonfinite_score = int((~finite).sum())
-    s = torch.where(finite, score, torch.zeros_like(score))
-    if p == 0:
-        return _fallback(y, y + phi * s, ~finite), report
-    ypos = y > 0
-    ys = torch.where(ypos, y, torch.ones_like(y))
-    base = ys ** (1 - p) + (1 - p) * phi * (s + p / (2 * ys))
-    good = ypos & (base > 0) & finite
-    report.invalid_base = int((~good & finite).sum())
-    xhat = torch.where(good, base, torch.ones_like(base)) ** (1 / (1 - p))
-    return _fallback(y, xhat, ~good), report
 
 
 def check_nonnegative(y: torch.Tensor, family: str, negative: str = "error") -> tuple[torch.Tensor, int]:

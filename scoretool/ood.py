@@ -131,11 +131,6 @@ def lag1_parity(r: torch.Tensor) -> torch.Tensor:
     return out.float()
 
 
-def patch_norms(denoise: Denoiser, x: torch.Tensor, spec: FeatureSpec, batch: int = 64) -> torch.Tensor:
-    """Per-level RMS patch norms ‖r_i‖/√N of r_i = (D(x, σ_i) − x)/σ_i → (L, P); see `score_maps`."""
-    return norms_of_maps(score_maps(denoise, x, spec, batch), spec.patch)
-
-
 def features_from_norms(norms: torch.Tensor, quantiles=DEFAULT_QUANTILES) -> np.ndarray:
     """log of the per-level quantiles of the patch norms → (L·Q,) float64, level-major."""
     q = torch.quantile(norms.double(), torch.tensor(quantiles, dtype=torch.float64), dim=1)  # (Q, L)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from scoretool.engine import apply_tiled, count_tiles, select_device
+from scoretool.engine import apply_tiled, select_device
 from scoretool.errors import ScoretoolError
 from scoretool.nets import EDMPrecond, UNetConfig
 
@@ -38,10 +38,6 @@ def test_tiled_unet_has_no_seams():
         tiled = apply_tiled(lambda t: net(t, 0.1), x, tile=64, overlap=32, multiple=net.multiple)
     assert (tiled - whole).abs().max() < 2e-3
 
-
-def test_count_tiles_matches():
-    assert count_tiles(37, 31, tile=512) == 1
-    assert count_tiles(1001, 777, tile=256, overlap=16) > 1
 
 
 def test_device_selection():

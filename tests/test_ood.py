@@ -20,7 +20,8 @@ from scoretool.ood import (
     geometric_levels,
     histogram_image,
     min_images,
-    patch_norms,
+    norms_of_maps,
+    score_maps,
     score_norm_features,
 )
 from scoretool.weights import save_model
@@ -51,11 +52,11 @@ def test_crop_positions_cover_and_count(h, w, crop, count):
     assert max(xs) == max(w - crop, 0)
 
 
-def test_patch_norms_closed_form(rng):
+def test_patch_norms_of_score_maps_closed_form(rng):
     """(D(x,σ) − x)/σ = −σ/(τ²+σ²)·(x − μ): patch RMS norms are known exactly."""
     x = torch.from_numpy(rng.random((2, 37, 31), dtype=np.float32))
     spec = FeatureSpec(sigmas=[0.5, 0.05, 0.01], crop=16, patch=8, crops=4)
-    norms = patch_norms(gaussian_denoiser, x, spec, batch=5)
+    norms = norms_of_maps(score_maps(gaussian_denoiser, x, spec, batch=5), spec.patch)
     assert norms.shape == (3, 4 * 4)
     for i, s in enumerate(spec.sigmas):
         expect = []
