@@ -1,6 +1,6 @@
 """Blind noise models for a clean prior: the Gaussian level σ, the Poisson–Gaussian pair (a, b) and
-correlated camera noise, estimated from one image without a network (methods.md §2 covers the
-Noise2Score estimators; these are the classical ones a clean prior needs).
+correlated camera noise, estimated from one image without a network (the classical estimators a clean
+prior needs; the Noise2Score ones are in `scoretool.noise`).
 
 Scale: [0,1] intensities; images are numpy arrays (H, W) or (H, W, C).
 """
@@ -44,8 +44,8 @@ def weak_texture_sigma(img: np.ndarray, d: int = PATCH, stride: int = 2, iterati
     A patch of pure noise has gradient energy ξ = ‖D p‖² ~ σ²·Gamma(r/2, 2·tr(DᵀD)/r) (r = rank DᵀD);
     patches with ξ above that distribution's `confidence` quantile hold texture. Alternate: σ̂ from the
     selected patches, reselect with the threshold σ̂²·τ₀. Channels are pooled (one σ for all).
-    The paper's confidence 1 − 10⁻⁶ keeps faint texture (σ̂ +6% at σ = 5 on BSD68); 0.99 with four
-    rounds is within 1.5% from σ = 5 to 50 (bench/realnoise.py).
+    The paper's confidence 1 − 10⁻⁶ keeps faint texture in the selection; the default 0.99 with four
+    rounds does not (bench/realnoise.py measures both).
     clipped: data clipped to [0,1] (None: detected, > 0.1% of values at 0 or 1); clipping shrinks the
     noise near 0 and 1, so patches whose mean is within 2σ̂ of either end are left out.
     """
@@ -131,9 +131,8 @@ def pd_denoise(denoise, image: np.ndarray, stride: int = 2, scale: float = 3.0, 
     each is denoised at scale·σ̂_k (σ̂_k = `weak_texture_sigma` of sub-image k), the results are put back in
     place, and a light second pass D(x̂, refine·mean σ̂_k) removes the grid pattern that independent
     sub-images leave. σ̂_k measures the white part of the noise only (JPEG removes the finest-scale noise
-    in flat areas, where the estimator looks), so it is below the noise std; scale = 3 and refine = 1
-    were chosen on 4 of the 55 PolyU-Canon crops (mean gain over the noisy input: scale 1 +0.6 dB,
-    2.2 +1.9, 3 +2.1, 4 +2.1; bench/realnoise.py camera measures all 55).
+    in flat areas, where the estimator looks), so it is below the noise std, hence scale > 1 (default 3,
+    refine 1; bench/realnoise.py measures them on PolyU-Canon).
 
     Args:
         denoise: f(image, σ) → image, a Gaussian denoiser on [0,1] numpy arrays.

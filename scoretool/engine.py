@@ -45,7 +45,7 @@ def bf16_available(device: torch.device) -> bool:
 def autocast(device: torch.device, precision: str = "auto"):
     """Context for the network's forward pass: bf16 autocast when `auto` and supported, else fp32.
 
-    bench/engine.py measures the accuracy cost (PSNR change ≤ 0.01 dB on BSD68 σ=25).
+    bench/engine.py measures the accuracy cost against fp32.
     """
     if precision not in ("auto", "bf16", "fp32"):
         raise ScoretoolError(f"--precision {precision}: expected auto, fp32 or bf16")

@@ -272,6 +272,7 @@ def widen(net: EDMPrecond, widths: list[int]) -> EDMPrecond:
 
 
 def count_parameters(net: nn.Module) -> int:
+    """Number of trainable and frozen parameters (buffers not counted)."""
     return sum(p.numel() for p in net.parameters())
 
 

@@ -1,5 +1,10 @@
 """Noise families (Gaussian, Poisson, Gamma, Tweedie power p): sampling, Tweedie posterior means from
-the score of the noisy density, and parameter / family estimation from that score (methods.md §2).
+the score of the noisy density, and parameter / family estimation from that score.
+
+References: Kim & Ye, "Noise2Score: Tweedie's approach to self-supervised image denoising without clean
+images", NeurIPS 2021 (the posterior means); Kim, Kwon & Ye, "Noise distribution adaptive
+self-supervised image denoising using Tweedie distribution and score matching", CVPR 2022 (the power p
+and the parameter estimates).
 
 Scale: everything on the [0,1] intensity scale. Parameters: Gaussian σ (std), Poisson ζ
 (y = ζ·Poisson(x/ζ)), Gamma k (y = x·G, G ~ Gamma(shape k, scale 1/k)). Dispersion φ of the Tweedie
@@ -12,6 +17,8 @@ What the Noise2Score formulas are exact for (conjugate priors, tests/test_noise.
 - Poisson: x̂ = (y + ζ/2)·exp(ζ·s) is exp(E[log x | y]) up to Stirling's ψ(n+1) ≈ log(n + ½), the
   geometric posterior mean; it is below E[x | y] by ≈ ζ/2 for a flat prior.
 Methods take a score / denoiser *callable* and tensors; no network is needed to test them.
+One module (about 390 lines) holds every noise family's sampling, posterior mean and estimation, so a
+family is read in one place.
 """
 
 from __future__ import annotations
@@ -30,8 +37,8 @@ from .errors import ScoretoolError
 FAMILIES = ("gaussian", "poisson", "gamma")
 PARAM_NAME = {"gaussian": "sigma", "poisson": "zeta", "gamma": "k"}
 POWER = {"gaussian": 0.0, "poisson": 1.0, "gamma": 2.0}
-# classification thresholds on the estimated power p (midpoints between 0, 1 and 2; methods.md quotes
-# the paper's 0.9 / 1.9, tuned for its own estimator of p)
+# classification thresholds on the estimated power p: the midpoints between 0, 1 and 2 (the CVPR 2022
+# paper's 0.9 / 1.9 are tuned for its own estimator of p)
 P_THRESHOLDS = (0.5, 1.5)
 EXP_MAX = 10.0  # Poisson guard: ζ·s above this (x̂ > e^10·(y + ζ/2)) is treated as a failed score
 GAMMA_MIN_DENOMINATOR = 0.05  # Gamma guard: (k − 1) − y·s below this fraction of (k − 1)
@@ -41,6 +48,7 @@ ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def check_family(family: str) -> str:
+    """The family name in lower case; an unknown one raises ScoretoolError."""
     family = str(family).lower()
     if family not in FAMILIES:
         raise ScoretoolError(f"noise family {family!r}: expected one of {', '.join(FAMILIES)}")
@@ -142,7 +150,7 @@ def auto_sigma_a(y: torch.Tensor, family: str, param: float, bounds: tuple[float
 
 def tweedie_posterior_mean(y: torch.Tensor, score: torch.Tensor, family: str, param: float,
                            sigma_a: float = 0.0) -> tuple[torch.Tensor, GuardReport]:
-    """Noise2Score's Tweedie posterior mean from s = ∇ log p_Y(y) (Kim & Ye, NeurIPS 2021; methods.md §2).
+    """Noise2Score's Tweedie posterior mean from s = ∇ log p_Y(y) (Kim & Ye, NeurIPS 2021).
 
     gaussian: x̂ = y + σ²·s
     poisson:  x̂ = (y + ζ/2)·exp(ζ·s)
@@ -199,7 +207,8 @@ def check_nonnegative(y: torch.Tensor, family: str, negative: str = "error") -> 
 
 def noisy_score(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y: torch.Tensor,
                 sigma_a: float = 0.002, richardson: bool = False) -> torch.Tensor:
-    """s_Y(y) ≈ s(y, σ_a) = (D(y, σ_a) − y)/σ_a² from an AR-DAE (Noise2Score) model; methods.md §1.
+    """s_Y(y) ≈ s(y, σ_a) = (D(y, σ_a) − y)/σ_a² from an AR-DAE (Noise2Score) model
+    (Lim et al., "AR-DAE: towards unbiased neural entropy gradient estimation", ICML 2020).
 
     richardson=True: s(y, σ_a) = s_Y + c·σ_a² + O(σ_a⁴), so (4·s(σ_a) − s(2σ_a))/3 removes the σ_a² term
     (costs a second network pass, and amplifies network error by ≈ 1.5). Call with an fp32 denoiser:
@@ -215,6 +224,7 @@ def noisy_score(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], 
 
 
 def score_from_denoiser(denoiser, sigma_a: float = 0.002, richardson: bool = False) -> ScoreFn:
+    """The score function y ↦ `noisy_score`(denoiser, y, σ_a) of a Noise2Score model."""
     return lambda y: noisy_score(denoiser, y, sigma_a, richardson)
 
 
@@ -307,7 +317,7 @@ def flat_pixels(y: torch.Tensor, s_prime: torch.Tensor, fraction: float = 0.25, 
 
 
 def estimate_parameters(y: torch.Tensor, s_prime: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, float]:
-    """The parameter of each family from s′ (medians over pixels; methods.md §2, CVPR 2022 code):
+    """The parameter of each family from s′ (medians over pixels; Kim, Kwon & Ye, CVPR 2022):
     σ̂² = median(clamp(−1/s′, 0, 1));  ζ̂ = median(−y + √(y² − 2/s′));  1/k̂ = median(1/(1 − y²·s′)).
     Exact for a point-mass prior: s′ = −1/σ², −1/(ζ(y + ζ/2)) (Stirling) and −(k − 1)/y².
     Pixels with s′ ≥ 0 (prior curvature dominates) are left out of the Poisson/Gamma medians; `mask`

@@ -18,6 +18,8 @@ Euclidean distance to the k = 5 nearest training features (standardised). The re
 distribution, against which percentiles are reported, is made of *held-out* scores (5-fold
 cross-validation for the GMM, leave-one-out for kNN), so a new inlier is flagged at about the nominal
 rate. Stored as safetensors (tensors + JSON metadata), no pickle.
+The features and the density model over them share this module (about 380 lines): the OOD score is
+their composition, and the stored model records the feature recipe it was fitted on.
 """
 
 from __future__ import annotations
@@ -195,6 +197,7 @@ def choose_components(z: np.ndarray, seed: int = 0, candidates=GMM_COMPONENTS) -
 
 
 def gmm_nll(gmm, z: np.ndarray) -> np.ndarray:
+    """−log p(z) of each row of z under a fitted scikit-learn GaussianMixture."""
     return -gmm.score_samples(z)
 
 
@@ -270,6 +273,7 @@ class OODModel:
         return gmm
 
     def standardise(self, features: np.ndarray) -> np.ndarray:
+        """(f − mean)/std with the training features' statistics; refuses another feature length."""
         f = np.atleast_2d(np.asarray(features, dtype=np.float64))
         if f.shape[1] != len(self.mean):
             raise ScoretoolError(f"feature vector has {f.shape[1]} values, the OOD model expects {len(self.mean)}")
@@ -298,6 +302,7 @@ class OODModel:
 
     # -- storage ---------------------------------------------------------------------------------
     def save(self, path) -> None:
+        """Write the model as safetensors (arrays) with JSON metadata, atomically."""
         from safetensors.numpy import save_file
 
         t = {"mean": self.mean, "std": self.std, "reference": self.reference}
@@ -311,6 +316,7 @@ class OODModel:
 
     @classmethod
     def load(cls, path) -> OODModel:
+        """Read a model written by `save`; a damaged or foreign file raises ScoretoolError."""
         from safetensors import safe_open
 
         path = Path(path)

@@ -13,6 +13,9 @@ Edge handling of super-resolution when H or W is not a multiple of the scale s: 
 is ⌈H/s⌉ × ⌈W/s⌉; the last row/column of blocks is cut by the image border and averages (avgpool) or
 resamples (bicubic, symmetric reflection at the border) only the pixels it has. When the low-resolution
 image is given (the CLI), the high-resolution grid is exactly s·h × s·w, so no block is cut.
+
+The module is longer than most (about 470 lines) on purpose: it is the whole catalogue of forward
+models, read in one place beside the contract they share, and imports nothing else of ours.
 """
 
 from __future__ import annotations
@@ -47,15 +50,19 @@ class LinearOperator(nn.Module):
     dagger_gain: float = 1.0
 
     def A(self, x: torch.Tensor) -> torch.Tensor:
+        """y = A·x: (B, *x_shape) → (B, *y_shape), in x's dtype."""
         raise NotImplementedError
 
     def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """Aᵀ·y: (B, *y_shape) → (B, *x_shape), the exact transpose of A."""
         raise NotImplementedError
 
     def A_dagger(self, y: torch.Tensor) -> torch.Tensor:
+        """A†·y: (B, *y_shape) → (B, *x_shape), a pseudo-inverse (A·A†·A = A)."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """op(x) = A·x."""
         return self.A(x)
 
     def dagger_gains(self) -> torch.Tensor:
@@ -268,6 +275,7 @@ def gaussian_kernel(std: float, size: int | None = None) -> np.ndarray:
 
 
 def uniform_kernel(size: int) -> np.ndarray:
+    """size × size box kernel (float64), every entry 1/size²."""
     if not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"uniform kernel size {size!r}: must be a positive integer")
     return np.full((size, size), 1.0 / size**2)

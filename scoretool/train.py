@@ -1,12 +1,15 @@
 """One trainer: denoising score matching on clean images (a prior) or noisy ones (Noise2Score).
 
-loss = w(σ)·‖D(u + σn, σ) − u‖²,  w = 1/c_out²,  ln σ ~ U(ln σ_min, ln σ_max)   (methods.md §1)
+loss = w(σ)·‖D(u + σn, σ) − u‖²,  w = 1/c_out²,  ln σ ~ U(ln σ_min, ln σ_max)
+(Karras et al. 2022, EDM; the loss itself is `nets.edm_loss`, beside the preconditioning it weights).
 With u = clean images, D is the MMSE Gaussian denoiser (a prior). With u = noisy images and small σ
-(σ_a ≈ 0.001–0.1) it is amortised AR-DAE: s(y, σ_a → 0) is the score of the noisy density
-(Noise2Score, Kim & Ye 2021).
+(σ_a ≈ 0.001–0.1) it is amortised AR-DAE (Lim et al., ICML 2020): s(y, σ_a → 0) is the score of the
+noisy density (Noise2Score, Kim & Ye, NeurIPS 2021).
 
 Reproducibility: the patch of sample i and the noise of step t are drawn from generators seeded by
 (seed, i) and (seed, t), so a run resumed from a checkpoint continues exactly as if uninterrupted.
+The patch sampler, the checkpoint and the loop are kept together (about 360 lines): they share that
+seeding contract.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from .weights import load_extra, load_model, read_metadata, save_model
 
 @dataclass
 class TrainConfig:
+    """Every setting of a training run (recorded in the model's metadata as `train_config`)."""
+
     data: str
     mode: str = "clean"  # "clean" (prior) or "noisy" (Noise2Score)
     steps: int = 20000
@@ -164,6 +169,7 @@ def _git_revision() -> str:
 
 
 def checkpoint_path(output: Path) -> Path:
+    """The checkpoint beside a model file: NAME.safetensors → NAME.ckpt.safetensors."""
     return output.with_name(output.name.replace(".safetensors", "") + ".ckpt.safetensors")
 
 

@@ -1,4 +1,4 @@
-"""Posterior uncertainty of Gaussian denoising from the denoiser's Jacobian (methods.md §6).
+"""Posterior uncertainty of Gaussian denoising from the denoiser's Jacobian.
 
 For y = x + σn and an MMSE denoiser D(y, σ) = E[x | y], the posterior covariance is
     Cov[x | y] = σ²·J,   J = ∂D(y, σ)/∂y                       (Manor & Michaeli, ICLR 2024)

@@ -32,6 +32,7 @@ def bundled_dir() -> Path:
 
 
 def bundled_models() -> dict[str, Path]:
+    """Name → path of every bundled model (checkpoints left out), sorted by name."""
     return {p.stem: p for p in sorted(bundled_dir().glob("*.safetensors")) if not p.name.endswith(".ckpt.safetensors")}
 
 
@@ -61,6 +62,8 @@ def resolve_weights(name_or_path: str | None, channels: int | None = None) -> Pa
 
 
 def read_metadata(path) -> tuple[UNetConfig, dict]:
+    """(architecture, info) from a model file's metadata, without reading its tensors; ModelError if the
+    file is not a readable scoretool model."""
     path = Path(path)
     try:
         from safetensors import safe_open
