@@ -25,6 +25,8 @@ def test_schedule():
     s = edm_sigmas(10, 10.0, 0.005)
     assert len(s) == 11 and s[0] == pytest.approx(10.0) and s[-2] == pytest.approx(0.005) and s[-1] == 0
     assert all(a > b for a, b in zip(s, s[1:]))
+    rho = 7.0  # Karras et al. 2022, Eq. 5, at i = 4 of 10
+    assert s[4] == pytest.approx((10.0 ** (1 / rho) + 4 / 9 * (0.005 ** (1 / rho) - 10.0 ** (1 / rho))) ** rho)
 
 
 def test_inpainting_null_space_follows_prior():
@@ -130,6 +132,8 @@ def test_colour_batch_and_bad_eta():
     y = op.A(_sample(2, 3))
     xh, _ = ddnm_sample(gauss_denoiser, op, y, edm_sigmas(5, 1.0), generator=torch.Generator().manual_seed(0))
     assert xh.shape == (2, 3, 37, 31)
+    assert (data_consistency(op, xh, y) < 1e-5).all()  # each image matches its own measurements
+    assert (data_consistency(op, xh.flip(0), y) > 0.01).all()
     with pytest.raises(ValueError, match="eta"):
         ddnm_sample(gauss_denoiser, op, y, edm_sigmas(5, 1.0), eta=1.5)
 
