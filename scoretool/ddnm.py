@@ -151,7 +151,7 @@ def ddnm_sample(
 
     Args:
         denoiser: D(x, σ) for x (B, C, H, W) and σ (B,) on the [0,1] scale.
-        op: a `scoretool.operators.LinearOperator`; it is moved to y's device.
+        op: a `scoretool.operators.LinearOperator`; it is moved to y's device (`op.follow(y)`).
         y: measurements (B, *op.y_shape).
         sigmas: the noise levels σ_0 > σ_1 > … > σ_n = 0 (e.g. `edm_sigmas`); one step per pair, and the
             chain starts at x = A†y + σ_0·n (σ_0 = 10, the prior's largest trained σ, makes the start
@@ -178,7 +178,7 @@ def ddnm_sample(
     if start not in ("pinv", "smooth"):
         raise ValueError(f"start {start!r}: expected pinv or smooth")
     path = travel_schedule(len(sig) - 1, travel, travel_repeat)
-    op = op.to(y.device) if isinstance(op, torch.nn.Module) else op
+    op.follow(y)  # the operator's constants move to y's device once, before the loop
     B, dev = y.shape[0], y.device
 
     def noise() -> torch.Tensor:

@@ -6,7 +6,7 @@ for deblurring to the truncation threshold, see `Blur`), and `A_adjoint` is the 
 <A x, y> = <x, Aᵀ y>; `LinearOperator.adjointness_test` and `LinearOperator.pseudo_inverse_test` measure
 both. Wang, Yu & Zhang, "Zero-shot image restoration using denoising diffusion null-space model"
 (DDNM), ICLR 2023, §3. Constant tensors are registered buffers: `op.to(device)` moves them once, and
-an operator first called on a tensor on another device moves itself there. This module imports nothing
+an operator first called on a tensor on another device moves itself there (`follow`). This module imports nothing
 of ours.
 
 Edge handling of super-resolution when H or W is not a multiple of the scale s: the low-resolution grid
@@ -73,17 +73,21 @@ class LinearOperator(nn.Module):
     def A_dagger_scaled(self, y: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """A† with singular component i of the result scaled by weights[i] (`weights` shaped like
         `dagger_gains()`); for a 0-d `weights`, weights·A†y."""
-        return weights * self.A_dagger(y)
+        return (weights.item() if weights.ndim == 0 else weights) * self.A_dagger(y)
 
     def then(self, other: LinearOperator) -> Composed:
         """`other ∘ self`: apply self first, then other (e.g. blur.then(downsample))."""
         return Composed([self, other])
 
-    def _follow(self, t: torch.Tensor) -> None:
-        """Move the buffers to t's device if they are elsewhere (once: they stay there)."""
+    def follow(self, t: torch.Tensor) -> LinearOperator:
+        """Move the buffers to t's device if they are elsewhere (once: they stay there) and return self.
+        On MPS, which has no float64, float64 and complex128 buffers become float32 and complex64 (the
+        dtype they are cast to for float32 input anyway)."""
         buffer = next(self.buffers(), None)
         if buffer is not None and buffer.device != t.device:
-            self.to(t.device)
+            single = {torch.float64: torch.float32, torch.complex128: torch.complex64} if t.device.type == "mps" else {}
+            self._apply(lambda b: b.to(t.device, single.get(b.dtype, b.dtype)))
+        return self
 
     def _random_pair(self, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         g = generator or torch.Generator().manual_seed(0)
@@ -136,14 +140,14 @@ class AvgPoolSR(LinearOperator):
 
     def A(self, x):
         _check_x(x, self.x_shape, "AvgPoolSR.A")
-        self._follow(x)
+        self.follow(x)
         _, h, w = self.x_shape
         s = self.s
         xp = F.pad(x, (0, (-w) % s, 0, (-h) % s))
         return F.avg_pool2d(xp, s) * (s * s) / self.counts.to(x.dtype)
 
     def A_adjoint(self, y):
-        self._follow(y)
+        self.follow(y)
         return self._replicate(y / self.counts.to(y.dtype))
 
     def A_dagger(self, y):
@@ -191,7 +195,7 @@ class SeparableSR(LinearOperator):
         self.dagger_gain = float(torch.sqrt((self.Ph**2).sum(1).mean() * (self.Pw**2).sum(1).mean()))
 
     def _sandwich(self, L: torch.Tensor, x: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
-        self._follow(x)
+        self.follow(x)
         return L.to(x.dtype) @ x @ R.to(x.dtype).T
 
     def A(self, x):
@@ -230,7 +234,7 @@ class Inpaint(LinearOperator):
 
     def A(self, x):
         _check_x(x, self.x_shape, "Inpaint.A")
-        self._follow(x)
+        self.follow(x)
         return x * self.mask.to(x.dtype)
 
     A_adjoint = A_dagger = A
@@ -313,7 +317,7 @@ class Blur(LinearOperator):
         self.dagger_gain = float(np.sqrt((np.abs(Kp) ** 2).mean()))
 
     def _filter(self, x: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
-        self._follow(x)
+        self.follow(x)
         G = G.to(x.device, torch.complex128 if x.dtype == torch.float64 else torch.complex64)
         return torch.fft.ifft2(torch.fft.fft2(x) * G).real.to(x.dtype)
 
@@ -376,7 +380,7 @@ class CompressedSensing(LinearOperator):
 
     def A(self, x):
         _check_x(x, self.x_shape, "CompressedSensing.A")
-        self._follow(x)
+        self.follow(x)
         out = []
         for r0, r1, c0, c1, bh, bw in self.regions:
             B, C = x.shape[:2]
@@ -386,7 +390,7 @@ class CompressedSensing(LinearOperator):
         return torch.cat(out, -1)
 
     def A_adjoint(self, y):
-        self._follow(y)
+        self.follow(y)
         B, C = y.shape[:2]
         x = torch.zeros(B, C, *self.x_shape[1:], dtype=y.dtype, device=y.device)
         pos = 0

@@ -129,7 +129,8 @@ def test_constants_are_buffers_that_move_with_the_module():
     op = ops.Blur(ops.gaussian_kernel(1.0), (1, H, W)).then(ops.AvgPoolSR(2, (1, H, W)))
     names = {name for name, _ in op.named_buffers()}
     assert {"ops.0.K", "ops.0.Kp", "ops.1.counts"} <= names
-    assert all(b.dtype == torch.float32 for b in op.to(torch.float32).buffers() if b.is_floating_point())
+    assert op.follow(torch.empty(1, device="meta")) is op  # an input elsewhere moves the buffers there, once
+    assert {b.device.type for b in op.buffers()} == {"meta"}
 
 
 def test_gaussian_kernel_known_values():
