@@ -17,7 +17,7 @@ What the Noise2Score formulas are exact for (conjugate priors, tests/test_noise.
 - Poisson: x̂ = (y + ζ/2)·exp(ζ·s) is exp(E[log x | y]) up to Stirling's ψ(n+1) ≈ log(n + ½), the
   geometric posterior mean; it is below E[x | y] by ≈ ζ/2 for a flat prior.
 Methods take a score / denoiser *callable* and tensors; no network is needed to test them.
-One module (about 390 lines) holds every noise family's sampling, posterior mean and estimation, so a
+One module (~400 lines) holds every noise family's sampling, posterior mean and estimation, so a
 family is read in one place.
 """
 

@@ -18,7 +18,7 @@ Euclidean distance to the k = 5 nearest training features (standardised). The re
 distribution, against which percentiles are reported, is made of *held-out* scores (5-fold
 cross-validation for the GMM, leave-one-out for kNN), so a new inlier is flagged at about the nominal
 rate. Stored as safetensors (tensors + JSON metadata), no pickle.
-The features and the density model over them share this module (about 380 lines): the OOD score is
+The features and the density model over them share this module (~390 lines): the OOD score is
 their composition, and the stored model records the feature recipe it was fitted on.
 """
 

@@ -14,7 +14,7 @@ is ⌈H/s⌉ × ⌈W/s⌉; the last row/column of blocks is cut by the image bor
 resamples (bicubic, symmetric reflection at the border) only the pixels it has. When the low-resolution
 image is given (the CLI), the high-resolution grid is exactly s·h × s·w, so no block is cut.
 
-The module is longer than most (about 470 lines) on purpose: it is the whole catalogue of forward
+The module is longer than most (~480 lines) on purpose: it is the whole catalogue of forward
 models, read in one place beside the contract they share, and imports nothing else of ours.
 """
 

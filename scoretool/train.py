@@ -8,7 +8,7 @@ noisy density (Noise2Score, Kim & Ye, NeurIPS 2021).
 
 Reproducibility: the patch of sample i and the noise of step t are drawn from generators seeded by
 (seed, i) and (seed, t), so a run resumed from a checkpoint continues exactly as if uninterrupted.
-The patch sampler, the checkpoint and the loop are kept together (about 360 lines): they share that
+The patch sampler, the checkpoint and the loop are kept together (~370 lines): they share that
 seeding contract.
 """
 
