@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, print_table, psnr, save_results  # noqa: E402
 
 from scoretool.bigtiff import OUT_OF_CORE_PIXELS, TiffLayout, tiff_layout  # noqa: E402
-from scoretool.nets import ScoreUNet, UNetConfig  # noqa: E402
+from scoretool.nets import EDMPrecond, UNetConfig  # noqa: E402
 from scoretool.weights import save_model  # noqa: E402
 
 
@@ -90,7 +90,7 @@ def main() -> None:
     if weights == "tinynet":
         weights = str(folder / "tinynet.safetensors")
         torch.manual_seed(0)
-        net = ScoreUNet(UNetConfig(channels=1, widths=[8, 16, 32], blocks_per_level=1, embed_dim=16))
+        net = EDMPrecond(UNetConfig(channels=1, widths=[8, 16, 32], blocks_per_level=1, embed_dim=16))
         save_model(weights, net, {"kind": "prior", "training_data": "none (random weights: a time and memory probe)"})
     t0 = time.perf_counter()
     write_input(src, args.width, args.height, args.sigma)

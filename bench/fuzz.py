@@ -245,7 +245,7 @@ class Fixtures:
 
         from scoretool.cli import app
         from scoretool.io import Image, write_image
-        from scoretool.nets import ScoreUNet, UNetConfig
+        from scoretool.nets import EDMPrecond, UNetConfig
         from scoretool.weights import save_model
 
         self.root, self.runner, self.app = root, CliRunner(), app
@@ -253,9 +253,9 @@ class Fixtures:
         torch.manual_seed(0)
         cfg = dict(widths=[8, 16], blocks_per_level=1, embed_dim=16)
         self.model = root / "prior.safetensors"
-        save_model(self.model, ScoreUNet(UNetConfig(channels=1, **cfg)), {"kind": "prior", "sigma_min": 0.002, "sigma_max": 10.0})
+        save_model(self.model, EDMPrecond(UNetConfig(channels=1, **cfg)), {"kind": "prior", "sigma_min": 0.002, "sigma_max": 10.0})
         self.n2s = root / "n2s.safetensors"
-        save_model(self.n2s, ScoreUNet(UNetConfig(channels=1, **cfg)),
+        save_model(self.n2s, EDMPrecond(UNetConfig(channels=1, **cfg)),
                    {"kind": "noise2score", "sigma_min": 0.001, "sigma_max": 0.1, "noise": {"family": "gaussian", "sigma": 25}})
         rng = np.random.default_rng(1)
         self.good = root / "good"

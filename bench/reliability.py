@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save_results  # noqa: E402
 
 from scoretool.io import Image, write_image  # noqa: E402
-from scoretool.nets import ScoreUNet, UNetConfig  # noqa: E402
+from scoretool.nets import EDMPrecond, UNetConfig  # noqa: E402
 from scoretool.weights import bundled_models, load_model, save_model  # noqa: E402
 
 SCORETOOL = [sys.executable, "-m", "scoretool"]
@@ -43,7 +43,7 @@ def peak_memory(tmp: Path) -> dict:
     weights = "prior-rgb"
     if weights not in bundled_models():
         weights = str(tmp / "untrained-rgb.safetensors")
-        save_model(weights, ScoreUNet(UNetConfig(channels=3)), {"sigma_min": 0.002, "sigma_max": 10.0})
+        save_model(weights, EDMPrecond(UNetConfig(channels=3)), {"sigma_min": 0.002, "sigma_max": 10.0})
     code = ("import resource, subprocess, sys, time; t = time.time(); "
             f"r = subprocess.run({SCORETOOL + ['denoise', str(src), '-o', str(tmp / 'big_out.png'), '--sigma', '25', '--weights', weights, '--quiet']!r}); "
             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.time() - t, r.returncode)")

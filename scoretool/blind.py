@@ -160,9 +160,8 @@ def pd_denoise(denoise, image: np.ndarray, stride: int = 2, scale: float = 3.0, 
     each is denoised at scale·σ̂_k (σ̂_k = `weak_texture_sigma` of sub-image k), the results are put back in
     place, and a light second pass D(x̂, refine·mean σ̂_k) removes the grid pattern that independent
     sub-images leave. σ̂_k measures the white part of the noise only (JPEG removes the finest-scale noise
-    in flat areas, where the estimator looks), so it is below the noise std; scale = 3 and refine = 1
-    were chosen on 4 of the 55 PolyU-Canon crops (mean gain over the noisy input: scale 1 +0.6 dB,
-    2.2 +1.9, 3 +2.1, 4 +2.1; bench/realnoise.py camera measures all 55).
+    in flat areas, where the estimator looks), so it is below the noise std, hence scale > 1 (default 3,
+    refine 1; bench/realnoise.py measures them on PolyU-Canon).
 
     Args:
         denoise: f(image, σ) → image, a Gaussian denoiser on [0,1] numpy arrays.

@@ -2,7 +2,7 @@
 
 The exported graph takes x (B, C, H, W) float32 on the [0,1] scale and σ on the same scale, either a
 scalar or one value per image (shape (B,), or (1,) for all), with B, H and W free, and returns D(x, σ)
-(B, C, H, W): the same EDM-preconditioned network as ScoreUNet.forward, including the reflect padding
+(B, C, H, W): the same EDM-preconditioned network as EDMPrecond.forward, including the reflect padding
 to the U-Net's multiple and the crop back. H and W must be at least that multiple (`scoretool.multiple`
 in the ONNX metadata).
 
@@ -21,7 +21,7 @@ from torch import nn
 
 from .errors import ScoretoolError
 from .io import atomic_output
-from .nets import ScoreUNet
+from .nets import EDMPrecond
 from .weights import load_model
 
 FORMATS = {".onnx": "onnx", ".pt": "torchscript", ".torchscript": "torchscript"}
@@ -29,16 +29,16 @@ OPSET = 17
 
 
 class TraceableDenoiser(nn.Module):
-    """D(x, σ) of a ScoreUNet written so that a trace records it for every batch and image size.
+    """D(x, σ) of an EDMPrecond written so that a trace records it for every batch and image size.
 
-    ScoreUNet.forward decides in Python whether to pad and whether one σ serves the whole batch (then it
+    EDMPrecond.forward decides in Python whether to pad and whether one σ serves the whole batch (then it
     folds σ's scale/shift into the convolutions); a trace would freeze those decisions for the example's
     shape. Here the padding is shape-independent (reflect-pad by multiple−1, then slice to the next
     multiple: the same pixels as padding by exactly what is missing), the network sees a padded image so
     its own padding branch is never taken, and it runs the unfolded per-image path (grad mode on while
-    tracing). The result equals ScoreUNet.forward up to float rounding."""
+    tracing). The result equals EDMPrecond.forward up to float rounding."""
 
-    def __init__(self, net: ScoreUNet):
+    def __init__(self, net: EDMPrecond):
         super().__init__()
         self.net = net
         self.multiple = net.multiple
@@ -51,7 +51,7 @@ class TraceableDenoiser(nn.Module):
         if m > 1:
             z = nnf.pad(z, (0, m - 1, 0, m - 1), mode="reflect")
             z = z[..., : (h + m - 1) // m * m, : (w + m - 1) // m * m]
-        with torch.enable_grad():  # ScoreUNet.raw folds σ into the weights only without grad
+        with torch.enable_grad():  # UNet.forward folds σ into the weights only without grad
             out = self.net(z, sigma)
         return out[..., :h, :w]
 
@@ -71,20 +71,20 @@ def export_format(path, fmt: str | None = None) -> str:
     return FORMATS[suffix]
 
 
-def _examples(net: ScoreUNet) -> tuple[torch.Tensor, torch.Tensor]:
+def _examples(net: EDMPrecond) -> tuple[torch.Tensor, torch.Tensor]:
     """Trace inputs: two images of an odd size with two different σ (neither a batch of one nor one σ)."""
     m = net.multiple
     x = torch.rand(2, net.config.channels, 3 * m + 1, 2 * m + 3, generator=torch.Generator().manual_seed(0))
     return x, torch.tensor([0.05, 0.2])
 
 
-def _trace(net: ScoreUNet) -> torch.jit.ScriptModule:
+def _trace(net: EDMPrecond) -> torch.jit.ScriptModule:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # TracerWarnings for ScoreUNet's shape checks, all constant here
+        warnings.simplefilter("ignore")  # TracerWarnings for EDMPrecond's shape checks, all constant here
         return torch.jit.trace(TraceableDenoiser(net).eval(), _examples(net), check_trace=False)
 
 
-def _write_onnx(net: ScoreUNet, info: dict, path: Path, opset: int) -> None:
+def _write_onnx(net: EDMPrecond, info: dict, path: Path, opset: int) -> None:
     import onnx
 
     with warnings.catch_warnings():
@@ -101,7 +101,7 @@ def _write_onnx(net: ScoreUNet, info: dict, path: Path, opset: int) -> None:
     onnx.save(model, str(path))
 
 
-def metadata(net: ScoreUNet, info: dict) -> dict[str, str]:
+def metadata(net: EDMPrecond, info: dict) -> dict[str, str]:
     """What a runtime needs besides the graph: channels, size multiple, σ range, the model's record."""
     return {"scoretool.model": str(info.get("name")), "scoretool.channels": str(net.config.channels),
             "scoretool.multiple": str(net.multiple), "scoretool.sigma_scale": "[0,1]",

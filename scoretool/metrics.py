@@ -1,5 +1,5 @@
 """Image-quality metrics with and without clean images: PSNR/SSIM, uMSE/uPSNR, the 2×2 polyphase
-split, and SURE (shared/docs/methods.md §5).
+split, and SURE (Stein 1981; Ramani, Blu & Unser 2008).
 
 All values are on the scale of the arrays given (scoretool works on [0,1]); every PSNR takes an
 explicit `data_range` M (1.0 on the [0,1] scale, 255 for 8-bit grey levels).
@@ -220,7 +220,8 @@ def polyphase_split(y) -> tuple:
 def split_umse(noisy: torch.Tensor, denoiser: Callable[[torch.Tensor], torch.Tensor], data_range: float = 1.0,
                confidence: float = 0.95) -> tuple[MSEEstimate, torch.Tensor]:
     """Single-image uMSE: split the noisy (B=1, C, H, W) image into its 2×2 polyphase sub-images
-    (y, a, b, c), denoise y and score it against a, b, c (methods.md §5). Biased: see SPLIT_BIAS_NOTE.
+    (y, a, b, c), denoise y and score it against a, b, c (Marcos-Morales et al., ICML 2023). Biased: see
+    SPLIT_BIAS_NOTE.
 
     Args:
         noisy: (1, C, H, W) tensor (or (C, H, W) / (H, W)); H and W ≥ 16.
@@ -243,7 +244,7 @@ def divergence_mc(denoiser: Callable[[torch.Tensor], torch.Tensor], y: torch.Ten
                   generator: torch.Generator | None = None) -> tuple[float, float]:
     """Monte-Carlo divergence div f(y) = tr(∂f/∂y) ≈ mean_k b_kᵀ(f(y + ε b_k) − f(y))/ε
     (Ramani, Blu & Unser 2008), probes b with E[b bᵀ] = I: Rademacher (±1; lower variance, exact
-    for a diagonal Jacobian) or Gaussian N(0, I) (methods.md §5).
+    for a diagonal Jacobian) or Gaussian N(0, I).
 
     Returns (divergence estimate, its standard error over the probes; 0 with one probe).
     """

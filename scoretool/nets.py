@@ -1,11 +1,17 @@
-"""The noise-conditional U-Net with EDM preconditioning: D(x, σ) and score(x, σ).
+"""The noise-conditional U-Net F and its EDM preconditioning D(x, σ), with the loss that trains it.
 
-D(z, σ) = c_skip(σ)·z + c_out(σ)·F(c_in(σ)·z, c_noise(σ))       (Karras et al. 2022, "EDM")
-c_skip = σ_d²/(σ²+σ_d²), c_out = σ·σ_d/√(σ²+σ_d²), c_in = 1/√(σ²+σ_d²), c_noise = ¼·ln σ.
-score(z, σ) = (D(z, σ) − z)/σ²                                   (Tweedie)
+Karras, Aittala, Aila & Laine (2022), "Elucidating the design space of diffusion-based generative
+models" (EDM), §5 and Table 1:
 
-F is a small residual U-Net without normalisation layers; σ enters every residual block as a
-scale/shift of its features (the design that trained well in the pilots of shared/docs/peers.md).
+    D(x, σ) = c_skip(σ)·x + c_out(σ)·F(c_in(σ)·x, c_noise(σ))
+    c_skip = σ_d²/(σ²+σ_d²),  c_out = σ·σ_d/√(σ²+σ_d²),  c_in = 1/√(σ²+σ_d²),  c_noise = ¼·ln σ
+    loss   = λ(σ)·‖D(u + σn, σ) − u‖²,  λ(σ) = 1/c_out(σ)²,  n ~ N(0, I)
+    score(x, σ) = (D(x, σ) − x)/σ²                                   (Tweedie's formula)
+
+`UNet` is F: a small residual U-Net without normalisation layers in which c_noise enters every
+residual block as a scale/shift of its features. `EDMPrecond` is D; it holds the U-Net as `.net`, so
+its state-dict keys (``net.stem.weight``, ...) are the tensor names of a scoretool model file.
+Images are on the [0,1] scale and σ is the standard deviation of Gaussian noise on that scale.
 """
 
 from __future__ import annotations
@@ -76,7 +82,7 @@ class ResBlock(nn.Module):
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         scale, shift = self.affine(emb)[:, :, None, None].chunk(2, dim=1)
         if emb.shape[0] == 1:
-            # one σ for the whole batch (ScoreUNet.raw decides): fold the scale/shift into conv1's weights
+            # one σ for the whole batch (UNet.forward decides): fold the scale/shift into conv1's weights
             # and bias, conv(x)·(1+s) + t = conv_{W·(1+s), b·(1+s)+t}(x), which saves a full pass over h
             a = 1 + scale.flatten()
             h = nnf.conv2d(nnf.silu(x), self.conv1.weight * a[:, None, None, None],
@@ -87,12 +93,9 @@ class ResBlock(nn.Module):
         return self.conv2(nnf.silu(h, inplace=not torch.is_grad_enabled())).add_(self.skip(x))
 
 
-class ScoreUNet(nn.Module):
-    """Noise-conditional denoiser D(x, σ) for images with `channels` channels, any size.
-
-    Input x: (B, C, H, W) on the [0,1] scale (plus noise); σ: float or (B,) on the same scale.
-    The image is reflect-padded to a multiple of 2^(levels−1) and cropped back.
-    """
+class UNet(nn.Module):
+    """F(x, c_noise): the residual U-Net inside the preconditioning, on (B, C, H, W) with H and W
+    multiples of `multiple`; c_noise has shape (B,)."""
 
     def __init__(self, config: UNetConfig):
         super().__init__()
@@ -120,11 +123,10 @@ class ScoreUNet(nn.Module):
 
     @property
     def multiple(self) -> int:
-        """Image sizes are padded to a multiple of this (the total down-sampling factor)."""
+        """Image sizes must be a multiple of this (the total down-sampling factor)."""
         return 2 ** (len(self.config.widths) - 1)
 
-    def raw(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
-        """F(x, c_noise): the U-Net itself, on a size that is a multiple of `multiple`."""
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
         if not torch.is_grad_enabled() and bool((c_noise == c_noise[0]).all()):
             c_noise = c_noise[:1]  # one σ for all: one embedding, folded into the convolutions (ResBlock)
         emb = self.embed(c_noise)
@@ -142,15 +144,36 @@ class ScoreUNet(nn.Module):
                 h = block(h, emb)
         return self.head(nnf.silu(h, inplace=not torch.is_grad_enabled()))
 
+
+def edm_coefficients(sigma: torch.Tensor, sigma_data: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(c_skip, c_out, c_in) of EDM (Karras et al. 2022, Table 1) for σ of any shape."""
+    c_skip = sigma_data**2 / (sigma**2 + sigma_data**2)
+    c_out = sigma * sigma_data / (sigma**2 + sigma_data**2).sqrt()
+    c_in = 1 / (sigma**2 + sigma_data**2).sqrt()
+    return c_skip, c_out, c_in
+
+
+class EDMPrecond(nn.Module):
+    """D(x, σ) = c_skip·x + c_out·F(c_in·x, ¼ ln σ) around a `UNet` F built from `config`.
+
+    x: (B, C, H, W) on the [0,1] scale plus noise, any H and W (reflect-padded to F's multiple and
+    cropped back); σ: a float, a 0-d tensor or one value per image. The output is float32.
+    """
+
+    def __init__(self, config: UNetConfig):
+        super().__init__()
+        self.config = config
+        self.net = UNet(config)
+
+    @property
+    def multiple(self) -> int:
+        """The U-Net's size multiple (this wrapper pads to it, so any size works)."""
+        return self.net.multiple
+
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        """D(x, σ) = c_skip·x + c_out·F(c_in·x, ¼ ln σ), computed in float32 outside F."""
         sigma = as_sigma_batch(sigma, x)
         x = x.float()
-        sd = self.config.sigma_data
-        s4 = sigma[:, None, None, None]
-        c_skip = sd**2 / (s4**2 + sd**2)
-        c_out = s4 * sd / (s4**2 + sd**2).sqrt()
-        c_in = 1 / (s4**2 + sd**2).sqrt()
+        c_skip, c_out, c_in = edm_coefficients(sigma[:, None, None, None], self.config.sigma_data)
         h, w = x.shape[-2:]
         m = self.multiple
         ph, pw = (-h) % m, (-w) % m
@@ -158,7 +181,7 @@ class ScoreUNet(nn.Module):
         if ph or pw:
             mode = "reflect" if ph < h and pw < w else "replicate"
             z = nnf.pad(z, (0, pw, 0, ph), mode=mode)
-        f = self.raw(z, sigma.log() / 4)[..., :h, :w].float()
+        f = self.net(z, sigma.log() / 4)[..., :h, :w].float()
         return c_skip * x + c_out * f
 
     def score(self, x: torch.Tensor, sigma) -> torch.Tensor:
@@ -167,17 +190,37 @@ class ScoreUNet(nn.Module):
         return (self(x, sigma) - x) / s4**2
 
 
-def adapt_channels(net: ScoreUNet, channels: int) -> ScoreUNet:
+def edm_loss(denoiser, u: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, sigma_data: float,
+             teacher=None) -> torch.Tensor:
+    """Denoising score matching with EDM's weighting: mean of ‖D(u + σn, σ) − t‖² / c_out(σ)², t = u.
+
+    Karras et al. 2022, Eq. 8 with λ(σ) = 1/c_out(σ)², which makes the effective target of F have unit
+    variance at every σ. `denoiser` is D (an `EDMPrecond`, possibly wrapped for data parallelism);
+    u, noise: (B, C, H, W); sigma: (B,). With a `teacher` denoiser, t = D_teacher(u + σn, σ)
+    (distillation): both losses have the same minimiser when the teacher is the MMSE denoiser
+    E[u | u + σn], and the teacher's target leaves out the variance of u around that mean.
+    """
+    s4 = sigma[:, None, None, None]
+    weight = 1 / edm_coefficients(s4, sigma_data)[1] ** 2
+    y = u + s4 * noise
+    target = u
+    if teacher is not None:
+        with torch.no_grad():
+            target = teacher(y, sigma).float()
+    return (weight * (denoiser(y, sigma).float() - target) ** 2).mean()
+
+
+def adapt_channels(net: EDMPrecond, channels: int) -> EDMPrecond:
     """The same network for another channel count (e.g. a grey prior to start a colour one):
     the stem sees the channel mean, and the head writes its output to every channel."""
     if net.config.channels == channels:
         return net
-    new = ScoreUNet(UNetConfig.from_dict({**net.config.to_dict(), "channels": channels}))
-    state = dict(net.state_dict())
+    new = EDMPrecond(UNetConfig.from_dict({**net.config.to_dict(), "channels": channels}))
+    state = dict(net.net.state_dict())
     state["stem.weight"] = state["stem.weight"].sum(1, keepdim=True).repeat(1, channels, 1, 1) / channels
     state["head.weight"] = state["head.weight"].mean(0, keepdim=True).repeat(channels, 1, 1, 1)
     state["head.bias"] = state["head.bias"].mean(0, keepdim=True).repeat(channels)
-    new.load_state_dict(state)
+    new.net.load_state_dict(state)
     return new
 
 
@@ -190,7 +233,7 @@ def _old_indices(new_len: int, old_len: int, segments: int) -> torch.Tensor:
     return torch.cat([torch.arange(k * n, k * n + o) for k in range(segments)])
 
 
-def widen(net: ScoreUNet, widths: list[int]) -> ScoreUNet:
+def widen(net: EDMPrecond, widths: list[int]) -> EDMPrecond:
     """The same function in a wider network (Net2Net-style function-preserving growth, Chen et al. 2016).
 
     Each old channel keeps its weights and reads old channels only (weights from new channels are 0), so
@@ -201,8 +244,8 @@ def widen(net: ScoreUNet, widths: list[int]) -> ScoreUNet:
         raise ValueError(f"cannot widen {old_cfg.widths} to {widths}: same number of levels, no narrower level")
     if list(widths) == list(old_cfg.widths):
         return net
-    new = ScoreUNet(UNetConfig.from_dict({**old_cfg.to_dict(), "widths": list(widths)}))
-    old_state, state = net.state_dict(), new.state_dict()
+    new = EDMPrecond(UNetConfig.from_dict({**old_cfg.to_dict(), "widths": list(widths)}))
+    old_state, state = net.net.state_dict(), new.net.state_dict()
     if old_state.keys() != state.keys():
         raise ValueError(f"cannot widen {old_cfg.widths} to {widths}: the layers differ (keep the width ratios)")
     for name, old in old_state.items():
@@ -224,15 +267,16 @@ def widen(net: ScoreUNet, widths: list[int]) -> ScoreUNet:
                 mask = mask.T
             fresh[mask.reshape(*mask.shape, *([1] * (old.ndim - 2))).expand_as(fresh)] = 0
         fresh[torch.meshgrid(*index, indexing="ij")] = old
-    new.load_state_dict(state)
+    new.net.load_state_dict(state)
     return new
 
 
 def count_parameters(net: nn.Module) -> int:
+    """Number of trainable and frozen parameters (buffers not counted)."""
     return sum(p.numel() for p in net.parameters())
 
 
-def macs_per_pixel(net: ScoreUNet, size: int = 64) -> float:
+def macs_per_pixel(net: EDMPrecond, size: int = 64) -> float:
     """Multiply-accumulates of one forward pass per image pixel (convolutions only)."""
     total = 0
 

@@ -1,5 +1,10 @@
 """Noise families (Gaussian, Poisson, Gamma, Tweedie power p): sampling, Tweedie posterior means from
-the score of the noisy density, and parameter / family estimation from that score (methods.md §2).
+the score of the noisy density, and parameter / family estimation from that score.
+
+References: Kim & Ye, "Noise2Score: Tweedie's approach to self-supervised image denoising without clean
+images", NeurIPS 2021 (the posterior means); Kim, Kwon & Ye, "Noise distribution adaptive
+self-supervised image denoising using Tweedie distribution and score matching", CVPR 2022 (the power p
+and the parameter estimates).
 
 Scale: everything on the [0,1] intensity scale. Parameters: Gaussian σ (std), Poisson ζ
 (y = ζ·Poisson(x/ζ)), Gamma k (y = x·G, G ~ Gamma(shape k, scale 1/k)). Dispersion φ of the Tweedie
@@ -12,6 +17,8 @@ What the Noise2Score formulas are exact for (conjugate priors, tests/test_noise.
 - Poisson: x̂ = (y + ζ/2)·exp(ζ·s) is exp(E[log x | y]) up to Stirling's ψ(n+1) ≈ log(n + ½), the
   geometric posterior mean; it is below E[x | y] by ≈ ζ/2 for a flat prior.
 Methods take a score / denoiser *callable* and tensors; no network is needed to test them.
+One module (~400 lines) holds every noise family's sampling, posterior mean and estimation, so a
+family is read in one place.
 """
 
 from __future__ import annotations
@@ -30,8 +37,8 @@ from .errors import ScoretoolError
 FAMILIES = ("gaussian", "poisson", "gamma")
 PARAM_NAME = {"gaussian": "sigma", "poisson": "zeta", "gamma": "k"}
 POWER = {"gaussian": 0.0, "poisson": 1.0, "gamma": 2.0}
-# classification thresholds on the estimated power p (midpoints between 0, 1 and 2; methods.md quotes
-# the paper's 0.9 / 1.9, tuned for its own estimator of p)
+# classification thresholds on the estimated power p: the midpoints between 0, 1 and 2 (the CVPR 2022
+# paper's 0.9 / 1.9 are tuned for its own estimator of p)
 P_THRESHOLDS = (0.5, 1.5)
 EXP_MAX = 10.0  # Poisson guard: ζ·s above this (x̂ > e^10·(y + ζ/2)) is treated as a failed score
 GAMMA_MIN_DENOMINATOR = 0.05  # Gamma guard: (k − 1) − y·s below this fraction of (k − 1)
@@ -41,6 +48,7 @@ ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def check_family(family: str) -> str:
+    """The family name in lower case; an unknown one raises ScoretoolError."""
     family = str(family).lower()
     if family not in FAMILIES:
         raise ScoretoolError(f"noise family {family!r}: expected one of {', '.join(FAMILIES)}")
@@ -64,14 +72,6 @@ def dispersion(family: str, param: float) -> float:
     """φ of Var[y|x] = φ·x^p: σ², ζ or 1/k."""
     family = check_family(family)
     return {"gaussian": lambda v: v * v, "poisson": lambda v: v, "gamma": lambda v: 1.0 / v}[family](float(param))
-
-
-def parameter_from_dispersion(family: str, phi: float) -> float:
-    family = check_family(family)
-    phi = float(phi)
-    if not phi > 0:
-        return float("nan")
-    return {"gaussian": math.sqrt, "poisson": lambda v: v, "gamma": lambda v: 1.0 / v}[family](phi)
 
 
 # ---------------------------------------------------------------- sampling
@@ -106,15 +106,11 @@ class GuardReport:
     nonfinite_score: int = 0
     exp_overflow: int = 0  # Poisson: ζ·s > EXP_MAX
     gamma_denominator: int = 0  # Gamma: (k − 1) − y·s ≤ GAMMA_MIN_DENOMINATOR·(k − 1)
-    invalid_base: int = 0  # power p: base of the 1/(1−p) power ≤ 0, or y ≤ 0 with p > 0
+    invalid_base: int = 0  # no formula of the three families sets it; kept so reports keep their keys
 
     @property
     def fired(self) -> int:
         return self.nonfinite_score + self.exp_overflow + self.gamma_denominator + self.invalid_base
-
-    def merge(self, other: GuardReport) -> GuardReport:
-        return GuardReport(*(getattr(self, f) + getattr(other, f) for f in
-                             ("pixels", "nonfinite_score", "exp_overflow", "gamma_denominator", "invalid_base")))
 
     def as_dict(self) -> dict:
         return {"pixels": self.pixels, "guarded": self.fired, "nonfinite_score": self.nonfinite_score,
@@ -154,7 +150,7 @@ def auto_sigma_a(y: torch.Tensor, family: str, param: float, bounds: tuple[float
 
 def tweedie_posterior_mean(y: torch.Tensor, score: torch.Tensor, family: str, param: float,
                            sigma_a: float = 0.0) -> tuple[torch.Tensor, GuardReport]:
-    """Noise2Score's Tweedie posterior mean from s = ∇ log p_Y(y) (Kim & Ye, NeurIPS 2021; methods.md §2).
+    """Noise2Score's Tweedie posterior mean from s = ∇ log p_Y(y) (Kim & Ye, NeurIPS 2021).
 
     gaussian: x̂ = y + σ²·s
     poisson:  x̂ = (y + ζ/2)·exp(ζ·s)
@@ -192,34 +188,6 @@ def tweedie_posterior_mean(y: torch.Tensor, score: torch.Tensor, family: str, pa
     return _fallback(y, xhat, bad), report
 
 
-def tweedie_power_mean(y: torch.Tensor, score: torch.Tensor, p: float, phi: float) -> tuple[torch.Tensor, GuardReport]:
-    """General Tweedie family Var = φ·μ^p, saddle-point approximation (Kim & Ye, CVPR 2022):
-
-    x̂ = [y^{1−p} + (1−p)·φ·(s + p/(2y))]^{1/(1−p)}   (p ≠ 1)
-    p = 0, φ = σ² gives the Gaussian formula and p = 2, φ = 1/k the Gamma one exactly. For |p − 1| < 1e-6
-    the Poisson formula (y + φ/2)·exp(φ·s) is used (the p → 1 limit agrees with it to first order).
-    Guards: y ≤ 0 with p > 0, or a base ≤ 0 → fallback to y (counted as invalid_base).
-    """
-    p, phi = float(p), float(phi)
-    if not phi > 0:
-        raise ScoretoolError(f"dispersion φ={phi}: must be positive")
-    if abs(p - 1) < 1e-6:
-        return tweedie_posterior_mean(y, score, "poisson", phi)
-    report = GuardReport(pixels=y.numel())
-    finite = torch.isfinite(score)
-    report.nonfinite_score = int((~finite).sum())
-    s = torch.where(finite, score, torch.zeros_like(score))
-    if p == 0:
-        return _fallback(y, y + phi * s, ~finite), report
-    ypos = y > 0
-    ys = torch.where(ypos, y, torch.ones_like(y))
-    base = ys ** (1 - p) + (1 - p) * phi * (s + p / (2 * ys))
-    good = ypos & (base > 0) & finite
-    report.invalid_base = int((~good & finite).sum())
-    xhat = torch.where(good, base, torch.ones_like(base)) ** (1 / (1 - p))
-    return _fallback(y, xhat, ~good), report
-
-
 def check_nonnegative(y: torch.Tensor, family: str, negative: str = "error") -> tuple[torch.Tensor, int]:
     """Poisson and Gamma data are ≥ 0. negative="error" raises (naming the count and minimum);
     "clip" sets negative values to 0 and returns how many were changed. Gaussian data pass as they are."""
@@ -239,7 +207,8 @@ def check_nonnegative(y: torch.Tensor, family: str, negative: str = "error") -> 
 
 def noisy_score(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y: torch.Tensor,
                 sigma_a: float = 0.002, richardson: bool = False) -> torch.Tensor:
-    """s_Y(y) ≈ s(y, σ_a) = (D(y, σ_a) − y)/σ_a² from an AR-DAE (Noise2Score) model; methods.md §1.
+    """s_Y(y) ≈ s(y, σ_a) = (D(y, σ_a) − y)/σ_a² from an AR-DAE (Noise2Score) model
+    (Lim et al., "AR-DAE: towards unbiased neural entropy gradient estimation", ICML 2020).
 
     richardson=True: s(y, σ_a) = s_Y + c·σ_a² + O(σ_a⁴), so (4·s(σ_a) − s(2σ_a))/3 removes the σ_a² term
     (costs a second network pass, and amplifies network error by ≈ 1.5). Call with an fp32 denoiser:
@@ -255,6 +224,7 @@ def noisy_score(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], 
 
 
 def score_from_denoiser(denoiser, sigma_a: float = 0.002, richardson: bool = False) -> ScoreFn:
+    """The score function y ↦ `noisy_score`(denoiser, y, σ_a) of a Noise2Score model."""
     return lambda y: noisy_score(denoiser, y, sigma_a, richardson)
 
 
@@ -347,7 +317,7 @@ def flat_pixels(y: torch.Tensor, s_prime: torch.Tensor, fraction: float = 0.25, 
 
 
 def estimate_parameters(y: torch.Tensor, s_prime: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, float]:
-    """The parameter of each family from s′ (medians over pixels; methods.md §2, CVPR 2022 code):
+    """The parameter of each family from s′ (medians over pixels; Kim, Kwon & Ye, CVPR 2022):
     σ̂² = median(clamp(−1/s′, 0, 1));  ζ̂ = median(−y + √(y² − 2/s′));  1/k̂ = median(1/(1 − y²·s′)).
     Exact for a point-mass prior: s′ = −1/σ², −1/(ζ(y + ζ/2)) (Stirling) and −(k − 1)/y².
     Pixels with s′ ≥ 0 (prior curvature dominates) are left out of the Poisson/Gamma medians; `mask`

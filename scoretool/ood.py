@@ -9,9 +9,8 @@ a 1 MP image costs the same as a small one. Per level (FeatureSpec says which):
 - parity: even/odd asymmetry of the lag-1 products — pixel replication (2× nearest up-sampling) and
   block grids (JPEG) make neighbouring pairs alternate, natural images do not;
 - quantiles: log quantiles of per-patch RMS norms (`patch`²), the local variant of MSMA.
-The default is the MSMA norms plus one number per image, `parity_mean` (the level-averaged parity):
-per-level parities and autocorrelations are available but flag held-out photographs too often; the
-comparison is `bench/ood.py` (results and history: bench/results/README.md, CHANGELOG).
+The default is the MSMA norms plus one number per image, `parity_mean` (the level-averaged parity);
+the per-level parities and autocorrelations are optional. `bench/ood.py` compares the recipes.
 
 Density (scikit-learn): a GaussianMixture (standardised features, full covariance, number of
 components chosen by held-out log-likelihood) with score = −log p(f), or kNN with score = mean
@@ -19,6 +18,8 @@ Euclidean distance to the k = 5 nearest training features (standardised). The re
 distribution, against which percentiles are reported, is made of *held-out* scores (5-fold
 cross-validation for the GMM, leave-one-out for kNN), so a new inlier is flagged at about the nominal
 rate. Stored as safetensors (tensors + JSON metadata), no pickle.
+The features and the density model over them share this module (~390 lines): the OOD score is
+their composition, and the stored model records the feature recipe it was fitted on.
 """
 
 from __future__ import annotations
@@ -132,11 +133,6 @@ def lag1_parity(r: torch.Tensor) -> torch.Tensor:
     return out.float()
 
 
-def patch_norms(denoise: Denoiser, x: torch.Tensor, spec: FeatureSpec, batch: int = 64) -> torch.Tensor:
-    """Per-level RMS patch norms ‖r_i‖/√N of r_i = (D(x, σ_i) − x)/σ_i → (L, P); see `score_maps`."""
-    return norms_of_maps(score_maps(denoise, x, spec, batch), spec.patch)
-
-
 def features_from_norms(norms: torch.Tensor, quantiles=DEFAULT_QUANTILES) -> np.ndarray:
     """log of the per-level quantiles of the patch norms → (L·Q,) float64, level-major."""
     q = torch.quantile(norms.double(), torch.tensor(quantiles, dtype=torch.float64), dim=1)  # (Q, L)
@@ -201,6 +197,7 @@ def choose_components(z: np.ndarray, seed: int = 0, candidates=GMM_COMPONENTS) -
 
 
 def gmm_nll(gmm, z: np.ndarray) -> np.ndarray:
+    """−log p(z) of each row of z under a fitted scikit-learn GaussianMixture."""
     return -gmm.score_samples(z)
 
 
@@ -276,6 +273,7 @@ class OODModel:
         return gmm
 
     def standardise(self, features: np.ndarray) -> np.ndarray:
+        """(f − mean)/std with the training features' statistics; refuses another feature length."""
         f = np.atleast_2d(np.asarray(features, dtype=np.float64))
         if f.shape[1] != len(self.mean):
             raise ScoretoolError(f"feature vector has {f.shape[1]} values, the OOD model expects {len(self.mean)}")
@@ -304,6 +302,7 @@ class OODModel:
 
     # -- storage ---------------------------------------------------------------------------------
     def save(self, path) -> None:
+        """Write the model as safetensors (arrays) with JSON metadata, atomically."""
         from safetensors.numpy import save_file
 
         t = {"mean": self.mean, "std": self.std, "reference": self.reference}
@@ -317,6 +316,7 @@ class OODModel:
 
     @classmethod
     def load(cls, path) -> OODModel:
+        """Read a model written by `save`; a damaged or foreign file raises ScoretoolError."""
         from safetensors import safe_open
 
         path = Path(path)
@@ -363,34 +363,21 @@ def detection_metrics(inlier_scores: np.ndarray, outlier_scores: np.ndarray) -> 
 
 def histogram_image(inlier_scores, outlier_scores, threshold: float | None = None, bins: int = 40,
                     size: tuple[int, int] = (360, 640)) -> np.ndarray:
-    """An RGB uint8 histogram of the two score sets (inliers blue, outliers red, overlap purple,
-    threshold a black vertical line), drawn with numpy only (for when matplotlib is absent)."""
-    h, w = size
+    """An RGB uint8 picture of `size` (height, width): normalised histograms of the two score sets on
+    shared bins (inliers and outliers), and the threshold as a black vertical line."""
+    from .plots import figure, rgb_array
+
     s_in, s_out = np.asarray(inlier_scores, float), np.asarray(outlier_scores, float)
-    allv = np.r_[s_in, s_out] if threshold is None else np.r_[s_in, s_out, threshold]
-    lo, hi = float(np.min(allv)), float(np.max(allv))
-    hi = hi if hi > lo else lo + 1.0
-    edges = np.linspace(lo, hi, bins + 1)
-    c_in = np.histogram(s_in, edges)[0] / max(len(s_in), 1)
-    c_out = np.histogram(s_out, edges)[0] / max(len(s_out), 1)
-    top = max(c_in.max(), c_out.max(), 1e-9)
-    img = np.full((h, w, 3), 255, np.uint8)
-    m = 20
-    pw, ph = w - 2 * m, h - 2 * m
-    for b in range(bins):
-        x0, x1 = m + int(b * pw / bins), m + int((b + 1) * pw / bins) - 1
-        for frac, col in ((c_in[b], 0), (c_out[b], 1)):
-            y0 = h - m - int(round(frac / top * ph))
-            region = img[y0:h - m, x0:x1]
-            if col == 0:
-                region[..., 0] = np.minimum(region[..., 0], 60)
-                region[..., 1] = np.minimum(region[..., 1], 110)
-            else:
-                region[..., 1] = np.minimum(region[..., 1], 60)
-                region[..., 2] = np.minimum(region[..., 2], 90)
-    img[h - m, m:w - m] = 0
-    img[m:h - m, m] = 0
+    every = np.r_[s_in, s_out] if threshold is None else np.r_[s_in, s_out, threshold]
+    lo, hi = float(np.min(every)), float(np.max(every))
+    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+    fig = figure(size[1], size[0])
+    ax = fig.add_subplot()
+    ax.hist(s_in, edges, alpha=0.6, density=True, label="inliers")
+    ax.hist(s_out, edges, alpha=0.6, density=True, label="outliers")
     if threshold is not None:
-        xt = m + int(round((threshold - lo) / (hi - lo) * (pw - 1)))
-        img[m:h - m, max(xt - 1, 0):xt + 1] = 0
-    return img
+        ax.axvline(threshold, color="k", label="threshold")
+    ax.set_xlabel("OOD score")
+    ax.legend()
+    fig.tight_layout()
+    return rgb_array(fig)

@@ -1,15 +1,21 @@
 """Linear degradations y = A·x for zero-shot restoration (DDNM): A, A_adjoint and A_dagger.
 
-Every operator is built for one image shape `x_shape = (C, H, W)` and acts on batches (B, C, H, W)
-on the [0,1] scale. `A_dagger` is a pseudo-inverse: A·A†·A = A (to float precision; for deblurring to
-the truncation threshold, see `Blur`), and `A_adjoint` is the exact transpose: <A x, y> = <x, Aᵀ y>.
-Formulas: methods.md §3 (Wang, Yu, Zhang, "Zero-shot image restoration using denoising diffusion
-null-space model", ICLR 2023). Buffers follow the input's device; this module imports nothing of ours.
+Every operator is a `torch.nn.Module` built for one image shape `x_shape = (C, H, W)` that acts on
+batches (B, C, H, W) on the [0,1] scale. `A_dagger` is a pseudo-inverse: A·A†·A = A (to float precision;
+for deblurring to the truncation threshold, see `Blur`), and `A_adjoint` is the exact transpose:
+<A x, y> = <x, Aᵀ y>; `LinearOperator.adjointness_test` and `LinearOperator.pseudo_inverse_test` measure
+both. Wang, Yu & Zhang, "Zero-shot image restoration using denoising diffusion null-space model"
+(DDNM), ICLR 2023, §3. Constant tensors are registered buffers: `op.to(device)` moves them once, and
+an operator first called on a tensor on another device moves itself there (`follow`). This module imports nothing
+of ours.
 
 Edge handling of super-resolution when H or W is not a multiple of the scale s: the low-resolution grid
 is ⌈H/s⌉ × ⌈W/s⌉; the last row/column of blocks is cut by the image border and averages (avgpool) or
 resamples (bicubic, symmetric reflection at the border) only the pixels it has. When the low-resolution
 image is given (the CLI), the high-resolution grid is exactly s·h × s·w, so no block is cut.
+
+The module is longer than most (~480 lines) on purpose: it is the whole catalogue of forward
+models, read in one place beside the contract they share, and imports nothing else of ours.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from kornia.filters import get_gaussian_kernel2d
+from torch import nn
 
 Shape = tuple[int, int, int]
 
@@ -28,13 +36,13 @@ def _check_x(x: torch.Tensor, shape: Shape, name: str) -> None:
         raise ValueError(f"{name}: expected a (B, {shape[0]}, {shape[1]}, {shape[2]}) tensor, got {tuple(x.shape)}")
 
 
-class LinearOperator:
+class LinearOperator(nn.Module):
     """A linear degradation with A (x → y), A_adjoint (y → x) and A_dagger (pseudo-inverse, y → x).
 
     Attributes:
         x_shape: (C, H, W) of the image x.
         y_shape: shape of one measurement y without the batch axis.
-        dagger_gain: per-pixel std of A†n for white noise n of std 1 (used by DDNM+).
+        dagger_gain: per-pixel std of A†n for white noise n of std 1 (DDNM+ uses it through `dagger_gains`).
     """
 
     x_shape: Shape
@@ -42,28 +50,66 @@ class LinearOperator:
     dagger_gain: float = 1.0
 
     def A(self, x: torch.Tensor) -> torch.Tensor:
+        """y = A·x: (B, *x_shape) → (B, *y_shape), in x's dtype."""
         raise NotImplementedError
 
     def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """Aᵀ·y: (B, *y_shape) → (B, *x_shape), the exact transpose of A."""
         raise NotImplementedError
 
     def A_dagger(self, y: torch.Tensor) -> torch.Tensor:
+        """A†·y: (B, *y_shape) → (B, *x_shape), a pseudo-inverse (A·A†·A = A)."""
         raise NotImplementedError
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """op(x) = A·x."""
         return self.A(x)
 
-    def noisy_correction(self, r: torch.Tensor, sigma_next: float, sigma_y: float) -> tuple[torch.Tensor, float]:
-        """DDNM+ range-space correction λ·A†r with λ = min(1, σ_next/(σ_y·gain)), and the std λ·σ_y·gain
-        of the measurement noise it carries into x (DDNM paper, §3.3). σ_y = 0 gives A†r and 0."""
-        if sigma_y <= 0:
-            return self.A_dagger(r), 0.0
-        lam = min(1.0, sigma_next / (sigma_y * self.dagger_gain))
-        return lam * self.A_dagger(r), lam * sigma_y * self.dagger_gain
+    def dagger_gains(self) -> torch.Tensor:
+        """Std of A†n per singular component of A for white noise n of std 1; a 0-d tensor when one value
+        (`dagger_gain`) stands for all of them."""
+        return torch.tensor(self.dagger_gain, dtype=torch.float64)
+
+    def A_dagger_scaled(self, y: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """A† with singular component i of the result scaled by weights[i] (`weights` shaped like
+        `dagger_gains()`); for a 0-d `weights`, weights·A†y."""
+        return (weights.item() if weights.ndim == 0 else weights) * self.A_dagger(y)
 
     def then(self, other: LinearOperator) -> Composed:
         """`other ∘ self`: apply self first, then other (e.g. blur.then(downsample))."""
         return Composed([self, other])
+
+    def follow(self, t: torch.Tensor) -> LinearOperator:
+        """Move the buffers to t's device if they are elsewhere (once: they stay there) and return self.
+        On MPS, which has no float64, float64 and complex128 buffers become float32 and complex64 (the
+        dtype they are cast to for float32 input anyway)."""
+        buffer = next(self.buffers(), None)
+        if buffer is not None and buffer.device != t.device:
+            single = {torch.float64: torch.float32, torch.complex128: torch.complex64} if t.device.type == "mps" else {}
+            self._apply(lambda b: b.to(t.device, single.get(b.dtype, b.dtype)))
+        return self
+
+    def _random_pair(self, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        g = generator or torch.Generator().manual_seed(0)
+        buffer = next(self.buffers(), None)
+        device = buffer.device if buffer is not None else None
+        x = torch.rand(2, *self.x_shape, generator=g, dtype=torch.float64).to(device=device)
+        y = torch.randn(2, *self.y_shape, generator=g, dtype=torch.float64).to(device=device)
+        return x, y
+
+    def adjointness_test(self, generator: torch.Generator | None = None) -> float:
+        """|<A x, y> − <x, Aᵀ y>| / (|<A x, y>| + |<x, Aᵀ y>|) for a random image x (uniform on [0,1]) and
+        a Gaussian y, in float64 (≈ 1e-16 for an exact transpose)."""
+        x, y = self._random_pair(generator)
+        lhs, rhs = (self.A(x) * y).sum(), (x * self.A_adjoint(y)).sum()
+        return float((lhs - rhs).abs() / (lhs.abs() + rhs.abs()))
+
+    def pseudo_inverse_test(self, generator: torch.Generator | None = None) -> float:
+        """‖A·A†·A x − A x‖ / ‖A x‖ for a random image x (uniform on [0,1]) in float64 (0 for an exact
+        pseudo-inverse)."""
+        x, _ = self._random_pair(generator)
+        ax = self.A(x)
+        return float((self.A(self.A_dagger(ax)) - ax).norm() / ax.norm())
 
 
 # ---------------------------------------------------------------- super-resolution
@@ -77,6 +123,7 @@ class AvgPoolSR(LinearOperator):
     def __init__(self, scale: int, x_shape: Shape):
         if not isinstance(scale, (int, np.integer)) or isinstance(scale, bool) or scale < 1:
             raise ValueError(f"scale {scale!r}: must be a positive integer")
+        super().__init__()
         self.s = int(scale)
         c, h, w = x_shape
         self.x_shape = (c, h, w)
@@ -85,7 +132,7 @@ class AvgPoolSR(LinearOperator):
         rows[-1] = h - self.s * (self.y_shape[1] - 1)
         cols = torch.full((self.y_shape[2],), float(self.s))
         cols[-1] = w - self.s * (self.y_shape[2] - 1)
-        self.counts = rows[:, None] * cols[None, :]
+        self.register_buffer("counts", rows[:, None] * cols[None, :])  # pixels per low-resolution block
 
     def _replicate(self, y: torch.Tensor) -> torch.Tensor:
         _, h, w = self.x_shape
@@ -93,13 +140,15 @@ class AvgPoolSR(LinearOperator):
 
     def A(self, x):
         _check_x(x, self.x_shape, "AvgPoolSR.A")
+        self.follow(x)
         _, h, w = self.x_shape
         s = self.s
         xp = F.pad(x, (0, (-w) % s, 0, (-h) % s))
-        return F.avg_pool2d(xp, s) * (s * s) / self.counts.to(x)
+        return F.avg_pool2d(xp, s) * (s * s) / self.counts.to(x.dtype)
 
     def A_adjoint(self, y):
-        return self._replicate(y / self.counts.to(y))
+        self.follow(y)
+        return self._replicate(y / self.counts.to(y.dtype))
 
     def A_dagger(self, y):
         return self._replicate(y)
@@ -136,26 +185,28 @@ class SeparableSR(LinearOperator):
     """
 
     def __init__(self, Mh: np.ndarray, Mw: np.ndarray, channels: int):
-        self.Mh, self.Mw = torch.from_numpy(Mh).double(), torch.from_numpy(Mw).double()
-        self.Ph, self.Pw = torch.linalg.pinv(self.Mh), torch.linalg.pinv(self.Mw)
+        super().__init__()
+        self.register_buffer("Mh", torch.from_numpy(Mh).double())
+        self.register_buffer("Mw", torch.from_numpy(Mw).double())
+        self.register_buffer("Ph", torch.linalg.pinv(self.Mh))
+        self.register_buffer("Pw", torch.linalg.pinv(self.Mw))
         self.x_shape = (channels, Mh.shape[1], Mw.shape[1])
         self.y_shape = (channels, Mh.shape[0], Mw.shape[0])
         self.dagger_gain = float(torch.sqrt((self.Ph**2).sum(1).mean() * (self.Pw**2).sum(1).mean()))
 
-    @staticmethod
-    def _apply(L: torch.Tensor, x: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
-        L, R = L.to(x.device, x.dtype), R.to(x.device, x.dtype)
-        return L @ x @ R.T
+    def _sandwich(self, L: torch.Tensor, x: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
+        self.follow(x)
+        return L.to(x.dtype) @ x @ R.to(x.dtype).T
 
     def A(self, x):
         _check_x(x, self.x_shape, "SeparableSR.A")
-        return self._apply(self.Mh, x, self.Mw)
+        return self._sandwich(self.Mh, x, self.Mw)
 
     def A_adjoint(self, y):
-        return self._apply(self.Mh.T, y, self.Mw.T)
+        return self._sandwich(self.Mh.T, y, self.Mw.T)
 
     def A_dagger(self, y):
-        return self._apply(self.Ph, y, self.Pw)
+        return self._sandwich(self.Ph, y, self.Pw)
 
 
 def BicubicSR(scale: int, x_shape: Shape) -> SeparableSR:
@@ -177,12 +228,14 @@ class Inpaint(LinearOperator):
         c, h, w = x_shape
         if m.ndim != 3 or tuple(m.shape[-2:]) != (h, w) or m.shape[0] not in (1, c):
             raise ValueError(f"mask of shape {tuple(m.shape)} does not match the image ({h}×{w}, {c} channel(s))")
-        self.mask = (m > 0.5).float()
+        super().__init__()
+        self.register_buffer("mask", (m > 0.5).float())
         self.x_shape = self.y_shape = (c, h, w)
 
     def A(self, x):
         _check_x(x, self.x_shape, "Inpaint.A")
-        return x * self.mask.to(x)
+        self.follow(x)
+        return x * self.mask.to(x.dtype)
 
     A_adjoint = A_dagger = A
 
@@ -201,6 +254,7 @@ class Colorize(LinearOperator):
         c, h, w = x_shape
         if c != 3:
             raise ValueError(f"colourisation needs a 3-channel image space, got {c} channel(s)")
+        super().__init__()
         self.x_shape, self.y_shape = (3, h, w), (1, h, w)
 
     def A(self, x):
@@ -216,17 +270,16 @@ class Colorize(LinearOperator):
 
 # ---------------------------------------------------------------- deblurring
 def gaussian_kernel(std: float, size: int | None = None) -> np.ndarray:
-    """Normalised 2-D Gaussian kernel; default size 2·⌈3·std⌉ + 1."""
+    """Normalised 2-D Gaussian kernel (float64) with the given std in pixels, centred on the middle of a
+    size × size grid; default size 2·⌈3·std⌉ + 1."""
     if not std > 0:
         raise ValueError(f"gaussian kernel std {std}: must be positive")
     size = size or 2 * math.ceil(3 * std) + 1
-    t = np.arange(size) - (size - 1) / 2
-    g = np.exp(-(t**2) / (2 * std**2))
-    k = np.outer(g, g)
-    return k / k.sum()
+    return get_gaussian_kernel2d(size, (std, std), force_even=True, dtype=torch.float64)[0].numpy()
 
 
 def uniform_kernel(size: int) -> np.ndarray:
+    """size × size box kernel (float64), every entry 1/size²."""
     if not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"uniform kernel size {size!r}: must be a positive integer")
     return np.full((size, size), 1.0 / size**2)
@@ -236,7 +289,7 @@ class Blur(LinearOperator):
     """Circular convolution with a kernel k (centre at index (kh//2, kw//2)), by the FFT.
 
     A = F⁻¹·K·F, Aᵀ = F⁻¹·conj(K)·F, A† = F⁻¹·K⁺·F with the truncated inverse K⁺ = conj(K)/|K|² where
-    |K| > threshold·max|K|, else 0 (methods.md §3; the ε-regularised conj(K)/(|K|²+ε) would not satisfy
+    |K| > threshold·max|K|, else 0 (DDNM §3; the ε-regularised conj(K)/(|K|²+ε) would not satisfy
     A·A†·A = A). The truncated frequencies are where A·A†·A and A differ; their energy in A·x is at most
     threshold·‖x‖, so A·A†·A = A holds to `threshold` relative accuracy.
     """
@@ -250,6 +303,7 @@ class Blur(LinearOperator):
             raise ValueError(f"kernel {k.shape[0]}×{k.shape[1]} is larger than the image {h}×{w}")
         if not np.isfinite(k).all() or abs(k.sum()) < 1e-12:
             raise ValueError("kernel must be finite with a non-zero sum")
+        super().__init__()
         self.x_shape = self.y_shape = (c, h, w)
         pad = np.zeros((h, w))
         pad[: k.shape[0], : k.shape[1]] = k
@@ -258,12 +312,12 @@ class Blur(LinearOperator):
         mag = np.abs(K)
         keep = mag > threshold * mag.max()
         Kp = np.where(keep, np.conj(K) / np.where(keep, mag**2, 1.0), 0)
-        self.K, self.Kp, self.mag, self.keep = (torch.from_numpy(K), torch.from_numpy(Kp), torch.from_numpy(mag),
-                                                torch.from_numpy(keep))
+        self.register_buffer("K", torch.from_numpy(K))  # transfer function
+        self.register_buffer("Kp", torch.from_numpy(Kp))  # its truncated inverse K⁺
         self.dagger_gain = float(np.sqrt((np.abs(Kp) ** 2).mean()))
 
-    @staticmethod
-    def _filter(x: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    def _filter(self, x: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+        self.follow(x)
         G = G.to(x.device, torch.complex128 if x.dtype == torch.float64 else torch.complex64)
         return torch.fft.ifft2(torch.fft.fft2(x) * G).real.to(x.dtype)
 
@@ -277,14 +331,12 @@ class Blur(LinearOperator):
     def A_dagger(self, y):
         return self._filter(y, self.Kp)
 
-    def noisy_correction(self, r, sigma_next, sigma_y):
-        """DDNM+ in the Fourier (singular) basis: λ_f = min(1, σ_next·|K_f|/σ_y) per frequency, so no
-        frequency receives more than σ_next of amplified measurement noise (DDNM paper, Eq. 19)."""
-        if sigma_y <= 0:
-            return self.A_dagger(r), 0.0
-        lam = torch.clamp(sigma_next * self.mag / sigma_y, max=1.0)
-        G = lam * self.Kp
-        return self._filter(r, G), float(sigma_y * torch.sqrt((G.abs() ** 2).mean()))
+    def dagger_gains(self):
+        """|K⁺_f|: A is diagonal in the Fourier basis, so each frequency is a singular component."""
+        return self.Kp.abs()
+
+    def A_dagger_scaled(self, y, weights):
+        return self._filter(y, weights * self.Kp)
 
 
 # ---------------------------------------------------------------- compressed sensing
@@ -296,6 +348,7 @@ class CompressedSensing(LinearOperator):
     def __init__(self, ratio: float, x_shape: Shape, block: int = 32, seed: int = 0):
         if not 0 < ratio <= 1:
             raise ValueError(f"ratio {ratio}: must be in (0, 1]")
+        super().__init__()
         c, h, w = x_shape
         self.x_shape, self.ratio, self.block = (c, h, w), float(ratio), int(block)
         b = self.block
@@ -305,35 +358,44 @@ class CompressedSensing(LinearOperator):
             for c0, c1 in ((0, w0), (w0, w)):
                 if r1 > r0 and c1 > c0:
                     self.regions.append((r0, r1, c0, c1, min(b, r1 - r0), min(b, c1 - c0)))
-        self.Q = {}
         total = 0
         for r0, r1, c0, c1, bh, bw in self.regions:
-            if (bh, bw) not in self.Q:
+            if not hasattr(self, self._rows_name(bh, bw)):
                 n = bh * bw
                 g = torch.Generator().manual_seed(seed * 1000003 + bh * 1009 + bw)
                 q, rr = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
                 q = q * torch.sign(torch.diagonal(rr))[None, :]
-                self.Q[(bh, bw)] = q[: max(1, round(self.ratio * n))].contiguous()
-            total += (r1 - r0) // bh * ((c1 - c0) // bw) * self.Q[(bh, bw)].shape[0]
+                self.register_buffer(self._rows_name(bh, bw), q[: max(1, round(self.ratio * n))].contiguous())
+            total += (r1 - r0) // bh * ((c1 - c0) // bw) * self._rows(bh, bw).shape[0]
         self.y_shape = (c, total)
         self.dagger_gain = math.sqrt(total / (h * w))
 
+    @staticmethod
+    def _rows_name(bh: int, bw: int) -> str:
+        return f"rows_{bh}x{bw}"
+
+    def _rows(self, bh: int, bw: int) -> torch.Tensor:
+        """The m orthonormal rows (m, bh·bw) that measure a bh×bw block."""
+        return getattr(self, self._rows_name(bh, bw))
+
     def A(self, x):
         _check_x(x, self.x_shape, "CompressedSensing.A")
+        self.follow(x)
         out = []
         for r0, r1, c0, c1, bh, bw in self.regions:
             B, C = x.shape[:2]
             blk = x[..., r0:r1, c0:c1].reshape(B, C, (r1 - r0) // bh, bh, (c1 - c0) // bw, bw)
             blk = blk.permute(0, 1, 2, 4, 3, 5).reshape(B, C, -1, bh * bw)
-            out.append((blk @ self.Q[(bh, bw)].to(x).T).reshape(B, C, -1))
+            out.append((blk @ self._rows(bh, bw).to(x.dtype).T).reshape(B, C, -1))
         return torch.cat(out, -1)
 
     def A_adjoint(self, y):
+        self.follow(y)
         B, C = y.shape[:2]
         x = torch.zeros(B, C, *self.x_shape[1:], dtype=y.dtype, device=y.device)
         pos = 0
         for r0, r1, c0, c1, bh, bw in self.regions:
-            q = self.Q[(bh, bw)].to(y)
+            q = self._rows(bh, bw).to(y.dtype)
             nh, nw = (r1 - r0) // bh, (c1 - c0) // bw
             size = nh * nw * q.shape[0]
             coef = y[..., pos: pos + size].reshape(B, C, nh * nw, q.shape[0])
@@ -355,11 +417,12 @@ class Composed(LinearOperator):
     """
 
     def __init__(self, ops: list[LinearOperator], tol: float = 1e-6, max_iter: int = 200):
+        super().__init__()
         self.tol, self.max_iter = tol, max_iter
         for a, b in zip(ops, ops[1:]):
             if tuple(a.y_shape) != tuple(b.x_shape):
                 raise ValueError(f"cannot compose: output shape {a.y_shape} ≠ next input shape {b.x_shape}")
-        self.ops = list(ops)
+        self.ops = nn.ModuleList(ops)
         self.x_shape, self.y_shape = ops[0].x_shape, ops[-1].y_shape
         probe = torch.randn(1, *self.y_shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
         self.dagger_gain = float(self.A_dagger(probe).norm() / math.sqrt(math.prod(self.x_shape)))  # one probe

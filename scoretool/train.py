@@ -1,12 +1,15 @@
 """One trainer: denoising score matching on clean images (a prior) or noisy ones (Noise2Score).
 
-loss = w(σ)·‖D(u + σn, σ) − u‖²,  w = 1/c_out²,  ln σ ~ U(ln σ_min, ln σ_max)   (methods.md §1)
+loss = w(σ)·‖D(u + σn, σ) − u‖²,  w = 1/c_out²,  ln σ ~ U(ln σ_min, ln σ_max)
+(Karras et al. 2022, EDM; the loss itself is `nets.edm_loss`, beside the preconditioning it weights).
 With u = clean images, D is the MMSE Gaussian denoiser (a prior). With u = noisy images and small σ
-(σ_a ≈ 0.001–0.1) it is amortised AR-DAE: s(y, σ_a → 0) is the score of the noisy density
-(Noise2Score, Kim & Ye 2021).
+(σ_a ≈ 0.001–0.1) it is amortised AR-DAE (Lim et al., ICML 2020): s(y, σ_a → 0) is the score of the
+noisy density (Noise2Score, Kim & Ye, NeurIPS 2021).
 
 Reproducibility: the patch of sample i and the noise of step t are drawn from generators seeded by
 (seed, i) and (seed, t), so a run resumed from a checkpoint continues exactly as if uninterrupted.
+The patch sampler, the checkpoint and the loop are kept together (~370 lines): they share that
+seeding contract.
 """
 
 from __future__ import annotations
@@ -31,12 +34,14 @@ from . import __version__
 from .engine import autocast, select_device
 from .errors import ModelError, ScoretoolError
 from .io import atomic_output, list_images, read_image
-from .nets import ScoreUNet, UNetConfig, adapt_channels, widen
+from .nets import EDMPrecond, UNetConfig, adapt_channels, edm_loss, widen
 from .weights import load_extra, load_model, read_metadata, save_model
 
 
 @dataclass
 class TrainConfig:
+    """Every setting of a training run (recorded in the model's metadata as `train_config`)."""
+
     data: str
     mode: str = "clean"  # "clean" (prior) or "noisy" (Noise2Score)
     steps: int = 20000
@@ -147,23 +152,11 @@ def sample_sigma(cfg: TrainConfig, n: int, g: torch.Generator) -> torch.Tensor:
 
 def dsm_loss(net, u: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, device, precision="auto",
              teacher=None):
-    """EDM-weighted denoising score matching: mean of ‖D(u + σn, σ) − t‖² / c_out(σ)², t = u.
-
-    With a `teacher` network, t = D_teacher(u + σn, σ) (distillation). Both losses have the same
-    minimiser when the teacher is the MMSE denoiser, E[u | u + σn]; the teacher's target leaves out
-    the variance of u around that mean, so a small network learns a big one's function from far
-    fewer samples."""
-    sd = net.module.config.sigma_data if hasattr(net, "module") else net.config.sigma_data
-    s4 = sigma[:, None, None, None]
-    weight = (s4**2 + sd**2) / (s4 * sd) ** 2
-    y = u + s4 * noise
-    target = u
-    if teacher is not None:
-        with torch.no_grad(), autocast(device, precision):
-            target = teacher(y, sigma).float()
+    """`nets.edm_loss` of `net` (an EDMPrecond, or one wrapped by DistributedDataParallel) under the
+    training precision."""
+    sigma_data = (net.module if hasattr(net, "module") else net).config.sigma_data
     with autocast(device, precision):
-        d = net(y, sigma)
-    return (weight * (d.float() - target) ** 2).mean()
+        return edm_loss(net, u, sigma, noise, sigma_data, teacher)
 
 
 def _git_revision() -> str:
@@ -176,13 +169,14 @@ def _git_revision() -> str:
 
 
 def checkpoint_path(output: Path) -> Path:
+    """The checkpoint beside a model file: NAME.safetensors → NAME.ckpt.safetensors."""
     return output.with_name(output.name.replace(".safetensors", "") + ".ckpt.safetensors")
 
 
 def _save_checkpoint(path: Path, net, ema, opt, step: int, cfg: TrainConfig, info: dict) -> None:
     """Write the training state atomically; a state with NaN or infinite tensors is never written (the
     previous checkpoint stays), so a checkpoint can always be resumed."""
-    extra = {f"ema.{k}": v for k, v in ema.state_dict().items()}
+    extra = {f"ema.{k}": v for k, v in ema.net.state_dict().items()}
     for i, st in opt.state_dict()["state"].items():
         for k, v in st.items():
             extra[f"opt.{i}.{k}"] = torch.as_tensor(v)
@@ -201,7 +195,7 @@ def _load_checkpoint(path: Path, net, ema, opt, steps: int) -> int:
         fresh, info = load_model(path)
         net.load_state_dict(fresh.state_dict())
         extra = load_extra(path)
-        ema.load_state_dict({k[4:]: v for k, v in extra.items() if k.startswith("ema.")})
+        ema.net.load_state_dict({k[4:]: v for k, v in extra.items() if k.startswith("ema.")})
         state = opt.state_dict()
         for key, v in extra.items():
             if key.startswith("opt."):
@@ -282,14 +276,14 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, stop: StopRequ
         config = net.config
     else:
         config = UNetConfig(channels=cfg.channels, widths=list(cfg.widths or [32, 64, 128]), blocks_per_level=cfg.blocks_per_level)
-        net = ScoreUNet(config)
+        net = EDMPrecond(config)
     teacher = None
     if cfg.teacher:
         teacher, _ = load_model(cfg.teacher)
         teacher = adapt_channels(teacher, cfg.channels).eval().requires_grad_(False)
         teacher = teacher.to(device, memory_format=torch.channels_last)
     net = net.train().to(device, memory_format=torch.channels_last)
-    ema = ScoreUNet(config).to(device, memory_format=torch.channels_last)
+    ema = EDMPrecond(config).to(device, memory_format=torch.channels_last)
     ema.load_state_dict(net.state_dict())
     ema.requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)

@@ -1,4 +1,4 @@
-"""Posterior uncertainty of Gaussian denoising from the denoiser's Jacobian (methods.md §6).
+"""Posterior uncertainty of Gaussian denoising from the denoiser's Jacobian.
 
 For y = x + σn and an MMSE denoiser D(y, σ) = E[x | y], the posterior covariance is
     Cov[x | y] = σ²·J,   J = ∂D(y, σ)/∂y                       (Manor & Michaeli, ICLR 2024)
@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from kornia.filters import gaussian_blur2d
 
 from .engine import Denoiser, apply_tiled
 
@@ -183,15 +184,9 @@ def smooth_variance(var: torch.Tensor, std_px: float) -> torch.Tensor:
     if std_px <= 0:
         return var
     r = max(1, int(math.ceil(3 * std_px)))
-    t = torch.arange(-r, r + 1, dtype=torch.float32, device=var.device)
-    g = torch.exp(-0.5 * (t / std_px) ** 2)
-    g = g / g.sum()
-    b, c, h, w = var.shape
-    x = var.reshape(b * c, 1, h, w).float()
-    mode = "reflect" if r < min(h, w) else "replicate"
-    x = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (r, r, 0, 0), mode=mode), g.view(1, 1, 1, -1))
-    x = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (0, 0, r, r), mode=mode), g.view(1, 1, -1, 1))
-    return x.reshape(b, c, h, w)
+    size = 2 * r + 1
+    border = "reflect" if r < min(var.shape[-2:]) else "replicate"
+    return gaussian_blur2d(var.float(), (size, size), (std_px, std_px), border_type=border)
 
 
 @dataclass
@@ -304,71 +299,26 @@ def principal_components(denoiser: Denoiser, y: torch.Tensor, sigma: float, k: i
                       crop=(cx0, cy0, cx1 - cx0, cy1 - cy0), symmetric=symmetric, history=history)
 
 
-# ---- viewing: a viridis-like colour map and a colour bar with numeric labels, in numpy only ----
-
-_VIRIDIS = [(0.267, 0.005, 0.329), (0.283, 0.141, 0.458), (0.254, 0.265, 0.530), (0.207, 0.372, 0.553),
-            (0.164, 0.471, 0.558), (0.128, 0.567, 0.551), (0.135, 0.659, 0.518), (0.267, 0.749, 0.441),
-            (0.478, 0.821, 0.318), (0.741, 0.873, 0.150), (0.993, 0.906, 0.144)]
-
-_FONT = {  # 3×5 bitmap digits, rows top to bottom
-    "0": "111101101101111", "1": "010110010010111", "2": "111001111100111", "3": "111001111001111",
-    "4": "101101111001001", "5": "111100111001111", "6": "111100111101111", "7": "111001001001001",
-    "8": "111101111101111", "9": "111101111001111", ".": "000000000000010", "-": "000000111000000",
-    "e": "000111101110111", "+": "000010111010000",
-}
-
-
-def colormap(values, vmax: float):
-    """(H, W) values → (H, W, 3) float RGB on [0,1] through a viridis-like map of [0, vmax]."""
-    import numpy as np
-
-    lut = np.array(_VIRIDIS)
-    t = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float64)) / max(vmax, 1e-30), 0, 1) * (len(lut) - 1)
-    i = np.minimum(t.astype(int), len(lut) - 2)
-    f = (t - i)[..., None]
-    return lut[i] * (1 - f) + lut[i + 1] * f
-
-
-def _text(label: str, scale: int = 2):
-    import numpy as np
-
-    glyphs = [np.array([int(b) for b in _FONT.get(ch, "0" * 15)], dtype=float).reshape(5, 3) for ch in label]
-    row = np.concatenate([np.pad(g, ((0, 0), (0, 1))) for g in glyphs], axis=1) if glyphs else np.zeros((5, 1))
-    return np.kron(row, np.ones((scale, scale)))
-
-
-def _fmt(v: float) -> str:
-    if v == 0:
-        return "0"
-    if 1e-2 <= abs(v) < 1e4:
-        return f"{v:.3g}"
-    return f"{v:.1e}".replace("e-0", "e-").replace("e+0", "e")
-
-
 def std_map_image(std, vmax: float | None = None):
-    """A viewable RGB picture (H, W', 3) on [0,1]: the std map in colour with a labelled colour bar
-    (labels in the std map's own units: 0, half and top of the scale; top = 99.5th percentile)."""
+    """A viewable RGB picture (H', W', 3) float on [0,1] of a (H, W) std map: the map in viridis, pixel
+    for pixel at the top left, and a colour bar labelled in the map's own units at 0, half and the top
+    of the scale (top = `vmax`, default the 99.5th percentile of the finite values). H' = max(H, 40)."""
     import numpy as np
+
+    from .plots import figure, rgb_array
 
     std = np.asarray(std, dtype=np.float64)
     if vmax is None:
         finite = std[np.isfinite(std)]
         vmax = float(np.percentile(finite, 99.5)) if finite.size else 1.0
         vmax = vmax if vmax > 0 else 1.0
-    h, _ = std.shape
-    pic = colormap(std, vmax)
-    bar_h = max(h, 40)
-    bar = colormap(np.linspace(vmax, 0, bar_h)[:, None].repeat(12, 1), vmax)
-    labels = [(0, _fmt(vmax)), (bar_h // 2, _fmt(vmax / 2)), (bar_h - 10, "0")]
-    label_w = max(_text(t).shape[1] for _, t in labels) + 4
-    panel = np.ones((bar_h, 4 + 12 + 3 + label_w + 4, 3))
-    panel[:, 4:16] = bar
-    for y0, t in labels:
-        g = _text(t)
-        y0 = int(np.clip(y0, 0, bar_h - g.shape[0]))
-        region = panel[y0 : y0 + g.shape[0], 19 : 19 + g.shape[1]]
-        region[g > 0] = 0.0
-    out = np.ones((bar_h, pic.shape[1] + panel.shape[1], 3))
-    out[:h, : pic.shape[1]] = pic
-    out[:, pic.shape[1]:] = panel
-    return out
+    h, w = std.shape
+    bar_w, height = 90, max(h, 40)
+    fig = figure(w + bar_w, height)
+    ax = fig.add_axes((0, 1 - h / height, w / (w + bar_w), h / height))
+    ax.set_axis_off()
+    im = ax.imshow(np.nan_to_num(std), cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest", aspect="auto")
+    cax = fig.add_axes(((w + 6) / (w + bar_w), 0.03, 12 / (w + bar_w), 0.94))
+    bar = fig.colorbar(im, cax=cax, ticks=[0, vmax / 2, vmax], format="%.3g")
+    bar.ax.tick_params(labelsize=7, length=2, pad=1)
+    return rgb_array(fig) / 255.0

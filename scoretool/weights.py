@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from .errors import ModelError, ScoretoolError
 from .io import atomic_output, ordinary_permissions
-from .nets import ScoreUNet, UNetConfig
+from .nets import EDMPrecond, UNetConfig
 
 FORMAT = "scoretool-model"
 DEFAULT_FOR_CHANNELS = {1: "prior-gray", 3: "prior-rgb"}
@@ -32,12 +32,13 @@ def bundled_dir() -> Path:
 
 
 def bundled_models() -> dict[str, Path]:
+    """Name → path of every bundled model (checkpoints left out), sorted by name."""
     return {p.stem: p for p in sorted(bundled_dir().glob("*.safetensors")) if not p.name.endswith(".ckpt.safetensors")}
 
 
-def save_model(path, net: ScoreUNet, info: dict, extra: dict[str, torch.Tensor] | None = None) -> None:
+def save_model(path, net: EDMPrecond, info: dict, extra: dict[str, torch.Tensor] | None = None) -> None:
     """Write net's weights (plus optional extra tensors, e.g. training state) with metadata."""
-    tensors = {f"net.{k}": v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}  # keys net.*
     tensors.update({k: v.detach().contiguous().cpu() for k, v in (extra or {}).items()})
     meta = {"format": FORMAT, "config": json.dumps(net.config.to_dict()), "info": json.dumps(info)}
     save_file(tensors, str(path), metadata=meta)
@@ -61,6 +62,8 @@ def resolve_weights(name_or_path: str | None, channels: int | None = None) -> Pa
 
 
 def read_metadata(path) -> tuple[UNetConfig, dict]:
+    """(architecture, info) from a model file's metadata, without reading its tensors; ModelError if the
+    file is not a readable scoretool model."""
     path = Path(path)
     try:
         from safetensors import safe_open
@@ -93,7 +96,7 @@ def _check_architecture(path: Path, config: UNetConfig) -> None:
             raise ModelError(f"{path}: weights do not match the stored architecture ({len(config.widths)} levels × "
                              f"{config.blocks_per_level} blocks for {len(stored)} tensors)")
         with torch.device("meta"):
-            expected = {f"net.{k}": tuple(v.shape) for k, v in ScoreUNet(config).state_dict().items()}
+            expected = {k: tuple(v.shape) for k, v in EDMPrecond(config).state_dict().items()}
     except ModelError:
         raise
     except Exception as e:  # noqa: BLE001 - any config the network cannot be built from is damaged metadata
@@ -103,7 +106,7 @@ def _check_architecture(path: Path, config: UNetConfig) -> None:
         raise ModelError(f"{path}: weights do not match the stored architecture (first difference: {wrong})")
 
 
-def load_model(name_or_path: str | None = None, channels: int | None = None) -> tuple[ScoreUNet, dict]:
+def load_model(name_or_path: str | None = None, channels: int | None = None) -> tuple[EDMPrecond, dict]:
     """Load a model by bundled name or path → (network in eval mode on the CPU, info dict)."""
     path = resolve_weights(name_or_path, channels)
     config, info = read_metadata(path)
@@ -111,11 +114,11 @@ def load_model(name_or_path: str | None = None, channels: int | None = None) -> 
         raise ScoretoolError(f"{path}: model is for {config.channels}-channel images, input has {channels}")
     _check_architecture(path, config)
     tensors = load_file(str(path))
-    state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
+    state = {k: v for k, v in tensors.items() if k.startswith("net.")}
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise ModelError(f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values ({bad[0]}, ...)")
-    net = ScoreUNet(config)
+    net = EDMPrecond(config)
     net.load_state_dict(state)
     info = {"name": path.stem, "path": str(path), **info}
     return net.eval(), info

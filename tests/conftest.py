@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from scoretool.nets import ScoreUNet, UNetConfig
+from scoretool.nets import EDMPrecond, UNetConfig
 from scoretool.weights import save_model
 
 
@@ -25,7 +25,7 @@ def tiny_model(tmp_path_factory):
     def make(channels: int = 1):
         if channels not in made:
             torch.manual_seed(channels)
-            net = ScoreUNet(UNetConfig(channels=channels, widths=[8, 16], blocks_per_level=1, embed_dim=16))
+            net = EDMPrecond(UNetConfig(channels=channels, widths=[8, 16], blocks_per_level=1, embed_dim=16))
             path = tmp_path_factory.mktemp("models") / f"tiny-{channels}.safetensors"
             save_model(path, net, {"kind": "prior", "sigma_min": 0.002, "sigma_max": 10.0, "training_data": "none (test)"})
             made[channels] = path
@@ -43,7 +43,7 @@ def random_model(tmp_path_factory):
     def make(channels: int = 1):
         if channels not in made:
             torch.manual_seed(10 + channels)
-            net = ScoreUNet(UNetConfig(channels=channels, widths=[8, 16, 16], blocks_per_level=1, embed_dim=16))
+            net = EDMPrecond(UNetConfig(channels=channels, widths=[8, 16, 16], blocks_per_level=1, embed_dim=16))
             with torch.no_grad():
                 for p in net.parameters():
                     p.copy_(torch.randn_like(p) * 0.08)

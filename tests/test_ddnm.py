@@ -25,6 +25,8 @@ def test_schedule():
     s = edm_sigmas(10, 10.0, 0.005)
     assert len(s) == 11 and s[0] == pytest.approx(10.0) and s[-2] == pytest.approx(0.005) and s[-1] == 0
     assert all(a > b for a, b in zip(s, s[1:]))
+    rho = 7.0  # Karras et al. 2022, Eq. 5, at i = 4 of 10
+    assert s[4] == pytest.approx((10.0 ** (1 / rho) + 4 / 9 * (0.005 ** (1 / rho) - 10.0 ** (1 / rho))) ** rho)
 
 
 def test_inpainting_null_space_follows_prior():
@@ -130,6 +132,8 @@ def test_colour_batch_and_bad_eta():
     y = op.A(_sample(2, 3))
     xh, _ = ddnm_sample(gauss_denoiser, op, y, edm_sigmas(5, 1.0), generator=torch.Generator().manual_seed(0))
     assert xh.shape == (2, 3, 37, 31)
+    assert (data_consistency(op, xh, y) < 1e-5).all()  # each image matches its own measurements
+    assert (data_consistency(op, xh.flip(0), y) > 0.01).all()
     with pytest.raises(ValueError, match="eta"):
         ddnm_sample(gauss_denoiser, op, y, edm_sigmas(5, 1.0), eta=1.5)
 
@@ -161,3 +165,26 @@ def test_schedule_checked_and_callback_sees_every_evaluation():
             ddnm_sample(gauss_denoiser, op, y, bad)
     with pytest.raises(ValueError, match="start"):
         ddnm_sample(gauss_denoiser, op, y, edm_sigmas(3, 0.5), start="noise")
+
+
+def test_travel_schedule_redoes_each_segment_and_is_checked():
+    from scoretool.ddnm import _check_travel_schedule, travel_schedule
+
+    assert travel_schedule(4) == [0, 1, 2, 3, 4]
+    assert travel_schedule(6, 2) == [0, 1, 2, 0, 1, 2, 3, 4, 2, 3, 4, 5, 6]
+    assert travel_schedule(4, 2, repeat=2) == [0, 1, 2, 0, 1, 2, 0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="forward"):
+        _check_travel_schedule([0, 2, 3], 3)
+    with pytest.raises(ValueError, match="from 0 to 3"):
+        _check_travel_schedule([0, 1, 2], 3)
+    with pytest.raises(ValueError, match="travel"):
+        travel_schedule(4, -1)
+
+
+def test_one_evaluation_per_forward_move_of_the_travel_schedule():
+    op = ops.Inpaint(torch.ones(1, 9, 9), (1, 9, 9))
+    y = torch.rand(1, 1, 9, 9)
+    seen = []
+    _, nfe = ddnm_sample(gauss_denoiser, op, y, edm_sigmas(6, 1.0), travel=2, generator=torch.Generator().manual_seed(0),
+                         callback=lambda info: seen.append(info["i"]))
+    assert seen == [0, 1, 0, 1, 2, 3, 2, 3, 4, 5] and nfe == 10

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from scoretool.engine import apply_tiled, count_tiles, select_device
+from scoretool.engine import apply_tiled, select_device
 from scoretool.errors import ScoretoolError
-from scoretool.nets import ScoreUNet, UNetConfig
+from scoretool.nets import EDMPrecond, UNetConfig
 
 
 def small_rf_net(channels=3):
@@ -29,7 +29,7 @@ def test_tiled_equals_whole(h, w, tile):
 def test_tiled_unet_has_no_seams():
     """The U-Net's receptive field exceeds the overlap, yet blending keeps tiles close to whole."""
     torch.manual_seed(0)
-    net = ScoreUNet(UNetConfig(channels=1, widths=[8, 16], blocks_per_level=1, embed_dim=16))
+    net = EDMPrecond(UNetConfig(channels=1, widths=[8, 16], blocks_per_level=1, embed_dim=16))
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.05)
     x = torch.rand(1, 1, 150, 130)
@@ -38,10 +38,6 @@ def test_tiled_unet_has_no_seams():
         tiled = apply_tiled(lambda t: net(t, 0.1), x, tile=64, overlap=32, multiple=net.multiple)
     assert (tiled - whole).abs().max() < 2e-3
 
-
-def test_count_tiles_matches():
-    assert count_tiles(37, 31, tile=512) == 1
-    assert count_tiles(1001, 777, tile=256, overlap=16) > 1
 
 
 def test_device_selection():
@@ -56,7 +52,7 @@ def test_device_selection():
 
 @pytest.mark.parametrize("channels,h,w", [(1, 37, 31), (3, 20, 45)])
 def test_network_any_size_and_score(channels, h, w):
-    net = ScoreUNet(UNetConfig(channels=channels, widths=[8, 16, 32], blocks_per_level=1, embed_dim=16)).eval()
+    net = EDMPrecond(UNetConfig(channels=channels, widths=[8, 16, 32], blocks_per_level=1, embed_dim=16)).eval()
     x = torch.rand(2, channels, h, w)
     sigma = torch.tensor([0.05, 0.5])
     with torch.no_grad():
@@ -97,7 +93,7 @@ def test_dihedral_ensemble_is_exact_for_an_equivariant_function_and_averages_oth
 def test_inference_fold_of_sigma_scale_shift_equals_the_training_path():
     """With one σ for the batch and no gradients, ResBlock folds (1+scale, shift) into conv1: same D(x, σ)."""
     torch.manual_seed(0)
-    net = ScoreUNet(UNetConfig(channels=1, widths=[8, 16], blocks_per_level=1))
+    net = EDMPrecond(UNetConfig(channels=1, widths=[8, 16], blocks_per_level=1))
     for p in net.parameters():  # non-zero everywhere, so every term of the block matters
         torch.nn.init.normal_(p, std=0.2)
     x = torch.rand(3, 1, 20, 24)
@@ -113,7 +109,7 @@ def test_inference_fold_of_sigma_scale_shift_equals_the_training_path():
 def test_small_images_go_through_the_network_together():
     """A stack of images that fit in one tile: as many per call as `batch` tiles hold, same result as one
     by one, progress counts images."""
-    net = ScoreUNet(UNetConfig(channels=1, widths=[8, 16], blocks_per_level=1, embed_dim=16)).eval()
+    net = EDMPrecond(UNetConfig(channels=1, widths=[8, 16], blocks_per_level=1, embed_dim=16)).eval()
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.1)
     x = torch.rand(37, 1, 24, 20)

@@ -144,7 +144,7 @@ def test_widen_keeps_the_function_and_grows(tiny_model):
     with torch.no_grad():
         torch.testing.assert_close(big(x, sigma), small(x, sigma), rtol=1e-5, atol=1e-5)
     big(x, sigma).square().sum().backward()
-    assert big.head.weight.grad[:, 8:].abs().sum() > 0
+    assert big.net.head.weight.grad[:, 8:].abs().sum() > 0
     assert sum(p.numel() for p in big.parameters()) > 1.5 * sum(p.numel() for p in small.parameters())
     with pytest.raises(ValueError, match="no narrower"):
         widen(small, [4, 16])

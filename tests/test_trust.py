@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from scoretool.cli import app
 from scoretool.errors import InputError
 from scoretool.io import Image, read_image, write_image
-from scoretool.nets import ScoreUNet, UNetConfig
+from scoretool.nets import EDMPrecond, UNetConfig
 from scoretool.weights import save_model
 
 runner = CliRunner()
@@ -52,7 +52,7 @@ def ood_model(tmp_path_factory):
     d = tmp_path_factory.mktemp("ood")
     torch.manual_seed(0)
     prior = d / "prior.safetensors"
-    save_model(prior, ScoreUNet(UNetConfig(channels=1, widths=[8, 16], blocks_per_level=1, embed_dim=16)),
+    save_model(prior, EDMPrecond(UNetConfig(channels=1, widths=[8, 16], blocks_per_level=1, embed_dim=16)),
                {"kind": "prior", "sigma_min": 0.002, "sigma_max": 10.0})
     train = d / "train"
     train.mkdir()
@@ -322,7 +322,7 @@ def test_non_finite_flags_are_usage_errors(tmp_path, tiny_model):
 
 def test_nan_weights_and_nan_results_are_never_written(tmp_path, tiny_model):
     src = png(tmp_path / "a.png", 1)
-    net = ScoreUNet(UNetConfig(channels=1, widths=[8, 16], blocks_per_level=1, embed_dim=16))
+    net = EDMPrecond(UNetConfig(channels=1, widths=[8, 16], blocks_per_level=1, embed_dim=16))
     with torch.no_grad():
         for p in net.parameters():
             p.fill_(float("nan"))

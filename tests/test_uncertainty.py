@@ -175,11 +175,18 @@ def test_jvp_methods_agree_on_a_network(tiny_model):
 
 
 def test_std_map_picture():
+    """The map is drawn pixel for pixel in viridis from 0 to the 99.5th percentile (clipped above), with the
+    colour bar beside it."""
+    from matplotlib import colormaps
+
     std = np.linspace(0, 2, 50 * 40).reshape(50, 40)
     pic = std_map_image(std)
     assert pic.shape[0] == 50 and pic.shape[1] > 40 and pic.shape[2] == 3
-    assert 0 <= pic.min() and pic.max() <= 1
-    assert not np.allclose(pic[0, 0], pic[-1, 39])  # low and high ends differ in colour
+    viridis = colormaps["viridis"]
+    np.testing.assert_allclose(pic[0, 0], viridis(0.0)[:3], atol=2 / 255)
+    np.testing.assert_allclose(pic[-1, 39], viridis(1.0)[:3], atol=2 / 255)
+    np.testing.assert_allclose(pic[25, 20], viridis(std[25, 20] / np.percentile(std, 99.5))[:3], atol=0.03)
+    assert (pic[:, 40:] < 0.1).all(axis=-1).any()  # the bar's dark labels
 
 
 def test_cli_writes_maps_components_and_json(tmp_path, tiny_model, rng):
@@ -248,3 +255,4 @@ def test_cli_colour_image_and_symmetric(tmp_path, tiny_model, rng):
     assert tifffile.imread(out / "c_std.tif").shape == (20, 27, 3)
     assert iio.imread(out / "c_pc1_plus.png").shape == (20, 27, 3)
     assert iio.imread(out / "c_mean.png").shape == (20, 27, 3)
+
