@@ -15,7 +15,7 @@ def grey(random_model):
 
 def test_numpy_layouts_match_the_cached_function(grey, random_model, rng):
     y = rng.random((3, 40, 36, 1), dtype=np.float32)
-    ref = scoretool.denoise(y, 0.1, str(random_model(1)), "cpu", "fp32", tile=64)
+    ref = scoretool.denoise(y, 0.1, weights=str(random_model(1)), device="cpu", precision="fp32", tile=64)
     assert np.abs(ref - y).max() > 1e-2
     for image, expect in ((y[0, ..., 0], ref[0, ..., 0]), (y[0], ref[0]), (y, ref)):
         out = grey.denoise(image, sigma=0.1)

@@ -171,7 +171,7 @@ def run_command(common: Common, body: Callable[[], int | None]) -> None:
     exit 2, no traceback unless --debug. An explicit --device is checked first, once."""
     try:
         if common.device != "auto":
-            from ..engine import select_device
+            from ..api import select_device
 
             select_device(common.device)
         code = body() or EXIT_OK

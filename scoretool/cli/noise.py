@@ -59,17 +59,6 @@ def overall_estimate(rows: list[dict], family: str | None = None) -> dict | None
             "power_median": statistics.median(powers) if powers else float("nan"), "images": len(ok)}
 
 
-def is_noise2score(weights: str | None) -> bool:
-    """Family estimation reads the score of the *noisy* density (a Noise2Score model); without one (the
-    default) the blind Gaussian model of blind.describe_noise is reported."""
-    from ..weights import read_metadata, resolve_weights
-
-    if weights is None:
-        return False
-    _, info = read_metadata(resolve_weights(weights))
-    return info.get("kind") == "noise2score"
-
-
 @app.command(name="noise")
 def noise(
     input: Annotated[Path, typer.Argument(help="Noisy image file or folder of images.")],
@@ -90,8 +79,7 @@ def noise(
     the input's pixel units; ζ and k on the [0,1] scale) from its score. Otherwise (the default): a blind
     Gaussian σ from weak-texture patches, and pd_ratio, the σ seen in 2×2 pixel-shuffled sub-images over
     the image's own (≈ 1 for independent noise, larger for noise correlated between neighbours)."""
-    from ..api import estimate_noise
-    from ..blind import describe_noise
+    from ..api import describe_noise, estimate_noise, is_noise2score
 
     common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug)
 
@@ -120,7 +108,8 @@ def noise(
                                f"{' (correlated: real-noise mode suits it)' if row['correlated'] else ''}")
                 return row
             try:
-                est = estimate_noise(image.pixels, weights, fam, sigma_a, device, tile, seed)
+                est = estimate_noise(image.pixels, weights=weights, family=fam, sigma_a=sigma_a, device=device, tile=tile,
+                                     seed=seed)
             except ScoretoolError as e:
                 raise InputError(job.src, str(e)) from None
             row = {**est, "sigma": est["parameters"]["sigma"] * (hi - lo), "value_range": [lo, hi]}

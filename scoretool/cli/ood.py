@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Annotated
 import numpy as np
 import typer
 
+from ..api import DEFAULT_CORR, DEFAULT_PARITY, DEFAULT_PARITY_MEAN, DEFAULT_QUANTILES, DEFAULT_RMS
 from ..errors import InputError, ModelError, ScoretoolError
 from ..io import atomic_output, check_budget, list_images, read_image
-from ..ood_recipe import DEFAULT_CORR, DEFAULT_PARITY, DEFAULT_PARITY_MEAN, DEFAULT_QUANTILES, DEFAULT_RMS
 from . import app
 from .common import (
     Common,
@@ -35,7 +35,7 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    from ..ood import OODModel
+    from ..api import OODModel
 
 ood_app = typer.Typer(
     help="Out-of-distribution scoring with multiscale score norms (MSMA): fit a density on training images' "
@@ -142,8 +142,8 @@ def fit(
             raise ScoretoolError(f"{data}: no readable training images")
         t0 = time.perf_counter()
         with common.progress("features", len(images)) as advance:
-            model = ood_fit(images, weights, method, levels, sigma_max, sigma_min, device, precision, seed, advance,
-                            crop=crop, patch=patch, crops=crops, quantiles=qs, rms=rms, corr=corr, parity=parity, parity_mean=parity_mean)
+            model = ood_fit(images, weights=weights, method=method, levels=levels, sigma_max=sigma_max, sigma_min=sigma_min,
+                            device=device, precision=precision, seed=seed, progress=advance, crop=crop, patch=patch, crops=crops, quantiles=qs, rms=rms, corr=corr, parity=parity, parity_mean=parity_mean)
         model.save(output)
         seconds = time.perf_counter() - t0
         summary = {"command": "ood fit", "model": str(output), "images": len(images), "method": method,
@@ -168,7 +168,8 @@ def _score_files(common: Common, model: OODModel, jobs: list[FileJob], weights, 
     def process(job):
         image = read_image(job.src)
         t0 = time.perf_counter()
-        res = ood_score(image.pixels, model, weights, device, precision, threshold, method)
+        res = ood_score(image.pixels, model, weights=weights, device=device, precision=precision,
+                        threshold_percentile=threshold, method=method)
         if not all(math.isfinite(r["score"]) for r in res):
             raise InputError(job.src, "OOD score is NaN or infinite (the prior gives no usable score on this image)")
         sec = round((time.perf_counter() - t0) / len(res), 3)
@@ -188,7 +189,7 @@ def check_ood_size(levels: int, crops: int, crop: int, channels: int, where: str
 
 
 def _load(model_path: Path, method: str | None) -> OODModel:
-    from ..ood import OODModel
+    from ..api import OODModel
     model = OODModel.load(model_path)
     spec = model.spec
     if not all(math.isfinite(s) and s > 0 for s in spec.sigmas) or not all(0 <= q <= 1 for q in spec.quantiles) \
@@ -254,7 +255,7 @@ def score(
 
 
 def _write_plot(path: Path, s_in, s_out, thr: float) -> str:
-    from ..ood import histogram_image
+    from ..api import histogram_image
     try:
         import matplotlib
 
@@ -298,8 +299,7 @@ def evaluate(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """AUROC, AUPR (positive class = outliers) and FPR at 95% TPR of the OOD score on two folders."""
-    from ..api import ood_check_prior
-    from ..ood import detection_metrics
+    from ..api import detection_metrics, ood_check_prior
     common = Common(device=device, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
 
     def body():
