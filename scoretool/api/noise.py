@@ -11,9 +11,9 @@ from .. import noise as nz
 from ..blind import describe_noise, estimate_sigma
 from ..errors import ScoretoolError
 from ..model import Model, as_batch, channels_of, from_batch, loaded
-from .models import model_channels
+from .models import is_noise2score, model_channels
 
-__all__ = ["describe_noise", "estimate_noise", "tweedie_denoise"]
+__all__ = ["describe_noise", "estimate_noise", "image_noise", "tweedie_denoise"]
 
 
 def check_finite(image: np.ndarray) -> None:
@@ -79,6 +79,24 @@ def estimate_noise(image: np.ndarray, *, weights: str | None = None, family: str
     model = loaded(weights, model_channels(weights, channels_of(image)), device, "fp32", tile)
     model = _noise2score(model, "noise estimation")
     return _estimate(model, _frames(image, model)[0], family, sigma_a, seed)
+
+
+def image_noise(image: np.ndarray, *, weights: str | None = None, family: str | None = None,
+                sigma_a: float | None = None, device: str = "auto", tile: int = 512, seed: int = 0) -> dict:
+    """The noise of one image as `scoretool noise` reports it. With a Noise2Score model: `estimate_noise`.
+    Otherwise the blind Gaussian model of the first frame (blind.describe_noise: σ from weak-texture
+    patches, and pd_ratio = σ of the 2×2 pixel-shuffled sub-images / σ, ≈ 1 for white noise), with
+    power 0 and the other families' parameters NaN.
+
+    Returns:
+        dict with at least family, parameter_name, parameter, power and parameters (σ, ζ, k on the [0,1] scale).
+    """
+    if is_noise2score(weights):
+        return estimate_noise(image, weights=weights, family=family, sigma_a=sigma_a, device=device, tile=tile, seed=seed)
+    frame = np.asarray(image)
+    frame = frame[0] if frame.ndim == 4 else frame
+    est = describe_noise(frame[..., 0] if frame.ndim == 3 and frame.shape[-1] == 1 else frame)
+    return {**est, "power": 0.0, "parameters": {"sigma": est["parameter"], "zeta": float("nan"), "k": float("nan")}}
 
 
 def tweedie_denoise(image: np.ndarray, noise: str = "gaussian", parameter: float | None = None, *,
