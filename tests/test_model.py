@@ -74,12 +74,16 @@ def test_configured_shares_the_network_and_keeps_the_numbers(grey, rng):
 
 
 def test_api_names_are_the_functions():
+    import importlib
     import types
 
     import scoretool.api as api
 
     for name in api.__all__:
         assert not isinstance(getattr(api, name), types.ModuleType), name
+    for module, names in api._MODULES.items():  # the lazy table lists each API module's __all__
+        if not module.startswith(".."):
+            assert sorted(importlib.import_module(module, "scoretool.api").__all__) == sorted(names), module
     from scoretool.api import denoise, restore
 
     assert callable(denoise) and callable(restore) and scoretool.denoise is denoise

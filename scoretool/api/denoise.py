@@ -86,7 +86,8 @@ def denoise_image(image: np.ndarray, *, noise: str | None = None, parameter: flo
     model = loaded(weights, model_channels(weights, ch), device, precision, tile)
     clean_prior = model.kind != "noise2score"
     opts = {"weights": weights, "device": device, "precision": precision, "tile": tile}
-    if real_noise if real_noise is not None else (noise is None and clean_prior and ch == 3 and eight_bit):
+    camera = real_noise if real_noise is not None else (noise is None and clean_prior and ch == 3 and eight_bit)
+    if camera:
         if not clean_prior:
             raise ScoretoolError(f"--real-noise needs a clean prior; {model.info['name']} is a Noise2Score model")
         out, cam = camera_denoise(image, **opts)
