@@ -19,7 +19,7 @@ import torch
 from common import Timer, load_set, print_table, psnr, save_results
 from restore import from_t, shape_of, to_t
 
-from scoretool.api import load_engine
+import scoretool
 from scoretool.ddnm import ddnm_sample, edm_sigmas
 from scoretool.operators import AvgPoolSR, Blur, Inpaint, gaussian_kernel
 
@@ -44,11 +44,11 @@ def degrade(task: str, x: np.ndarray, idx: int):
     raise SystemExit(f"unknown task {task}")
 
 
-def run(cfg: dict, engine, op, y, sigma_y: float, seed: int) -> tuple[torch.Tensor, int]:
+def run(cfg: dict, model, op, y, sigma_y: float, seed: int) -> tuple[torch.Tensor, int]:
     sched = {k: cfg[k] for k in SCHEDULE_KEYS if k in cfg}
     kw = {k: v for k, v in cfg.items() if k not in SCHEDULE_KEYS}
     sigmas = edm_sigmas(**{"steps": 25, "sigma_max": 1.0, "sigma_min": 0.005, **sched})
-    return ddnm_sample(engine.denoise, op, y, sigmas, sigma_y=sigma_y, generator=torch.Generator().manual_seed(seed), **kw)
+    return ddnm_sample(model, op, y, sigmas, sigma_y=sigma_y, generator=torch.Generator().manual_seed(seed), **kw)
 
 
 def main() -> None:
@@ -67,7 +67,7 @@ def main() -> None:
     tasks = args.tasks.split(",")
     labels = [json.dumps(c, sort_keys=True) for c in configs]
     images = load_set(args.set, args.images)
-    engine = load_engine(None, 3 if images[0][1].ndim == 3 else 1, "cpu", "auto")[0]
+    model = scoretool.load(channels=3 if images[0][1].ndim == 3 else 1, device="cpu")
     rows = []
     for idx, (name, full) in enumerate(images):
         crop = args.crop or min(full.shape[:2])
@@ -79,7 +79,7 @@ def main() -> None:
             op, y, sigma_y = degrade(task, x, idx)
             for label, cfg in zip(labels, configs):
                 with Timer() as t:
-                    out, nfe = run(cfg, engine, op, y, sigma_y, idx)
+                    out, nfe = run(cfg, model, op, y, sigma_y, idx)
                 rows.append({"image": name, "task": task, "config": label, "psnr": psnr(from_t(out), x),
                              "nfe": nfe, "seconds": t.seconds})
             print(name, task, " ".join(f"{r['psnr']:.2f}" for r in rows[-len(configs):]), flush=True)

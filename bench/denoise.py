@@ -20,7 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Timer, gaussian_noisy, load_set, print_table, psnr, save_results  # noqa: E402
 
 import scoretool  # noqa: E402
-from scoretool.api import load_engine  # noqa: E402
 
 
 def method_table(sigma: float, colour: bool, weights: str | None, precision: str):
@@ -64,7 +63,7 @@ def main() -> None:
         colour = images[0][1].ndim == 3
         weights = args.rgb_weights if colour else args.gray_weights
         try:
-            load_engine(weights, 3 if colour else 1, "auto", args.precision, 512)
+            scoretool.load(weights, 3 if colour else 1, "auto", args.precision, 512)
         except Exception as e:  # a missing bundled model is reported, the peers still run
             print(f"[{set_name}] scoretool skipped: {e}")
             methods_here = [m for m in methods if not m.startswith("scoretool")]

@@ -96,9 +96,9 @@ def main() -> None:
         rng = np.random.default_rng(0)
         small = rng.random((args.small, args.small_size, args.small_size, ch), dtype=np.float32)
         large = rng.random((args.large, args.large, ch), dtype=np.float32)
-        run = {"many small (one call)": lambda: api.denoise(small, 0.1, name, args.device),
-               "many small (one by one)": lambda: [api.denoise(im, 0.1, name, args.device) for im in small],
-               "one large": lambda: api.denoise(large, 0.1, name, args.device)}
+        run = {"many small (one call)": lambda: api.denoise(small, 0.1, weights=name, device=args.device),
+               "many small (one by one)": lambda: [api.denoise(im, 0.1, weights=name, device=args.device) for im in small],
+               "one large": lambda: api.denoise(large, 0.1, weights=name, device=args.device)}
         mp = {"many small (one call)": small[..., 0].size, "many small (one by one)": small[..., 0].size,
               "one large": args.large**2}
         best = {k: float("inf") for k in run}

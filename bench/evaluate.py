@@ -55,18 +55,17 @@ def make_denoisers(names: list[str], weights: str | None, device: str) -> dict:
     out = {}
     for name in names:
         if name == "prior":
-            from scoretool.api import load_engine
+            import scoretool
 
             try:
-                engine, info = load_engine(weights, 1, device, "fp32", 512)
+                model = scoretool.load(weights, 1, device, "fp32", 512)
             except ScoretoolError as e:
                 print(f"note: prior left out ({e})")
                 continue
-            print(f"prior: {info['name']} on {engine.device}")
+            print(f"prior: {model.info['name']} on {model.engine.device}")
 
-            def prior(y, s, engine=engine):
-                t = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[None, None]
-                return engine.denoise_tiled(t, float(s))[0, 0].double().numpy()
+            def prior(y, s, model=model):
+                return model.denoise(np.asarray(y, np.float32), float(s)).astype(np.float64)
 
             out[name] = prior
         elif name == "bm3d":

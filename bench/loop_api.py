@@ -64,7 +64,7 @@ def main() -> None:
     batched_t = per_call(lambda y: m.denoise(y, s), tensors)
     rows.append({"variant": f"Model.denoise, torch (B,C,H,W), {args.batch} per call", "calls": len(tensors),
                  "ms_per_call": 1e3 * batched_t, "ms_per_image": 1e3 * batched_t * len(tensors) / args.calls})
-    cached = per_call(lambda y: scoretool.denoise(y, s, args.weights, args.device), images)
+    cached = per_call(lambda y: scoretool.denoise(y, s, weights=args.weights, device=args.device), images)
     rows.append({"variant": "scoretool.denoise (cached), 1 image per call", "calls": args.calls, "ms_per_call": 1e3 * cached,
                  "ms_per_image": 1e3 * cached})
     for r in rows:

@@ -110,17 +110,17 @@ def denoise_rows(args, notes) -> list[dict]:
             else:
                 mfam, mparam = model_noise(model)
                 if mfam == family and mparam is not None and abs(mparam / param - 1) < 0.01:
-                    methods["n2s"] = lambda y, m=model, f=family, q=param: scoretool.tweedie_denoise(y, f, q, m, precision="fp32",
+                    methods["n2s"] = lambda y, m=model, f=family, q=param: scoretool.tweedie_denoise(y, f, q, weights=m, precision="fp32",
                                                                                   sigma_a=args.sigma_a)
                 else:
                     notes.append(f"{set_name} {family}:{value:g}: {model} was trained on {mfam} {mparam}; only n2s-est runs")
-                methods["n2s-est"] = lambda y, m=model, f=family: scoretool.tweedie_denoise(y, f, None, m, sigma_a=args.sigma_a)
+                methods["n2s-est"] = lambda y, m=model, f=family: scoretool.tweedie_denoise(y, f, None, weights=m, sigma_a=args.sigma_a)
             if family == "gaussian":
                 methods["BM3D"] = lambda y, q=param: (bm3d_gaussian(y, q), None)
             if family == "poisson":
                 methods["Anscombe+BM3D"] = lambda y, q=param: (anscombe_bm3d(y, q), None)
             if not prior_missing:
-                methods["prior"] = lambda y, f=family, q=param: scoretool.tweedie_denoise(y, f, q, args.prior)
+                methods["prior"] = lambda y, f=family, q=param: scoretool.tweedie_denoise(y, f, q, weights=args.prior)
             methods["noisy"] = lambda y: (y, None)
             if args.methods:
                 methods = {k: v for k, v in methods.items() if k in args.methods.split(",")}

@@ -108,9 +108,10 @@ def run_config(label, train_set, test_set, weights, channels, args, sigma_min) -
     if not (DATA / train_set).is_dir() or not (DATA / test_set).is_dir():
         print(f"[{label}] skipped: {train_set} or {test_set} missing under {DATA}")
         return [], {"skipped": f"{train_set} or {test_set} missing"}
-    spec = api.ood_spec(weights, channels, args.levels, 1.0, sigma_min, crops=args.crops)
+    spec = api.ood_spec(weights=weights, channels=channels, levels=args.levels, sigma_max=1.0, sigma_min=sigma_min,
+                        crops=args.crops)
     specs = variants(spec)
-    den, prior = api._ood_prior(weights, channels, args.device, args.precision)
+    den, prior = api.ood_prior(weights=weights, channels=channels, device=args.device, precision=args.precision)
 
     def feats(img):
         x = torch.from_numpy(np.ascontiguousarray(np.atleast_3d(img).transpose(2, 0, 1)))
@@ -153,19 +154,19 @@ def run_config(label, train_set, test_set, weights, channels, args, sigma_min) -
     # speed: one 1 MP image through the public scoring path (features + density), warm
     big = quantise(np.resize(inl_imgs[0], (1000, 1000) + inl_imgs[0].shape[2:]))
     model = models["default"]
-    api.ood_score(big, model, prior["path"], args.device, args.precision)
+    api.ood_score(big, model, weights=prior["path"], device=args.device, precision=args.precision)
     times, cpu = [], []
     for _ in range(2):
         t, c = time.perf_counter(), time.process_time()
-        api.ood_score(big, model, prior["path"], args.device, args.precision)
+        api.ood_score(big, model, weights=prior["path"], device=args.device, precision=args.precision)
         times.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
     # wall time depends on what else runs on the machine; CPU time (all threads) shows the work itself
     extra["seconds_per_1MP"], extra["cpu_seconds_per_1MP"] = round(min(times), 3), round(min(cpu), 3)
     # precision: bf16 (engine default on this CPU) vs fp32 features of the first inlier, per level
     x = torch.from_numpy(np.ascontiguousarray(np.atleast_3d(inl_imgs[0]).transpose(2, 0, 1)))
-    d32, _ = api._ood_prior(weights, channels, args.device, "fp32")
-    d16, _ = api._ood_prior(weights, channels, args.device, "bf16")
+    d32, _ = api.ood_prior(weights=weights, channels=channels, device=args.device, precision="fp32")
+    d16, _ = api.ood_prior(weights=weights, channels=channels, device=args.device, precision="bf16")
     f32, f16 = features_from_maps(score_maps(d32, x, spec), spec), features_from_maps(score_maps(d16, x, spec), spec)
     n_level = len(spec.sigmas) * spec.per_level  # per-level features first, then the once-per-image ones
     diff_all = np.abs(f16 - f32)

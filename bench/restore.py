@@ -218,7 +218,7 @@ def main() -> None:
     for set_name in sets:
         weights = args.weights_rgb if set_name in COLOUR_SETS else args.weights_gray
         try:
-            api.load_engine(weights, 3 if set_name in COLOUR_SETS else 1, args.device, args.precision, args.tile)
+            api.load(weights, 3 if set_name in COLOUR_SETS else 1, args.device, args.precision, args.tile)
         except Exception as e:  # noqa: BLE001 - a missing prior skips its sets, the rest goes on
             skipped.append(f"{set_name}: weights {weights} unavailable ({e})")
             print(f"skipping {set_name}: {e}", file=sys.stderr)

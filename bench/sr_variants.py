@@ -19,7 +19,7 @@ import torch
 from common import Timer, load_set, print_table, psnr, save_results
 from restore import bicubic_up, from_t, shape_of, to_t
 
-from scoretool.api import load_engine
+import scoretool
 from scoretool.ddnm import ddnm_sample, edm_sigmas
 from scoretool.operators import AvgPoolSR
 
@@ -31,12 +31,12 @@ def run_config(cfg: dict, y: torch.Tensor, op, engines: dict, channels: int, see
     """Mean of `samples` DDNM chains under one config (seeded like `scoretool restore`)."""
     precision, samples, scale = cfg.get("precision", "auto"), cfg.get("samples", 1), cfg.get("sigma_scale", 1.0)
     if precision not in engines:
-        engines[precision] = load_engine(None, channels, "cpu", precision)[0]
+        engines[precision] = scoretool.load(channels=channels, device="cpu", precision=precision)
     engine = engines[precision]
     kw = {k: v for k, v in cfg.items() if k not in BENCH_KEYS + SCHEDULE_KEYS}
     sigmas = edm_sigmas(**{"steps": 100, "sigma_max": 1.0, **{k: cfg[k] for k in SCHEDULE_KEYS if k in cfg}})
     gen = torch.Generator().manual_seed(seed)
-    out = sum(ddnm_sample(lambda x, s: engine.denoise(x, s * scale), op, y, sigmas, generator=gen, **kw)[0]
+    out = sum(ddnm_sample(lambda x, s: engine(x, s * scale), op, y, sigmas, generator=gen, **kw)[0]
               for _ in range(samples))
     return out / samples
 

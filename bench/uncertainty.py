@@ -30,7 +30,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import gaussian_noisy, load_set, print_table, psnr, save_results  # noqa: E402
 
-from scoretool.api import load_engine, network_denoiser, posterior_components, posterior_std  # noqa: E402
+import scoretool  # noqa: E402
+from scoretool.api import posterior_components, posterior_std  # noqa: E402
 from scoretool.uncertainty import posterior_variance, smooth_variance  # noqa: E402
 
 
@@ -81,11 +82,12 @@ def main() -> None:
     if args.images:
         wanted = args.images.split(",")
         images = [im for im in images if im[0] in wanted]
-    engine, info = load_engine(args.weights, 1, "auto", "fp32", 512)
+    model = scoretool.load(args.weights, 1, "auto", "fp32", 512)
+    engine, info = model.engine, model.info
     strides = [int(s) for s in args.strides.split(",")]
     rows, per_image = [], []
     smooths = [float(v) for v in args.smooth.split(",") if float(v) > 0]
-    denoiser = network_denoiser(engine)
+    denoiser = model.configured(differentiable=True)
     for stride in strides:
         probes = max(args.probes, stride * stride)
         label = "hutchinson" if stride == 1 else f"lattice-{stride}"
@@ -130,11 +132,11 @@ def main() -> None:
             timing["std_map_512_probes8"] = {"wall_s": done["wall_s"], "cpu_s": done["cpu_s"], "target_s": 30}
         else:
             with Clock() as clk:
-                posterior_std(y, sigma, args.weights, 8, 1, args.method, seed=0)
+                posterior_std(y, sigma, weights=args.weights, probes=8, stride=1, method=args.method, seed=0)
             timing["std_map_512_probes8"] = {"wall_s": clk.wall, "cpu_s": clk.cpu, "target_s": 30}
         region = (224, 224, 64, 64)
         with Clock() as clk:
-            comp = posterior_components(y, sigma, args.components, region, args.weights, method=args.method)
+            comp = posterior_components(y, sigma, k=args.components, region=region, weights=args.weights, method=args.method)
         timing["components"] = {"k": args.components, "region": list(region), "wall_s": clk.wall, "cpu_s": clk.cpu,
                                 "target_s": 60, "iterations": comp.iterations,
                                 "eigenvalues_grey2": [float(v) * 255**2 for v in comp.eigenvalues],

@@ -14,6 +14,7 @@ tifffile memory map of a new file, which replaces the destination only when comp
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import torch
 from .engine import _axis_tiles, _axis_weight
 from .errors import InputError, ScoretoolError
 from .io import atomic_output, from_unit, integer_range, to_unit
+from .model import loaded
 
 OUT_OF_CORE_PIXELS = 2**24
 """`scoretool denoise` reads a TIFF with more pixels than this (16.8 MP) band by band (when it can)."""
@@ -167,16 +169,15 @@ def denoise_tiff(src, dest, sigma: float, weights: str | None = None, device: st
     """
     import tifffile
 
-    from .api import load_engine
-
     if not (np.isfinite(sigma) and sigma > 0):
         raise ScoretoolError(f"sigma {sigma}: must be positive")
     layout = tiff_layout(src)
     if layout is None:
         raise InputError(src, "out-of-core denoising needs a single-page, uncompressed, contiguous grey or RGB TIFF")
-    engine, info = load_engine(weights, layout.channels, device, precision, tile)
-    if info.get("kind") == "noise2score":
-        raise InputError(src, f"out-of-core denoising takes a clean prior; {info['name']} is a Noise2Score model")
+    model = loaded(weights, layout.channels, device, precision, tile)
+    if model.kind == "noise2score":
+        raise InputError(src, f"out-of-core denoising takes a clean prior; {model.info['name']} is a Noise2Score model")
+    engine = model.engine
     vrange = integer_range(layout.dtype) if layout.dtype.kind in "ui" else (value_range or (0.0, 1.0))
     h, w = layout.height, layout.width
 
@@ -199,11 +200,11 @@ def denoise_tiff(src, dest, sigma: float, weights: str | None = None, device: st
                                   photometric="rgb" if layout.channels == 3 else "minisblack")
         out_layout = TiffLayout(int(created.offset), layout.shape, created.dtype)
         del created
-        for r0, block in apply_tiled_bands(lambda t: engine.denoise(t, sigma), read_rows, h, w, engine.tile,
+        for r0, block in apply_tiled_bands(functools.partial(engine.denoise, sigma=sigma), read_rows, h, w, engine.tile,
                                            engine.overlap, max(8, engine.multiple), device=engine.device, progress=count):
             rows = out_layout.rows(tmp, r0, r0 + block.shape[1], "r+")
             rows[...] = from_unit(block.permute(1, 2, 0).numpy(), layout.dtype, vrange).reshape(rows.shape)
             rows.flush()
             del rows
             counted["bands"] += 1
-    return {"shape": [h, w, layout.channels], **counted, "seconds": time.perf_counter() - t0, "weights": info["name"]}
+    return {"shape": [h, w, layout.channels], **counted, "seconds": time.perf_counter() - t0, "weights": model.info["name"]}

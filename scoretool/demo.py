@@ -168,8 +168,8 @@ def run_demo(out: Path, steps: int = 50, device: str = "auto", seed: int = 0,
                data.binary_blobs(96, rng=seed).astype(np.float32), np.random.default_rng(1).random((96, 96)),
                np.full((96, 96), 0.5)]
         model = api.ood_fit(train, weights="prior-gray", method="knn", levels=6, device=device)
-        s_in = [api.ood_score(np.asarray(i, np.float32), model, "prior-gray", device)[0]["score"] for i in held]
-        s_out = [api.ood_score(np.asarray(o, np.float32), model, "prior-gray", device)[0]["score"] for o in odd]
+        s_in = [api.ood_score(np.asarray(i, np.float32), model, weights="prior-gray", device=device)[0]["score"] for i in held]
+        s_out = [api.ood_score(np.asarray(o, np.float32), model, weights="prior-gray", device=device)[0]["score"] for o in odd]
         res = detection_metrics(np.array(s_in), np.array(s_out))
         save_png(out / "ood.png", montage([np.concatenate(held[:4], 0), np.concatenate(odd[:4], 0)]))
         return {"baseline": None, "baseline_psnr": None, "psnr": None, "auroc": round(float(res["auroc"]), 3),

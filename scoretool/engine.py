@@ -186,14 +186,18 @@ class Engine:
     def multiple(self) -> int:
         return getattr(self.net, "multiple", 1)
 
-    @torch.no_grad()
-    def denoise(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        """D(x, σ) on a batch that fits in memory, on the engine's device, float32 out."""
+    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        """D(x, σ) in one pass on the engine's device, float32 out, differentiable (Jacobian products)."""
         x = x.to(self.device, torch.float32)
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.precision):
             return self.net(x, sigma).float().contiguous()
+
+    @torch.no_grad()
+    def denoise(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        """D(x, σ) on a batch that fits in memory, on the engine's device, float32 out."""
+        return self.forward(x, sigma)
 
     def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
         return self.denoise(x, sigma)

@@ -5,6 +5,9 @@ and .npy (float or integer arrays, unclipped). Layouts H×W, H×W×C with C ∈ 
 channel is an alpha channel and is carried through untouched.
 Integer data maps to [0,1] by x/(2^bits − 1) and back by round(x·(2^bits − 1)) after clipping;
 float data is taken as already on the [0,1] scale (or mapped from a user-given range).
+
+One module above the usual size on purpose: reading and writing share the per-format rules (dtype ⇄
+[0,1], alpha, the pixel budget checked on headers, atomic writes), which must agree in one place.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ import pytest
 import tifffile
 import torch
 
-from scoretool.api import load_engine
+import scoretool
 from scoretool.bigtiff import apply_tiled_bands, denoise_tiff, is_huge_tiff, tiff_layout
 from scoretool.engine import apply_tiled
 from scoretool.errors import InputError
@@ -52,8 +52,7 @@ def test_file_equals_in_memory_tiling(tmp_path, random_model, dtype, channels):
     assert report["tiles"] > 20 and report["bands"] > 4
     out = tifffile.imread(tmp_path / "out.tif")
     assert out.dtype == raw.dtype and out.shape == raw.shape
-    engine, _ = load_engine(weights, channels, "cpu", "fp32", 64)
-    ref = engine.denoise_tiled(torch.from_numpy(unit).permute(2, 0, 1)[None], 0.1)[0].permute(1, 2, 0).numpy()
+    ref = scoretool.load(weights, channels, "cpu", "fp32", 64).denoise(unit, 0.1)
     assert np.abs(ref - unit).max() > 1e-2
     if dtype == np.uint16:
         assert np.abs(out.astype(np.int64) - np.clip(np.rint(ref * 65535), 0, 65535)).max() <= 1

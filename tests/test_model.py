@@ -15,7 +15,7 @@ def grey(random_model):
 
 def test_numpy_layouts_match_the_cached_function(grey, random_model, rng):
     y = rng.random((3, 40, 36, 1), dtype=np.float32)
-    ref = scoretool.denoise(y, 0.1, str(random_model(1)), "cpu", "fp32", tile=64)
+    ref = scoretool.denoise(y, 0.1, weights=str(random_model(1)), device="cpu", precision="fp32", tile=64)
     assert np.abs(ref - y).max() > 1e-2
     for image, expect in ((y[0, ..., 0], ref[0, ..., 0]), (y[0], ref[0]), (y, ref)):
         out = grey.denoise(image, sigma=0.1)
@@ -59,3 +59,31 @@ def test_errors_are_clear(grey, rng):
     with pytest.raises(ScoretoolError, match=r"\(B, C, H, W\)"):
         grey.denoise(torch.zeros(20, 20), 0.1)
     assert "channels=1" in repr(grey)
+
+
+def test_configured_shares_the_network_and_keeps_the_numbers(grey, rng):
+    y = torch.from_numpy(rng.random((2, 1, 40, 36), dtype=np.float32))
+    bf16 = grey.configured(precision="bf16", fp32_below=0.05)
+    assert bf16.engine.net is grey.engine.net and bf16.engine.precision == "bf16"
+    sig = torch.tensor([0.01, 0.02])  # all below fp32_below: the fp32 pass, whatever the precision
+    torch.testing.assert_close(bf16(y, sig), grey(y, sig), atol=1e-6, rtol=0)
+    d = grey.configured(differentiable=True)
+    z = y.clone().requires_grad_()
+    d(z, 0.1).sum().backward()
+    assert z.grad is not None and float(z.grad.abs().sum()) > 0
+
+
+def test_api_names_are_the_functions():
+    import importlib
+    import types
+
+    import scoretool.api as api
+
+    for name in api.__all__:
+        assert not isinstance(getattr(api, name), types.ModuleType), name
+    for module, names in api._MODULES.items():  # the lazy table lists each API module's __all__
+        if not module.startswith(".."):
+            assert sorted(importlib.import_module(module, "scoretool.api").__all__) == sorted(names), module
+    from scoretool.api import denoise, restore
+
+    assert callable(denoise) and callable(restore) and scoretool.denoise is denoise

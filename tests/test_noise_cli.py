@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 import scoretool.api as api
+import scoretool.api.noise as noise_api
 from scoretool.cli import app
 from scoretool.weights import load_model, save_model
 
@@ -76,7 +77,7 @@ def test_denoise_gaussian_prior_unchanged(tiny_model, images, tmp_path):
                             str(tiny_model(1)), "--precision", "fp32", "--json"])
     assert r.exit_code == 0, r.output
     y = np.load(images / "a.npy")
-    ref = api.denoise(y, 0.05, str(tiny_model(1)), precision="fp32")
+    ref = api.denoise(y, 0.05, weights=str(tiny_model(1)), precision="fp32")
     assert np.allclose(np.load(out), ref, atol=1e-6)
     assert _json(r)["results"][0]["method"] == "prior D(y, sigma)"
 
@@ -97,7 +98,7 @@ def test_denoise_noise2score_known_parameter(n2s_model, images, tmp_path, family
 def test_denoise_auto_reports_estimate(n2s_model, images, tmp_path, monkeypatch):
     fake = {"family": "gamma", "parameter_name": "k", "parameter": 80.0, "power": 2.1, "dispersion": 0.0125,
             "parameters": {"sigma": 0.1, "zeta": 0.02, "k": 80.0}, "family_given": False, "sigma_a": 0.002}
-    monkeypatch.setattr(api, "estimate_noise", lambda *a, **k: fake)
+    monkeypatch.setattr(noise_api, "_estimate", lambda *a, **k: fake)  # the estimate tweedie_denoise uses
     r = runner.invoke(app, ["denoise", str(images / "b.npy"), "-o", str(tmp_path / "o"), "--weights", str(n2s_model),
                             "--noise", "auto", "--json"])
     assert r.exit_code == 0, r.output
@@ -109,12 +110,12 @@ def test_denoise_auto_reports_estimate(n2s_model, images, tmp_path, monkeypatch)
 def test_denoise_missing_parameter_uses_model_family(n2s_model, images, tmp_path, monkeypatch):
     seen = {}
 
-    def fake(image, weights, family, *a, **k):
+    def fake(model, y, family, *a, **k):
         seen["family"] = family
         return {"family": family, "parameter_name": "zeta", "parameter": 0.02, "power": 1.0, "dispersion": 0.02,
                 "parameters": {"sigma": 0.1, "zeta": 0.02, "k": 80.0}, "family_given": True, "sigma_a": 0.002}
 
-    monkeypatch.setattr(api, "estimate_noise", fake)
+    monkeypatch.setattr(noise_api, "_estimate", fake)
     r = runner.invoke(app, ["denoise", str(images / "b.npy"), "-o", str(tmp_path / "o"), "--weights", str(n2s_model), "--json"])
     assert r.exit_code == 0, r.output
     assert seen["family"] == "poisson"  # from the model's metadata

@@ -267,7 +267,7 @@ def test_one_file_failing_in_any_way_does_not_stop_the_batch(tmp_path, tiny_mode
     png(d / "oom.png", 9)
     import scoretool.api as api
 
-    real = api.denoise
+    real = api.denoise_image
 
     def fake(pixels, *a, **k):  # the 4th file exhausts memory while being processed
         if pixels.mean() == np.float32(oom_mean):
@@ -275,7 +275,7 @@ def test_one_file_failing_in_any_way_does_not_stop_the_batch(tmp_path, tiny_mode
         return real(pixels, *a, **k)
 
     oom_mean = read_image(d / "oom.png").pixels.mean()
-    monkeypatch.setattr(api, "denoise", fake)  # the command imports it from the API when it runs
+    monkeypatch.setattr(api, "denoise_image", fake)  # the command imports it from the API when it runs
     res = invoke("denoise", d, "-o", tmp_path / "out", "--sigma", 10, "--weights", tiny_model(1), "--json")
     assert res.exit_code == 1
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good0.png", "good1.png", "good2.png"]

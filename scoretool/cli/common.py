@@ -191,7 +191,7 @@ def run_command(common: Common, body: Callable[[], int | None]) -> None:
             raise ScoretoolError("this command runs in one process; under torchrun use denoise, restore, uncertainty, "
                                  "noise, evaluate, ood score or train")
         if common.device != "auto":
-            from ..engine import select_device
+            from ..api import select_device
 
             select_device(common.device)
         code = body() or EXIT_OK

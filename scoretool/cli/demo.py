@@ -27,7 +27,7 @@ def demo(
 
     Montages, left to right: clean | degraded | (baseline) | scoretool. PSNR in dB, data range 1.
     """
-    from ..demo import run_demo
+    from ..api import run_demo
     common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug)
 
     def body():

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import InputError, ScoretoolError
+from ..errors import InputError, ModelError, ScoretoolError
 from ..io import read_image, write_image
 from . import app
 from .common import (
@@ -80,7 +80,7 @@ PARAM_OPT = {"gaussian": "sigma", "poisson": "zeta", "gamma": "k"}
 def denoise_huge_tiff(job: FileJob, sigma_unit: float, sigma: float, weights: str | None, device: str, precision: str,
                       tile: int, value_range: tuple[float, float] | None, common: Common) -> dict:
     """A TIFF larger than memory, band by band from disk to disk (bigtiff.denoise_tiff) → its result row."""
-    from ..bigtiff import denoise_tiff
+    from ..api import denoise_tiff
 
     common.notice(f"{job.src}: large TIFF, denoised band by band from disk (out of core)")
     rep = denoise_tiff(job.src, job.dest, sigma_unit, weights, device, precision, tile, value_range, common.overwrite)
@@ -120,9 +120,7 @@ def denoise(
     estimated from the data and reported."""
     import torch
 
-    from ..api import camera_denoise, load_engine, model_channels, tweedie_denoise
-    from ..api import denoise as denoise_array
-    from ..bigtiff import out_of_core_range
+    from ..api import denoise_image, out_of_core_range
     common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite, torchrun=True)
 
     def body():
@@ -143,36 +141,21 @@ def denoise(
             if given == "sigma" and ensemble == 1 and (huge := out_of_core_range(job.src, job.dest, weights, vrange)):
                 return denoise_huge_tiff(job, sigma_value / (huge[1] - huge[0]), sigma_value, weights, device, precision, tile, vrange, common)
             image = read_image(job.src, vrange)
-            ch = image.channels
-            _, info = load_engine(weights, model_channels(weights, ch), device, precision, tile)
             lo, hi = image.value_range
-            fam = family or ((info.get("noise") or {}).get("family") if info.get("kind") == "noise2score" else None) or "gaussian"
-            param = None
-            if given:
-                param = {"sigma": (sigma_value or 0) / (hi - lo), "zeta": zeta, "k": k}[given]
-            clean_prior = info.get("kind") != "noise2score"
-            camera = real_noise if real_noise is not None else (
-                not told and clean_prior and ch == 3 and image.dtype == "uint8")
+            param = {"sigma": (sigma_value or 0) / (hi - lo), "zeta": zeta, "k": k}[given] if given else None
             t0 = time.perf_counter()
-            if camera:
-                if not clean_prior:
-                    raise ScoretoolError(f"--real-noise needs a clean prior; {info['name']} is a Noise2Score model")
-                out, cam = camera_denoise(image.pixels, weights, device, precision, tile)
-                report = {"method": cam["method"], "family": "gaussian", "parameter_name": "sigma", "parameter": cam["sigma"],
-                          "estimated": True, "guards": None, "camera": cam}
-            elif fam == "gaussian" and param is not None and clean_prior:
-                out = denoise_array(image.pixels, param, weights, device, precision, tile, ensemble=ensemble)
-                report = {"method": "prior D(y, sigma)", "family": "gaussian", "parameter_name": "sigma", "parameter": param,
-                          "estimated": False, "guards": None}
-            else:
-                try:
-                    out, report = tweedie_denoise(image.pixels, fam, param, weights, device, precision, tile,
-                                                  sigma_a=sigma_a, negative=negative, seed=seed)
-                except ScoretoolError as e:
-                    raise InputError(job.src, str(e)) from None
+            try:
+                out, report = denoise_image(image.pixels, noise=family, parameter=param, real_noise=real_noise,
+                                            eight_bit=image.dtype == "uint8", weights=weights, device=device,
+                                            precision=precision, tile=tile, ensemble=ensemble, sigma_a=sigma_a,
+                                            negative=negative, seed=seed)
+            except ModelError:
+                raise
+            except ScoretoolError as e:
+                raise InputError(job.src, str(e)) from None
             seconds = time.perf_counter() - t0
             write_image(job.dest, image.with_pixels(out), overwrite=common.overwrite)
-            row = {"weights": info["name"], "noise": report["family"], "method": report["method"],
+            row = {"weights": report["weights"], "noise": report["family"], "method": report["method"],
                    "parameter_name": report["parameter_name"], "parameter": report["parameter"],
                    "estimated": report["estimated"]}
             if report["family"] == "gaussian":

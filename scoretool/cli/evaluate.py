@@ -41,7 +41,7 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    from ..metrics import MSEEstimate
+    from ..api import MSEEstimate
 
 MODES = ("refs", "clean", "sure", "split")
 
@@ -79,7 +79,7 @@ def _finite(v: float) -> float | None:
 def _mean_row(mode: str, rows: list[dict]) -> dict | None:
     """Mean over the images that were evaluated: mean MSE (and its interval), mean of the per-image
     PSNRs (finite ones), and the PSNR of the mean MSE."""
-    from ..metrics import psnr_from_mse
+    from ..api import psnr_from_mse
     ok = [r for r in rows if r.get("status") == "ok"]
     if not ok:
         return None
@@ -201,8 +201,7 @@ def evaluate(
     """
     import torch
 
-    from ..api import evaluate_split, evaluate_sure
-    from ..metrics import SPLIT_BIAS_NOTE, psnr_from_mse, ssim, umse
+    from ..api import SPLIT_BIAS_NOTE, evaluate_split, evaluate_sure, psnr_from_mse, ssim, umse
     common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite, torchrun=True)
 
     def body():
@@ -284,7 +283,8 @@ def evaluate(
                 arr = arr[..., 0] if arr.shape[-1] == 1 and arr.ndim == 3 else arr
                 try:
                     if mode == "sure":
-                        res = evaluate_sure(arr, s_unit, weights, device, tile, probes, None, seed, m_unit)
+                        res = evaluate_sure(arr, s_unit, weights=weights, device=device, tile=tile, probes=probes, seed=seed,
+                                            data_range=m_unit)
                         est_row = _estimate_row(res.estimate, "sure_")
                         for k in ("sure_mse_ci", "sure_psnr_ci", "confidence"):  # only the probes' part: not a CI of SURE
                             est_row.pop(k)
@@ -293,7 +293,8 @@ def evaluate(
                         row.update({"divergence": res.divergence, "divergence_per_pixel": res.divergence / pix.size,
                                     "residual_mse": res.residual_mse, "probes": probes})
                     else:
-                        est = evaluate_split(arr, s_unit, weights, device, precision, tile, m_unit)
+                        est = evaluate_split(arr, s_unit, weights=weights, device=device, precision=precision, tile=tile,
+                                             data_range=m_unit)
                         row.update(_estimate_row(est, "u"))
                 except ScoretoolError as e:
                     if isinstance(e, InputError):
@@ -335,7 +336,7 @@ def evaluate(
 
 
 def _estimate_row(est: MSEEstimate, prefix: str) -> dict:
-    from ..metrics import SPLIT_BIAS_NOTE
+    from ..api import SPLIT_BIAS_NOTE
     d = est.as_dict(prefix)
     d.pop("data_range", None)
     notes = [n for n in est.notes if n != SPLIT_BIAS_NOTE]  # that one is stated once, not per image

@@ -28,7 +28,7 @@ def export(
     common = Common(json=json, quiet=quiet, debug=debug, overwrite=overwrite)
 
     def body():
-        from ..export import export_model
+        from ..api import export_model
 
         common.claim_output(output, "exported model")
         result = export_model(model, output, fmt, overwrite=True, **({"opset": opset} if opset else {}))

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import InputError, ScoretoolError
+from ..errors import InputError, ModelError, ScoretoolError
 from ..io import read_image
 from . import app
 from .common import (
@@ -34,7 +34,6 @@ from .common import (
 )
 
 SYMBOL = {"gaussian": "sigma", "poisson": "zeta", "gamma": "k"}
-
 
 
 def _fmt(family: str, row: dict) -> str:
@@ -60,17 +59,6 @@ def overall_estimate(rows: list[dict], family: str | None = None) -> dict | None
             "power_median": statistics.median(powers) if powers else float("nan"), "images": len(ok)}
 
 
-def is_noise2score(weights: str | None) -> bool:
-    """Family estimation reads the score of the *noisy* density (a Noise2Score model); without one (the
-    default) the blind Gaussian model of blind.describe_noise is reported."""
-    from ..weights import read_metadata, resolve_weights
-
-    if weights is None:
-        return False
-    _, info = read_metadata(resolve_weights(weights))
-    return info.get("kind") == "noise2score"
-
-
 @app.command(name="noise")
 def noise(
     inputs: Annotated[list[str], typer.Argument(help="Noisy images." + INPUTS_HELP)],
@@ -92,8 +80,7 @@ def noise(
     the input's pixel units; ζ and k on the [0,1] scale) from its score. Otherwise (the default): a blind
     Gaussian σ from weak-texture patches, and pd_ratio, the σ seen in 2×2 pixel-shuffled sub-images over
     the image's own (≈ 1 for independent noise, larger for noise correlated between neighbours)."""
-    from ..api import estimate_noise
-    from ..blind import describe_noise
+    from ..api import image_noise, is_noise2score
 
     common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, torchrun=True)
 
@@ -113,20 +100,20 @@ def noise(
         def process(job):
             image = read_image(job.src, vrange)
             lo, hi = image.value_range
-            if not n2s:
-                est = describe_noise(image.pixels[0] if image.pixels.shape[-1] > 1 else image.pixels[0, ..., 0])
-                row = {**est, "power": 0.0, "parameters": {"sigma": est["parameter"], "zeta": float("nan"), "k": float("nan")},
-                       "sigma": est["parameter"] * (hi - lo), "sigma_pd": est["sigma_pd"] * (hi - lo), "value_range": [lo, hi]}
-                if not json:
-                    typer.echo(f"{job.src}\tgaussian\tsigma={row['sigma']:.4g} (input units)\tpd_ratio={row['pd_ratio']:.2f}"
-                               f"{' (correlated: real-noise mode suits it)' if row['correlated'] else ''}")
-                return row
             try:
-                est = estimate_noise(image.pixels, weights, fam, sigma_a, device, tile, seed)
+                est = image_noise(image.pixels, weights=weights, family=fam, sigma_a=sigma_a, device=device, tile=tile,
+                                  seed=seed)
+            except ModelError:
+                raise
             except ScoretoolError as e:
                 raise InputError(job.src, str(e)) from None
             row = {**est, "sigma": est["parameters"]["sigma"] * (hi - lo), "value_range": [lo, hi]}
-            if not json:
+            if not n2s:
+                row["sigma_pd"] = est["sigma_pd"] * (hi - lo)
+                if not json:
+                    typer.echo(f"{job.src}\tgaussian\tsigma={row['sigma']:.4g} (input units)\tpd_ratio={row['pd_ratio']:.2f}"
+                               f"{' (correlated: real-noise mode suits it)' if row['correlated'] else ''}")
+            elif not json:
                 f = row["family"]
                 typer.echo(f"{job.src}\t{f}\t{_fmt(f, row)}\tpower p={row['power']:.2f}")
             return row

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Annotated
 import numpy as np
 import typer
 
+from ..api import DEFAULT_CORR, DEFAULT_PARITY, DEFAULT_PARITY_MEAN, DEFAULT_QUANTILES, DEFAULT_RMS
 from ..errors import InputError, ModelError, ScoretoolError
 from ..io import atomic_output, check_budget, list_images, read_image
-from ..ood_recipe import DEFAULT_CORR, DEFAULT_PARITY, DEFAULT_PARITY_MEAN, DEFAULT_QUANTILES, DEFAULT_RMS
 from . import app
 from .common import (
     INPUTS_HELP,
@@ -37,7 +37,7 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    from ..ood import OODModel
+    from ..api import OODModel
 
 ood_app = typer.Typer(
     help="Out-of-distribution scoring with multiscale score norms (MSMA): fit a density on training images' "
@@ -144,8 +144,8 @@ def fit(
             raise ScoretoolError(f"{data}: no readable training images")
         t0 = time.perf_counter()
         with common.progress("features", len(images)) as advance:
-            model = ood_fit(images, weights, method, levels, sigma_max, sigma_min, device, precision, seed, advance,
-                            crop=crop, patch=patch, crops=crops, quantiles=qs, rms=rms, corr=corr, parity=parity, parity_mean=parity_mean)
+            model = ood_fit(images, weights=weights, method=method, levels=levels, sigma_max=sigma_max, sigma_min=sigma_min,
+                            device=device, precision=precision, seed=seed, progress=advance, crop=crop, patch=patch, crops=crops, quantiles=qs, rms=rms, corr=corr, parity=parity, parity_mean=parity_mean)
         model.save(output)
         seconds = time.perf_counter() - t0
         summary = {"command": "ood fit", "model": str(output), "images": len(images), "method": method,
@@ -170,7 +170,8 @@ def _score_files(common: Common, model: OODModel, jobs: list[FileJob], weights, 
     def process(job):
         image = read_image(job.src)
         t0 = time.perf_counter()
-        res = ood_score(image.pixels, model, weights, device, precision, threshold, method)
+        res = ood_score(image.pixels, model, weights=weights, device=device, precision=precision,
+                        threshold_percentile=threshold, method=method)
         if not all(math.isfinite(r["score"]) for r in res):
             raise InputError(job.src, "OOD score is NaN or infinite (the prior gives no usable score on this image)")
         sec = round((time.perf_counter() - t0) / len(res), 3)
@@ -190,7 +191,7 @@ def check_ood_size(levels: int, crops: int, crop: int, channels: int, where: str
 
 
 def _load(model_path: Path, method: str | None) -> OODModel:
-    from ..ood import OODModel
+    from ..api import OODModel
     model = OODModel.load(model_path)
     spec = model.spec
     if not all(math.isfinite(s) and s > 0 for s in spec.sigmas) or not all(0 <= q <= 1 for q in spec.quantiles) \
@@ -256,31 +257,14 @@ def score(
     run_command(common, body)
 
 
-def _write_plot(path: Path, s_in, s_out, thr: float) -> str:
-    from ..ood import histogram_image
-    try:
-        import matplotlib
+def _write_plot(path: Path, s_in, s_out, thr: float) -> None:
+    """The inlier and outlier score histograms and the threshold (api.histogram_image) as a PNG."""
+    import imageio.v3 as iio
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    from ..api import histogram_image
 
-        fig, ax = plt.subplots(figsize=(6.4, 3.6))
-        bins = np.linspace(min(np.min(s_in), np.min(s_out)), max(np.max(s_in), np.max(s_out)), 40)
-        ax.hist(s_in, bins, alpha=0.6, density=True, label="inliers")
-        ax.hist(s_out, bins, alpha=0.6, density=True, label="outliers")
-        ax.axvline(thr, color="k", label="threshold")
-        ax.set_xlabel("OOD score")
-        ax.legend()
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, dpi=100, bbox_inches="tight")
-        plt.close(fig)
-        return "matplotlib"
-    except ImportError:
-        import imageio.v3 as iio
-
-        with atomic_output(path) as tmp:
-            iio.imwrite(tmp, histogram_image(s_in, s_out, thr))
-        return "numpy (inliers blue, outliers red, threshold black line)"
+    with atomic_output(path) as tmp:
+        iio.imwrite(tmp, histogram_image(s_in, s_out, thr), extension=".png")
 
 
 @ood_app.command(name="eval")
@@ -301,8 +285,7 @@ def evaluate(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """AUROC, AUPR (positive class = outliers) and FPR at 95% TPR of the OOD score on two folders."""
-    from ..api import ood_check_prior
-    from ..ood import detection_metrics
+    from ..api import detection_metrics, ood_check_prior
     common = Common(device=device, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
 
     def body():
@@ -329,7 +312,7 @@ def evaluate(
                  inliers_flagged=float(np.mean(s_in > thr)), outliers_flagged=float(np.mean(s_out > thr)))
         if plot is not None:
             m["plot"] = str(plot)
-            m["plot_drawn_with"] = _write_plot(plot, s_in, s_out, thr)
+            _write_plot(plot, s_in, s_out, thr)
         if json:
             common.emit({"command": "ood eval", "model": str(model_path), "metrics": m,
                          "inliers": sets["inliers"], "outliers": sets["outliers"]})
@@ -339,7 +322,7 @@ def evaluate(
             typer.echo(f"flagged above the {threshold:g}th training percentile: inliers {m['inliers_flagged']:.1%} "
                        f"of {m['inliers']}, outliers {m['outliers_flagged']:.1%} of {m['outliers']}")
             if plot is not None:
-                common.notice(f"histogram → {plot} (drawn with {m['plot_drawn_with']})")
+                common.notice(f"histogram → {plot}")
         return code
 
     run_command(common, body)

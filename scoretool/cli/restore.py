@@ -52,7 +52,7 @@ def parse_scale(text: str) -> int:
 def parse_kernel(spec: str) -> np.ndarray:
     """gaussian:STD (pixels) | uniform:SIZE (pixels) | FILE.npy (a 2-D array, normalised to sum 1).
     The kernel's size is checked against the pixel budget before it is built."""
-    from ..operators import gaussian_kernel, uniform_kernel
+    from ..api import gaussian_kernel, uniform_kernel
     kind, _, arg = spec.partition(":")
     try:
         if kind == "gaussian" and arg:
@@ -141,8 +141,8 @@ def restore(
     """Restore images by DDNM / DDNM+ with a score prior: y = A·x (+ noise), x̂ exactly consistent with y."""
     import torch
 
+    from ..api import random_mask
     from ..api import restore as restore_array
-    from ..operators import random_known_mask
     common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite, torchrun=True)
 
     def body():
@@ -188,8 +188,7 @@ def restore(
                 if mask is not None:
                     missing = read_mask(find_mask(mask, job.src), (h, w), job.src)
                 else:
-                    gen = torch.Generator().manual_seed(seed)
-                    missing = (random_known_mask((h, w), mask_random, gen) == 0).numpy()
+                    missing = random_mask((h, w), mask_random, seed)
             lo, hi = image.value_range
             sy = sigma_y / (hi - lo)
             outs, residuals, nfe = [], [], 0

@@ -48,8 +48,8 @@ def train(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start afresh over an existing model and checkpoint (default: refuse them; --resume continues the checkpoint).")] = False,
 ) -> None:
     """Train a score network by denoising score matching (methods.md §1)."""
-    from ..train import TrainConfig, checkpoint_path
-    from ..train import train as run_training
+    from ..api import TrainConfig, checkpoint_path
+    from ..api import train as run_training
     common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite or resume, torchrun=True)
 
     def body():

@@ -26,11 +26,11 @@ from .common import (
     ShardOpt,
     TileOpt,
     WeightsOpt,
+    parse_range,
     plan_jobs,
     run_batch,
     run_command,
 )
-from .denoise import parse_range
 
 DEFAULT_REGION = 64
 
@@ -90,8 +90,7 @@ def uncertainty(
 ) -> None:
     """Posterior uncertainty of Gaussian denoising: per-pixel std map σ·√diag(∂D/∂y) and the top
     principal components of a region (Cov[x|y] = σ²·∂D/∂y). Std and eigenvalues in input pixel units."""
-    from ..api import load_engine, posterior_components, posterior_std
-    from ..uncertainty import METHODS, std_map_image
+    from ..api import METHODS, posterior_components, posterior_std, std_map_image
     common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite, torchrun=True)
 
     def body():
@@ -119,7 +118,6 @@ def uncertainty(
             image = read_image(job.src, vrange)
             if image.pixels.shape[0] != 1:
                 raise InputError(job.src, "multi-frame stacks are not supported by uncertainty (one image per file)")
-            _, info = load_engine(weights, image.channels, device, "fp32", tile)
             lo, hi = image.value_range
             scale = hi - lo
             s = sigma / scale
@@ -133,7 +131,8 @@ def uncertainty(
             if k > rw * rh * image.channels:
                 raise ScoretoolError(f"--components {k}: the region has only {rw * rh * image.channels} values")
             t0 = time.perf_counter()
-            std, mean, est = posterior_std(pixels, s, weights, probes, stride, method, seed, device, tile, smooth)
+            std, mean, est = posterior_std(pixels, s, weights=weights, probes=probes, stride=stride, method=method,
+                                           seed=seed, device=device, tile=tile, smooth=smooth)
             t_std = time.perf_counter() - t0
             std_px = std * scale  # input pixel units
             written = {}
@@ -144,7 +143,7 @@ def uncertainty(
                                              Image(view[None].astype(np.float32), np.dtype(np.uint8), None, (0.0, 255.0),
                                                    True, False), common.overwrite)
             written["mean"] = write_image(names["mean"], image.with_pixels(mean[None]), common.overwrite)
-            row = {"weights": info["name"], "sigma": sigma, "sigma_unit": s, "probes": probes, "stride": stride,
+            row = {"weights": est["weights"], "sigma": sigma, "sigma_unit": s, "probes": probes, "stride": stride,
                    "method": method, "smooth": smooth, "seconds_std": round(t_std, 3), "negative_variance_pixels": est["negative"],
                    "std_mean": float(std_px.mean()), "std_median": float(np.median(std_px)),
                    "std_max": float(std_px.max()), "units": f"input pixel units (value range {lo:g}..{hi:g})",
@@ -153,7 +152,8 @@ def uncertainty(
                 if box is None:
                     common.notice(f"{job.src}: components of the central region {x0},{y0},{rw},{rh} (set --region)")
                 t0 = time.perf_counter()
-                comp = posterior_components(pixels, s, k, rbox, weights, iterations, margin, symmetric, method, seed, device)
+                comp = posterior_components(pixels, s, k=k, region=rbox, weights=weights, iterations=iterations, margin=margin,
+                                            symmetric=symmetric, method=method, seed=seed, device=device, tile=tile)
                 t_pc = time.perf_counter() - t0
                 base = comp.mean[0].permute(1, 2, 0).numpy()
                 rows = []

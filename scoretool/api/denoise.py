@@ -1,0 +1,101 @@
+"""Gaussian denoising with a score prior: x̂ = E[x | y] = D(y, σ) by Tweedie's formula (Efron, *Tweedie's
+formula and selection bias*, JASA 2011), blind camera-noise denoising, and the choice among the
+denoisers that `scoretool denoise` makes for each image."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..bigtiff import denoise_tiff, out_of_core_range
+from ..blind import pd_denoise
+from ..errors import ScoretoolError
+from ..model import as_batch, channels_of, from_batch, loaded
+from .models import model_channels
+from .noise import check_finite, tweedie_denoise
+
+__all__ = ["camera_denoise", "denoise", "denoise_image", "denoise_tiff", "out_of_core_range"]
+
+
+def denoise(image: np.ndarray, sigma: float | None = None, *, weights: str | None = None, device: str = "auto",
+            precision: str = "auto", tile: int = 512, progress=None, noise: str = "gaussian",
+            zeta: float | None = None, k: float | None = None, negative: str = "error", ensemble: int = 1) -> np.ndarray:
+    """Gaussian denoising by Tweedie's formula with a prior, x̂ = E[x | y] = D(y, σ).
+
+    Args:
+        image: noisy image on the [0,1] scale, (H, W), (H, W, C) or a stack (F, H, W, C); not clipped.
+        sigma: noise std on the same [0,1] scale (25/255 for σ = 25 grey levels).
+        weights: bundled model name or .safetensors path; default prior-gray / prior-rgb.
+        noise, zeta, k, negative: other noise families and Noise2Score models: see `tweedie_denoise`
+            (which also returns the report: estimates, guards).
+        ensemble: 1, 2, 4 or 8 flips/rotations averaged (Gaussian with a prior; more passes, higher PSNR).
+    Returns:
+        The posterior-mean estimate, same shape, float32, not clipped.
+    """
+    model = loaded(weights, channels_of(image), device, precision, tile)
+    if noise != "gaussian" or sigma is None or model.kind == "noise2score":
+        param = {"gaussian": sigma, "poisson": zeta, "gamma": k}.get(noise)
+        return tweedie_denoise(image, noise, param, weights=weights, device=device, precision=precision, tile=tile,
+                               negative=negative, progress=progress)[0]
+    x, shape = as_batch(image)
+    return from_batch(model.configured(progress=progress, ensemble=ensemble)(x, float(sigma)), shape)
+
+
+def camera_denoise(image: np.ndarray, *, weights: str | None = None, device: str = "auto", precision: str = "auto",
+                   tile: int = 512, stride: int = 2, progress=None) -> tuple[np.ndarray, dict]:
+    """Blind denoising of real camera noise (signal-dependent, spatially and chromatically correlated by
+    demosaicing and JPEG) with a clean prior: pixel-shuffle down-sampling (Zhou et al., AAAI 2020),
+    blind.pd_denoise.
+
+    Args:
+        image: (H, W) or (H, W, C) on [0,1]; a stack (F, H, W, C) is done frame by frame.
+    Returns:
+        (x̂ same shape float32, report: method, weights, stride, sigmas (per sub-image and frame, [0,1]),
+        sigma_refine, sigma (their mean)).
+    """
+    check_finite(image)
+    model = loaded(weights, channels_of(image), device, precision, tile).configured(progress=progress)
+    frames = np.asarray(image, np.float32)
+    stack = frames.ndim == 4
+    outs, reports = zip(*(pd_denoise(model.denoise, f, stride) for f in (frames if stack else [frames])))
+    sigmas = [s for r in reports for s in r["sigmas"]]
+    report = {"method": f"pixel-shuffle {stride}x{stride} + prior D(y, sigma)", "weights": model.info["name"],
+              "stride": stride, "sigmas": sigmas, "sigma_refine": float(np.mean([r["sigma_refine"] for r in reports])),
+              "sigma": float(np.mean(sigmas))}
+    return (np.stack(outs) if stack else outs[0]).astype(np.float32), report
+
+
+def denoise_image(image: np.ndarray, *, noise: str | None = None, parameter: float | None = None,
+                  real_noise: bool | None = None, eight_bit: bool = False, weights: str | None = None,
+                  device: str = "auto", precision: str = "auto", tile: int = 512, ensemble: int = 1,
+                  sigma_a: float | None = None, negative: str = "error", seed: int = 0) -> tuple[np.ndarray, dict]:
+    """The denoiser `scoretool denoise` uses for one image, and its result.
+
+    Camera noise (`camera_denoise`) when `real_noise`, or by default for an 8-bit (`eight_bit`) colour
+    image with a clean prior and no noise named; a clean prior's D(y, σ) (`denoise`) for a given Gaussian
+    σ; else `tweedie_denoise` (Noise2Score models, other families, parameters to estimate).
+
+    Args:
+        image: noisy image on the [0,1] scale, (H, W, C) or (F, H, W, C).
+        noise: gaussian, poisson, gamma, auto, or None (a Noise2Score model's training family, else gaussian).
+        parameter: σ, ζ or k on the [0,1] scale; None: estimated.
+    Returns:
+        (x̂ float32, report: weights, method, family, parameter_name, parameter, estimated, guards, and as
+        the method gives them camera, estimate, negative_clipped).
+    """
+    ch = channels_of(image)
+    model = loaded(weights, model_channels(weights, ch), device, precision, tile)
+    clean_prior = model.kind != "noise2score"
+    opts = {"weights": weights, "device": device, "precision": precision, "tile": tile}
+    camera = real_noise if real_noise is not None else (noise is None and clean_prior and ch == 3 and eight_bit)
+    if camera:
+        if not clean_prior:
+            raise ScoretoolError(f"--real-noise needs a clean prior; {model.info['name']} is a Noise2Score model")
+        out, cam = camera_denoise(image, **opts)
+        return out, {"weights": model.info["name"], "method": cam["method"], "family": "gaussian", "parameter_name": "sigma",
+                     "parameter": cam["sigma"], "estimated": True, "guards": None, "camera": cam}
+    family = noise or (None if clean_prior else (model.info.get("noise") or {}).get("family")) or "gaussian"
+    if family == "gaussian" and parameter is not None and clean_prior:
+        out = denoise(image, parameter, ensemble=ensemble, **opts)
+        return out, {"weights": model.info["name"], "method": "prior D(y, sigma)", "family": "gaussian",
+                     "parameter_name": "sigma", "parameter": parameter, "estimated": False, "guards": None}
+    return tweedie_denoise(image, family, parameter, sigma_a=sigma_a, negative=negative, seed=seed, **opts)
