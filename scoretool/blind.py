@@ -183,12 +183,15 @@ def describe_noise(image: np.ndarray, stride: int = 2) -> dict:
     prior: sigma = `weak_texture_sigma` of the image (white Gaussian noise), sigma_pd = its mean over the
     stride² pixel-shuffled sub-images, and pd_ratio = sigma_pd / sigma. Pixels `stride` apart share less
     correlated noise, so pd_ratio ≈ 1 for independent noise and grows with the correlation between
-    neighbours (demosaicing, JPEG); above CORRELATED_RATIO the real-noise path suits the image better."""
+    neighbours (demosaicing, JPEG); above CORRELATED_RATIO the real-noise path suits the image better.
+    poisson_gaussian: (a, b) of Var[y | x] = a·x + b (`estimate_poisson_gaussian`), for signal-dependent noise."""
     sigma = weak_texture_sigma(image)
+    a, b = estimate_poisson_gaussian(image)
     sigma_pd = float(np.mean([weak_texture_sigma(p) for p in pixel_shuffle(np.asarray(image), stride)]))
     ratio = sigma_pd / max(sigma, 1e-4)  # 1e-4: a 40th of a grey level
     return {"family": "gaussian", "parameter_name": "sigma", "parameter": sigma, "sigma_pd": sigma_pd,
-            "pd_ratio": ratio, "correlated": ratio > CORRELATED_RATIO, "method": "weak-texture PCA (clean prior)"}
+            "pd_ratio": ratio, "correlated": ratio > CORRELATED_RATIO, "poisson_gaussian": {"a": a, "b": b},
+            "method": "weak-texture PCA (clean prior)"}
 
 
 def estimate_poisson_gaussian(image: np.ndarray, d: int = PATCH, stride: int = 2, bins: int = 10,
@@ -208,6 +211,7 @@ def estimate_poisson_gaussian(image: np.ndarray, d: int = PATCH, stride: int = 2
     clipped = _is_clipped(arr) if clipped is None else clipped
     tau0 = _texture_threshold(d, confidence)
     mean = x.mean(1)
+    bins = max(2, min(bins, len(x) // (8 * x.shape[1])))  # each bin at least 8 patches per dimension
     edges = np.quantile(mean, np.linspace(0, 1, bins + 1))
     level, variance, count = [], [], []
     for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):

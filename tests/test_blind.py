@@ -187,3 +187,25 @@ def test_estimate_poisson_gaussian_known_pair(a, b):
     assert (a_hat * 0.5 + b_hat) == pytest.approx(total, rel=0.05)
     assert a or a_hat * 0.5 < 0.1 * b  # Gaussian noise is found to be Gaussian
     assert estimate_poisson_gaussian(np.stack([y, y], -1))[0] == pytest.approx(a_hat, rel=0.05)  # channels pooled
+
+
+def test_cli_poisson_gaussian_estimates_reports_and_refuses(tmp_path, random_model):
+    yy, xx = np.mgrid[0:256, 0:256] / 256
+    x = 0.05 + 0.9 * xx
+    np.save(tmp_path / "raw.npy", poisson_gaussian(x, 0.01, 0.0004, np.random.default_rng(1)).astype(np.float32))
+    model = str(random_model(1))
+    res = runner.invoke(app, ["denoise", str(tmp_path / "raw.npy"), "-o", str(tmp_path / "est.npy"), "--noise",
+                              "poisson-gaussian", "-w", model, "--json"])
+    assert res.exit_code == 0, res.output
+    pg = json.loads(res.stdout)["results"][0]["poisson_gaussian"]
+    assert pg["estimated"] and pg["a"] == pytest.approx(0.01, rel=0.1) and np.load(tmp_path / "est.npy").shape == (256, 256)
+    res = runner.invoke(app, ["denoise", str(tmp_path / "raw.npy"), "-o", str(tmp_path / "given.npy"), "--a", "0.02",
+                              "--b", "0.001", "-w", model, "--json"])  # --a/--b name the family
+    row = json.loads(res.stdout)["results"][0]
+    assert res.exit_code == 0 and row["noise"] == "poisson-gaussian" and row["parameter"] == [0.02, 0.001]
+    for bad, msg in ((["--a", "0.01"], "give both --a and --b"), (["--a", "0.01", "--b", "0", "--sigma", "5"], "not --sigma"),
+                     (["--a", "0.01", "--b", "0", "--noise", "poisson"], "poisson-gaussian parameters")):
+        res = runner.invoke(app, ["denoise", str(tmp_path / "raw.npy"), "-o", str(tmp_path / "bad.npy"), *bad, "-w", model])
+        assert res.exit_code == 2 and msg in res.output and not (tmp_path / "bad.npy").exists()
+    res = runner.invoke(app, ["noise", str(tmp_path / "raw.npy"), "--json"])
+    assert json.loads(res.stdout)["results"][0]["poisson_gaussian"]["a"] == pytest.approx(0.01, rel=0.1)

@@ -7,13 +7,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..bigtiff import denoise_tiff, out_of_core_range
-from ..blind import pd_denoise
+from ..blind import estimate_poisson_gaussian, pd_denoise, pg_denoise
 from ..errors import ScoretoolError
 from ..model import as_batch, channels_of, from_batch, loaded
 from .models import model_channels
 from .noise import check_finite, tweedie_denoise
 
-__all__ = ["camera_denoise", "denoise", "denoise_image", "denoise_tiff", "out_of_core_range"]
+__all__ = ["camera_denoise", "denoise", "denoise_image", "denoise_tiff", "out_of_core_range", "poisson_gaussian_denoise"]
 
 
 def denoise(image: np.ndarray, sigma: float | None = None, *, weights: str | None = None, device: str = "auto",
@@ -64,19 +64,56 @@ def camera_denoise(image: np.ndarray, *, weights: str | None = None, device: str
     return (np.stack(outs) if stack else outs[0]).astype(np.float32), report
 
 
+def poisson_gaussian_denoise(image: np.ndarray, a: float | None = None, b: float | None = None, *,
+                             weights: str | None = None, device: str = "auto", precision: str = "auto",
+                             tile: int = 512, progress=None) -> tuple[np.ndarray, dict]:
+    """Denoising of signal-dependent noise Var[y | x] = a·x + b (shot plus read noise) with a clean prior:
+    the generalised Anscombe transform, D(·, σ) and its exact unbiased inverse (Mäkitalo & Foi, IEEE TIP
+    2013; blind.pg_denoise). A pair left out is estimated from each frame
+    (blind.estimate_poisson_gaussian; Foi et al., IEEE TIP 2008).
+
+    Args:
+        image: (H, W), (H, W, C) or frames (F, H, W, C) on the [0,1] scale, unclipped (raw linear data).
+        a, b: the noise on the [0,1] scale; both or neither.
+    Returns:
+        (x̂ same shape float32, report: method, weights, a, b (per frame), estimated, sigma_stabilised).
+    """
+    if (a is None) != (b is None):
+        raise ScoretoolError("give both a and b of Var[y|x] = a·x + b, or neither (then both are estimated)")
+    if a is not None and not (a >= 0 and b >= 0 and a + b > 0):
+        raise ScoretoolError(f"a = {a}, b = {b}: must be ≥ 0 and not both 0")
+    check_finite(image)
+    model = loaded(weights, channels_of(image), device, precision, tile).configured(progress=progress)
+    arr = np.asarray(image, np.float32)
+    frames = arr if arr.ndim == 4 else arr[None]
+    outs, reports = [], []
+    for f in frames:
+        out, rep = pg_denoise(model.denoise, f, *((a, b) if a is not None else estimate_poisson_gaussian(f)))
+        outs.append(out)
+        reports.append(rep)
+    per_frame = {key: [r[key] for r in reports] if len(reports) > 1 else reports[0][key]
+                 for key in ("a", "b", "sigma_stabilised")}
+    report = {"method": "generalised Anscombe + prior D(y, sigma) + exact unbiased inverse", "weights": model.info["name"],
+              "estimated": a is None, **per_frame}
+    return np.stack(outs).reshape(arr.shape).astype(np.float32), report
+
+
 def denoise_image(image: np.ndarray, *, noise: str | None = None, parameter: float | None = None,
                   real_noise: bool | None = None, eight_bit: bool = False, weights: str | None = None,
                   device: str = "auto", precision: str = "auto", tile: int = 512, ensemble: int = 1,
-                  sigma_a: float | None = None, negative: str = "error", seed: int = 0) -> tuple[np.ndarray, dict]:
+                  sigma_a: float | None = None, negative: str = "error", seed: int = 0,
+                  a: float | None = None, b: float | None = None) -> tuple[np.ndarray, dict]:
     """The denoiser `scoretool denoise` uses for one image, and its result.
 
     Camera noise (`camera_denoise`) when `real_noise`, or by default for an 8-bit (`eight_bit`) colour
     image with a clean prior and no noise named; a clean prior's D(y, σ) (`denoise`) for a given Gaussian
-    σ; else `tweedie_denoise` (Noise2Score models, other families, parameters to estimate).
+    σ; `poisson_gaussian_denoise` for noise poisson-gaussian (a, b given or estimated); else
+    `tweedie_denoise` (Noise2Score models, other families, parameters to estimate).
 
     Args:
         image: noisy image on the [0,1] scale, (H, W, C) or (F, H, W, C).
-        noise: gaussian, poisson, gamma, auto, or None (a Noise2Score model's training family, else gaussian).
+        noise: gaussian, poisson, gamma, poisson-gaussian, auto, or None (a Noise2Score model's training
+            family, else gaussian).
         parameter: σ, ζ or k on the [0,1] scale; None: estimated.
     Returns:
         (x̂ float32, report: weights, method, family, parameter_name, parameter, estimated, guards, and as
@@ -94,6 +131,12 @@ def denoise_image(image: np.ndarray, *, noise: str | None = None, parameter: flo
         return out, {"weights": model.info["name"], "method": cam["method"], "family": "gaussian", "parameter_name": "sigma",
                      "parameter": cam["sigma"], "estimated": True, "guards": None, "camera": cam}
     family = noise or (None if clean_prior else (model.info.get("noise") or {}).get("family")) or "gaussian"
+    if family == "poisson-gaussian":
+        if not clean_prior:
+            raise ScoretoolError(f"--noise poisson-gaussian needs a clean prior; {model.info['name']} is a Noise2Score model")
+        out, pg = poisson_gaussian_denoise(image, a, b, **opts)
+        return out, {"weights": pg["weights"], "method": pg["method"], "family": family, "parameter_name": "a,b",
+                     "parameter": [pg["a"], pg["b"]], "estimated": pg["estimated"], "guards": None, "poisson_gaussian": pg}
     if family == "gaussian" and parameter is not None and clean_prior:
         out = denoise(image, parameter, ensemble=ensemble, **opts)
         return out, {"weights": model.info["name"], "method": "prior D(y, sigma)", "family": "gaussian",

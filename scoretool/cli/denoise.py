@@ -59,8 +59,10 @@ def choose_noise(noise: str | None, sigma: float | str | None, zeta: float | Non
     family_of = {"sigma": "gaussian", "zeta": "poisson", "k": "gamma"}
     if noise is not None:
         noise = noise.lower()
-        if noise not in ("gaussian", "poisson", "gamma", "auto"):
-            raise ScoretoolError(f"--noise {noise}: expected gaussian, poisson, gamma or auto")
+        if noise not in ("gaussian", "poisson", "gamma", "poisson-gaussian", "auto"):
+            raise ScoretoolError(f"--noise {noise}: expected gaussian, poisson, gamma, poisson-gaussian or auto")
+    if noise == "poisson-gaussian" and given:
+        raise ScoretoolError(f"--noise poisson-gaussian takes --a and --b, not --{given[0][0]}")
     name = given[0][0] if given else None
     if name:
         if noise == "auto":
@@ -75,6 +77,11 @@ def choose_noise(noise: str | None, sigma: float | str | None, zeta: float | Non
 
 
 PARAM_OPT = {"gaussian": "sigma", "poisson": "zeta", "gamma": "k"}
+
+
+def _values(v: float | list[float]) -> str:
+    """One number, or one per frame, to 4 significant digits."""
+    return ", ".join(f"{x:.4g}" for x in (v if isinstance(v, list) else [v]))
 
 
 def denoise_huge_tiff(job: FileJob, sigma_unit: float, sigma: float, weights: str | None, device: str, precision: str,
@@ -93,10 +100,12 @@ def denoise_huge_tiff(job: FileJob, sigma_unit: float, sigma: float, weights: st
 def denoise(
     inputs: Annotated[list[str], typer.Argument(help="Images to denoise." + INPUTS_HELP)],
     output: OutputOpt,
-    noise: Annotated[str | None, typer.Option("--noise", help="Noise family: gaussian, poisson (y = ζ·Poisson(x/ζ)), gamma (y = x·G, G ~ Gamma(k, 1/k)) or auto (family and parameter estimated; needs a Noise2Score model). Default: the family a Noise2Score model was trained on, else gaussian (or the family of the --zeta/--k given).")] = None,
+    noise: Annotated[str | None, typer.Option("--noise", help="Noise family: gaussian, poisson (y = ζ·Poisson(x/ζ)), gamma (y = x·G, G ~ Gamma(k, 1/k)), poisson-gaussian (Var[y|x] = a·x + b: shot and read noise of raw camera data; clean prior) or auto (family and parameter estimated; needs a Noise2Score model). Default: the family a Noise2Score model was trained on, else gaussian (or the family of the --zeta/--k given).")] = None,
     sigma: Annotated[str | None, typer.Option("--sigma", help="Gaussian noise std in the input's pixel units (0–255 for 8-bit, 0–65535 for 16-bit, raw for float), or auto: estimated per image (weak-texture patches with a clean prior, the score with a Noise2Score model) and reported. Left out: auto, except for 8-bit colour photos with a clean prior (see --real-noise).")] = None,
     zeta: Annotated[float | None, typer.Option("--zeta", help="Poisson scale ζ on the [0,1] intensity scale (paper: 0.01). Left out: estimated (Noise2Score model).")] = None,
     k: Annotated[float | None, typer.Option("--k", help="Gamma shape k (> 1; mean x, variance x²/k; paper: 100). Left out: estimated (Noise2Score model).")] = None,
+    a: Annotated[float | None, typer.Option("--a", min=0, help="Poisson–Gaussian shot-noise gain a in Var[y|x] = a·x + b, on the [0,1] intensity scale (with --b; implies --noise poisson-gaussian). Left out: a and b estimated per image and reported.")] = None,
+    b: Annotated[float | None, typer.Option("--b", min=0, help="Poisson–Gaussian read-noise variance b on the [0,1] scale (with --a).")] = None,
     real_noise: Annotated[bool | None, typer.Option("--real-noise/--no-real-noise", help="Camera noise (signal-dependent, correlated between neighbouring pixels by demosaicing and JPEG): pixel-shuffle 2×2 down-sampling, a σ estimated per sub-image, then a light second pass. Default: on for 8-bit colour images with a clean prior and no noise option; --no-real-noise uses the blind Gaussian σ instead.")] = None,
     negative: Annotated[str, typer.Option("--negative", help="Poisson/Gamma input with values < 0: error (default; the file is reported) or clip (set to 0, counted in the report).")] = "error",
     sigma_a: Annotated[float | None, typer.Option("--sigma-a", help="AR-DAE σ_a on the [0,1] scale at which a Noise2Score model's score s(y, σ_a) is read. Default: 0.3 × the noise std, within the model's trained σ range (its smoothing is corrected for).")] = None,
@@ -125,10 +134,14 @@ def denoise(
 
     def body():
         sigma_value = parse_sigma(sigma)
-        family, given = choose_noise(noise, sigma_value, zeta, k)
-        told = noise is not None or sigma is not None or zeta is not None or k is not None
+        if (a is None) != (b is None):
+            raise ScoretoolError("give both --a and --b (Var[y|x] = a·x + b), or neither (then both are estimated)")
+        if a is not None and noise not in (None, "poisson-gaussian"):
+            raise ScoretoolError(f"--a and --b are the poisson-gaussian parameters, not {noise}'s")
+        family, given = choose_noise("poisson-gaussian" if a is not None else noise, sigma_value, zeta, k)
+        told = noise is not None or sigma is not None or zeta is not None or k is not None or a is not None
         if real_noise and told:
-            raise ScoretoolError("--real-noise estimates the camera noise itself; drop --noise/--sigma/--zeta/--k")
+            raise ScoretoolError("--real-noise estimates the camera noise itself; drop --noise/--sigma/--zeta/--k/--a/--b")
         if negative not in ("error", "clip"):
             raise ScoretoolError(f"--negative {negative}: expected error or clip")
         if sigma_a is not None and not 0 < sigma_a <= 0.1:
@@ -148,7 +161,7 @@ def denoise(
                 out, report = denoise_image(image.pixels, noise=family, parameter=param, real_noise=real_noise,
                                             eight_bit=image.dtype == "uint8", weights=weights, device=device,
                                             precision=precision, tile=tile, ensemble=ensemble, sigma_a=sigma_a,
-                                            negative=negative, seed=seed)
+                                            negative=negative, seed=seed, a=a, b=b)
             except ModelError:
                 raise
             except ScoretoolError as e:
@@ -160,7 +173,13 @@ def denoise(
                    "estimated": report["estimated"]}
             if report["family"] == "gaussian":
                 row.update(sigma=report["parameter"] * (hi - lo), sigma_unit=report["parameter"])
-            if report.get("camera"):
+            if report.get("poisson_gaussian"):
+                pg = report["poisson_gaussian"]
+                row["poisson_gaussian"] = pg
+                if pg["estimated"]:
+                    common.notice(f"{job.src}: estimated Poisson–Gaussian noise Var[y|x] = a·x + b ([0,1] scale): "
+                                  f"a = {_values(pg['a'])}, b = {_values(pg['b'])}")
+            elif report.get("camera"):
                 cam = report["camera"]
                 row.update(method=cam["method"], camera={**cam, "sigmas_input_units": [v * (hi - lo) for v in cam["sigmas"]]})
                 common.notice(f"{job.src}: real-noise mode (pixel-shuffle {cam['stride']}×{cam['stride']}), σ per sub-image "

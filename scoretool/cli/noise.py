@@ -78,8 +78,9 @@ def noise(
     """Estimate the noise per image and for all images together. With a Noise2Score model (--weights n2s-…
     or one trained with `train --noisy`): the family (Gaussian / Poisson / Gamma) and its parameter (σ in
     the input's pixel units; ζ and k on the [0,1] scale) from its score. Otherwise (the default): a blind
-    Gaussian σ from weak-texture patches, and pd_ratio, the σ seen in 2×2 pixel-shuffled sub-images over
-    the image's own (≈ 1 for independent noise, larger for noise correlated between neighbours)."""
+    Gaussian σ from weak-texture patches, pd_ratio, the σ seen in 2×2 pixel-shuffled sub-images over
+    the image's own (≈ 1 for independent noise, larger for noise correlated between neighbours), and the
+    Poisson–Gaussian a, b of Var[y|x] = a·x + b on the [0,1] scale (signal-dependent noise)."""
     from ..api import image_noise, is_noise2score
 
     common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, torchrun=True)
@@ -111,8 +112,10 @@ def noise(
             if not n2s:
                 row["sigma_pd"] = est["sigma_pd"] * (hi - lo)
                 if not json:
+                    pg = row["poisson_gaussian"]
                     typer.echo(f"{job.src}\tgaussian\tsigma={row['sigma']:.4g} (input units)\tpd_ratio={row['pd_ratio']:.2f}"
-                               f"{' (correlated: real-noise mode suits it)' if row['correlated'] else ''}")
+                               f"{' (correlated: real-noise mode suits it)' if row['correlated'] else ''}"
+                               f"\tpoisson-gaussian a={pg['a']:.3g} b={pg['b']:.3g} ([0,1] scale)")
             elif not json:
                 f = row["family"]
                 typer.echo(f"{job.src}\t{f}\t{_fmt(f, row)}\tpower p={row['power']:.2f}")
