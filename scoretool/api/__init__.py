@@ -15,7 +15,8 @@ from __future__ import annotations
 import importlib
 
 _MODULES = {
-    ".denoise": ("camera_denoise", "denoise", "denoise_image", "denoise_tiff", "out_of_core_range"),
+    ".denoise": ("camera_denoise", "denoise", "denoise_image", "denoise_tiff", "out_of_core_range",
+                 "poisson_gaussian_denoise"),
     ".noise": ("describe_noise", "estimate_noise", "image_noise", "tweedie_denoise"),
     ".evaluate": ("MSEEstimate", "SPLIT_BIAS_NOTE", "evaluate_split", "evaluate_sure", "psnr_from_mse", "ssim", "umse"),
     ".uncertainty": ("METHODS", "posterior_components", "posterior_std", "std_map_image"),

@@ -29,10 +29,6 @@ from . import (  # noqa: E402,F401  (each module registers its command on `app`)
     train,
     uncertainty,
 )
-from .common import finite_options  # noqa: E402  (after the commands it wraps are registered)
-
-for _command in [*app.registered_commands, *(c for g in app.registered_groups for c in g.typer_instance.registered_commands)]:
-    _command.callback = finite_options(_command.callback)
 
 
 @app.callback()

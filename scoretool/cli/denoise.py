@@ -10,29 +10,8 @@ import typer
 from ..errors import InputError, ModelError, ScoretoolError
 from ..io import read_image, write_image
 from . import app
-from .common import (
-    INPUTS_HELP,
-    Common,
-    DebugOpt,
-    DeviceOpt,
-    FileJob,
-    FormatOpt,
-    JsonOpt,
-    OutputOpt,
-    OverwriteOpt,
-    PrecisionOpt,
-    QuietOpt,
-    RangeOpt,
-    RecursiveOpt,
-    SeedOpt,
-    ShardOpt,
-    TileOpt,
-    WeightsOpt,
-    parse_range,
-    plan_jobs,
-    run_batch,
-    run_command,
-)
+from .batch import FileJob, plan_jobs, run_batch
+from .common import INPUTS_HELP, Common, Opt, command, parse_range
 
 
 def parse_sigma(sigma: str | None) -> float | str | None:
@@ -96,10 +75,11 @@ def denoise_huge_tiff(job: FileJob, sigma_unit: float, sigma: float, weights: st
             "tiles": rep["tiles"], "seconds": round(rep["seconds"], 3), "shape": rep["shape"]}
 
 
-@app.command()
+@command(app, "device", "seed", "overwrite", "recursive", "shard", torchrun=True)
 def denoise(
+    common: Common,
     inputs: Annotated[list[str], typer.Argument(help="Images to denoise." + INPUTS_HELP)],
-    output: OutputOpt,
+    output: Opt.Output,
     noise: Annotated[str | None, typer.Option("--noise", help="Noise family: gaussian, poisson (y = ζ·Poisson(x/ζ)), gamma (y = x·G, G ~ Gamma(k, 1/k)), poisson-gaussian (Var[y|x] = a·x + b: shot and read noise of raw camera data; clean prior) or auto (family and parameter estimated; needs a Noise2Score model). Default: the family a Noise2Score model was trained on, else gaussian (or the family of the --zeta/--k given).")] = None,
     sigma: Annotated[str | None, typer.Option("--sigma", help="Gaussian noise std in the input's pixel units (0–255 for 8-bit, 0–65535 for 16-bit, raw for float), or auto: estimated per image (weak-texture patches with a clean prior, the score with a Noise2Score model) and reported. Left out: auto, except for 8-bit colour photos with a clean prior (see --real-noise).")] = None,
     zeta: Annotated[float | None, typer.Option("--zeta", help="Poisson scale ζ on the [0,1] intensity scale (paper: 0.01). Left out: estimated (Noise2Score model).")] = None,
@@ -109,104 +89,90 @@ def denoise(
     real_noise: Annotated[bool | None, typer.Option("--real-noise/--no-real-noise", help="Camera noise (signal-dependent, correlated between neighbouring pixels by demosaicing and JPEG): pixel-shuffle 2×2 down-sampling, a σ estimated per sub-image, then a light second pass. Default: on for 8-bit colour images with a clean prior and no noise option; --no-real-noise uses the blind Gaussian σ instead.")] = None,
     negative: Annotated[str, typer.Option("--negative", help="Poisson/Gamma input with values < 0: error (default; the file is reported) or clip (set to 0, counted in the report).")] = "error",
     sigma_a: Annotated[float | None, typer.Option("--sigma-a", help="AR-DAE σ_a on the [0,1] scale at which a Noise2Score model's score s(y, σ_a) is read. Default: 0.3 × the noise std, within the model's trained σ range (its smoothing is corrected for).")] = None,
-    weights: WeightsOpt = None,
-    tile: TileOpt = 512,
+    weights: Opt.Weights = None,
+    tile: Opt.Tile = 512,
     ensemble: Annotated[int, typer.Option("--ensemble", help="Average the prior's denoiser over 1, 2, 4 or 8 flips/rotations (Gaussian with a prior): ×N time, higher PSNR.")] = 1,
-    fmt: FormatOpt = None,
-    value_range: RangeOpt = None,
-    precision: PrecisionOpt = "auto",
-    recursive: RecursiveOpt = False,
-    shard: ShardOpt = None,
-    device: DeviceOpt = "auto",
-    seed: SeedOpt = 0,
-    json: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
-    overwrite: OverwriteOpt = False,
+    fmt: Opt.Format = None,
+    value_range: Opt.Range = None,
+    precision: Opt.Precision = "auto",
 ) -> None:
     """Denoise images by Tweedie's posterior mean: x̂ = D(y, σ) with a clean prior (Gaussian noise), or
     Noise2Score's formulas (Gaussian, Poisson, Gamma) with a Noise2Score model; a parameter left out is
     estimated from the data and reported."""
-    import torch
 
     from ..api import denoise_image, out_of_core_range
-    common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite, torchrun=True)
 
-    def body():
-        sigma_value = parse_sigma(sigma)
-        if (a is None) != (b is None):
-            raise ScoretoolError("give both --a and --b (Var[y|x] = a·x + b), or neither (then both are estimated)")
-        if a is not None and noise not in (None, "poisson-gaussian"):
-            raise ScoretoolError(f"--a and --b are the poisson-gaussian parameters, not {noise}'s")
-        family, given = choose_noise("poisson-gaussian" if a is not None else noise, sigma_value, zeta, k)
-        told = noise is not None or sigma is not None or zeta is not None or k is not None or a is not None
-        if real_noise and told:
-            raise ScoretoolError("--real-noise estimates the camera noise itself; drop --noise/--sigma/--zeta/--k/--a/--b")
-        if negative not in ("error", "clip"):
-            raise ScoretoolError(f"--negative {negative}: expected error or clip")
-        if sigma_a is not None and not 0 < sigma_a <= 0.1:
-            raise ScoretoolError(f"--sigma-a {sigma_a}: expected a value in (0, 0.1]")
-        vrange = parse_range(value_range)
-        jobs = plan_jobs(common, inputs, output, fmt, recursive, shard=shard)
-        torch.manual_seed(seed)
+    sigma_value = parse_sigma(sigma)
+    if (a is None) != (b is None):
+        raise ScoretoolError("give both --a and --b (Var[y|x] = a·x + b), or neither (then both are estimated)")
+    if a is not None and noise not in (None, "poisson-gaussian"):
+        raise ScoretoolError(f"--a and --b are the poisson-gaussian parameters, not {noise}'s")
+    family, given = choose_noise("poisson-gaussian" if a is not None else noise, sigma_value, zeta, k)
+    told = noise is not None or sigma is not None or zeta is not None or k is not None or a is not None
+    if real_noise and told:
+        raise ScoretoolError("--real-noise estimates the camera noise itself; drop --noise/--sigma/--zeta/--k/--a/--b")
+    if negative not in ("error", "clip"):
+        raise ScoretoolError(f"--negative {negative}: expected error or clip")
+    if sigma_a is not None and not 0 < sigma_a <= 0.1:
+        raise ScoretoolError(f"--sigma-a {sigma_a}: expected a value in (0, 0.1]")
+    vrange = parse_range(value_range)
+    jobs = plan_jobs(common, inputs, output, fmt)
 
-        def process(job):
-            if given == "sigma" and ensemble == 1 and (huge := out_of_core_range(job.src, job.dest, weights, vrange)):
-                return denoise_huge_tiff(job, sigma_value / (huge[1] - huge[0]), sigma_value, weights, device, precision, tile, vrange, common)
-            image = read_image(job.src, vrange)
-            lo, hi = image.value_range
-            param = {"sigma": (sigma_value or 0) / (hi - lo), "zeta": zeta, "k": k}[given] if given else None
-            t0 = time.perf_counter()
-            try:
-                out, report = denoise_image(image.pixels, noise=family, parameter=param, real_noise=real_noise,
-                                            eight_bit=image.dtype == "uint8", weights=weights, device=device,
-                                            precision=precision, tile=tile, ensemble=ensemble, sigma_a=sigma_a,
-                                            negative=negative, seed=seed, a=a, b=b)
-            except ModelError:
-                raise
-            except ScoretoolError as e:
-                raise InputError(job.src, str(e)) from None
-            seconds = time.perf_counter() - t0
-            write_image(job.dest, image.with_pixels(out), overwrite=common.overwrite)
-            row = {"weights": report["weights"], "noise": report["family"], "method": report["method"],
-                   "parameter_name": report["parameter_name"], "parameter": report["parameter"],
-                   "estimated": report["estimated"]}
-            if report["family"] == "gaussian":
-                row.update(sigma=report["parameter"] * (hi - lo), sigma_unit=report["parameter"])
-            if report.get("poisson_gaussian"):
-                pg = report["poisson_gaussian"]
-                row["poisson_gaussian"] = pg
-                if pg["estimated"]:
-                    common.notice(f"{job.src}: estimated Poisson–Gaussian noise Var[y|x] = a·x + b ([0,1] scale): "
-                                  f"a = {_values(pg['a'])}, b = {_values(pg['b'])}")
-            elif report.get("camera"):
-                cam = report["camera"]
-                row.update(method=cam["method"], camera={**cam, "sigmas_input_units": [v * (hi - lo) for v in cam["sigmas"]]})
-                common.notice(f"{job.src}: real-noise mode (pixel-shuffle {cam['stride']}×{cam['stride']}), σ per sub-image "
-                              f"{', '.join(f'{v * (hi - lo):.3g}' for v in cam['sigmas'])} (input units); --no-real-noise to turn off")
-            elif report.get("estimate"):
-                est = report["estimate"]
-                row["estimate"] = {k: est[k] for k in ("family", "power", "parameters", "method") if k in est}
-                what = f"σ = {report['parameter'] * (hi - lo):.4g} (input units)" if report["family"] == "gaussian" else \
-                    f"{'ζ' if report['family'] == 'poisson' else 'k'} = {report['parameter']:.4g}"
-                how = f"power p = {est['power']:.2f}" if "power" in est else "blind, weak-texture patches"
-                common.notice(f"{job.src}: estimated {report['family']} noise, {what}; {how}")
-            guards = report.get("guards")
-            if guards:
-                row["guards"] = guards
-                if guards["guarded"]:
-                    common.notice(f"{job.src}: {guards['guarded']} of {guards['pixels']} pixel(s) hit a Tweedie guard "
-                                  f"(gamma denominator {guards['gamma_denominator']}, exp overflow {guards['exp_overflow']}, "
-                                  f"non-finite score {guards['nonfinite_score']}); they keep the noisy value")
-            if report.get("negative_clipped"):
-                row["negative_clipped"] = report["negative_clipped"]
-                common.notice(f"{job.src}: {report['negative_clipped']} negative value(s) set to 0 (--negative clip)")
-            row.update(seconds=round(seconds, 3), shape=list(image.pixels.shape[1:]))
-            return row
+    def process(job):
+        if given == "sigma" and ensemble == 1 and (huge := out_of_core_range(job.src, job.dest, weights, vrange)):
+            return denoise_huge_tiff(job, sigma_value / (huge[1] - huge[0]), sigma_value, weights, common.device, precision, tile, vrange, common)
+        image = read_image(job.src, vrange)
+        lo, hi = image.value_range
+        param = {"sigma": (sigma_value or 0) / (hi - lo), "zeta": zeta, "k": k}[given] if given else None
+        t0 = time.perf_counter()
+        try:
+            out, report = denoise_image(image.pixels, noise=family, parameter=param, real_noise=real_noise,
+                                        eight_bit=image.dtype == "uint8", weights=weights, device=common.device,
+                                        precision=precision, tile=tile, ensemble=ensemble, sigma_a=sigma_a,
+                                        negative=negative, seed=common.seed, a=a, b=b)
+        except ModelError:
+            raise
+        except ScoretoolError as e:
+            raise InputError(job.src, str(e)) from None
+        seconds = time.perf_counter() - t0
+        write_image(job.dest, image.with_pixels(out), overwrite=common.overwrite)
+        row = {"weights": report["weights"], "noise": report["family"], "method": report["method"],
+               "parameter_name": report["parameter_name"], "parameter": report["parameter"],
+               "estimated": report["estimated"]}
+        if report["family"] == "gaussian":
+            row.update(sigma=report["parameter"] * (hi - lo), sigma_unit=report["parameter"])
+        if report.get("poisson_gaussian"):
+            pg = report["poisson_gaussian"]
+            row["poisson_gaussian"] = pg
+            if pg["estimated"]:
+                common.notice(f"{job.src}: estimated Poisson–Gaussian noise Var[y|x] = a·x + b ([0,1] scale): "
+                              f"a = {_values(pg['a'])}, b = {_values(pg['b'])}")
+        elif report.get("camera"):
+            cam = report["camera"]
+            row.update(method=cam["method"], camera={**cam, "sigmas_input_units": [v * (hi - lo) for v in cam["sigmas"]]})
+            common.notice(f"{job.src}: real-noise mode (pixel-shuffle {cam['stride']}×{cam['stride']}), σ per sub-image "
+                          f"{', '.join(f'{v * (hi - lo):.3g}' for v in cam['sigmas'])} (input units); --no-real-noise to turn off")
+        elif report.get("estimate"):
+            est = report["estimate"]
+            row["estimate"] = {k: est[k] for k in ("family", "power", "parameters", "method") if k in est}
+            what = f"σ = {report['parameter'] * (hi - lo):.4g} (input units)" if report["family"] == "gaussian" else \
+                f"{'ζ' if report['family'] == 'poisson' else 'k'} = {report['parameter']:.4g}"
+            how = f"power p = {est['power']:.2f}" if "power" in est else "blind, weak-texture patches"
+            common.notice(f"{job.src}: estimated {report['family']} noise, {what}; {how}")
+        guards = report.get("guards")
+        if guards:
+            row["guards"] = guards
+            if guards["guarded"]:
+                common.notice(f"{job.src}: {guards['guarded']} of {guards['pixels']} pixel(s) hit a Tweedie guard "
+                              f"(gamma denominator {guards['gamma_denominator']}, exp overflow {guards['exp_overflow']}, "
+                              f"non-finite score {guards['nonfinite_score']}); they keep the noisy value")
+        if report.get("negative_clipped"):
+            row["negative_clipped"] = report["negative_clipped"]
+            common.notice(f"{job.src}: {report['negative_clipped']} negative value(s) set to 0 (--negative clip)")
+        row.update(seconds=round(seconds, 3), shape=list(image.pixels.shape[1:]))
+        return row
 
-        rows, code = run_batch(common, jobs, process, "denoising")
-        if json:
-            common.emit({"command": "denoise", "results": rows})
-        return code
-
-    run_command(common, body)
+    rows, code = run_batch(common, jobs, process, "denoising")
+    if common.json:
+        common.emit({"command": "denoise", "results": rows})
+    return code

@@ -17,28 +17,8 @@ from rich.table import Table
 from ..errors import InputError, ScoretoolError
 from ..io import atomic_output, list_images, read_image
 from . import app
-from .common import (
-    INPUTS_HELP,
-    Common,
-    DebugOpt,
-    DeviceOpt,
-    FileJob,
-    JsonOpt,
-    OverwriteOpt,
-    PrecisionOpt,
-    QuietOpt,
-    RangeOpt,
-    RecursiveOpt,
-    SeedOpt,
-    ShardOpt,
-    TileOpt,
-    WeightsOpt,
-    parse_range,
-    plain_console,
-    plan_jobs,
-    run_batch,
-    run_command,
-)
+from .batch import FileJob, plan_jobs, run_batch
+from .common import INPUTS_HELP, Common, Opt, command, parse_range, plain_console
 
 if TYPE_CHECKING:
     from ..api import MSEEstimate
@@ -167,8 +147,9 @@ def _write_csv(path: Path, rows: list[dict], mean: dict | None) -> None:
         raise ScoretoolError(f"--csv {path}: cannot write ({e.strerror or e})") from None
 
 
-@app.command()
+@command(app, "device", "seed", "overwrite", "recursive", "shard", torchrun=True)
 def evaluate(
+    common: Common,
     inputs: Annotated[list[str], typer.Argument(help="DENOISED images (with --refs / --clean; partners matched by file name), or NOISY images (with --sure / --split)." + INPUTS_HELP)],
     refs: Annotated[tuple[Path, Path, Path] | None, typer.Option(
         "--refs", help="Three independent noisy references A B C of the same clean images (files, or folders matched by file "
@@ -181,158 +162,144 @@ def evaluate(
     csv: Annotated[Path | None, typer.Option("--csv", help="Also write the per-image rows and the mean row to this CSV file (an existing one only with --overwrite).")] = None,
     clip: Annotated[bool, typer.Option("--clip", help="Clamp the denoised images to [0, full range] before measuring (the papers' protocol for PSNR).")] = False,
     probes: Annotated[int, typer.Option("--probes", help="--sure: Monte-Carlo divergence probes per image (each costs one network pass).")] = 1,
-    weights: WeightsOpt = None,
-    tile: TileOpt = 512,
-    value_range: RangeOpt = None,
-    precision: PrecisionOpt = "auto",
-    recursive: RecursiveOpt = False,
-    shard: ShardOpt = None,
-    device: DeviceOpt = "auto",
-    seed: SeedOpt = 0,
-    json: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
-    overwrite: OverwriteOpt = False,
+    weights: Opt.Weights = None,
+    tile: Opt.Tile = 512,
+    value_range: Opt.Range = None,
+    precision: Opt.Precision = "auto",
 ) -> None:
     """Measure image quality: PSNR/SSIM against clean images, or without them by uMSE/uPSNR (three
     noisy references), SURE (Gaussian noise, the model's denoiser) or the single-image 2×2 split.
 
     MSE values are on the [0,1] scale (pixel value / full range); PSNR uses --data-range (shown in the output).
     """
-    import torch
 
     from ..api import SPLIT_BIAS_NOTE, evaluate_split, evaluate_sure, psnr_from_mse, ssim, umse
-    common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite, torchrun=True)
 
-    def body():
-        chosen = [m for m, on in zip(MODES, (refs is not None, clean is not None, sure, split)) if on]
-        if len(chosen) != 1:
-            raise ScoretoolError("choose one of --refs A B C, --clean DIR, --sure or --split"
-                                 + (f" (got {', '.join('--' + c for c in chosen)})" if chosen else ""))
-        mode = chosen[0]
-        if mode in ("sure", "split"):
-            if sigma is None:
-                raise ScoretoolError(f"--{mode} needs --sigma (the Gaussian noise std in the input's pixel units)")
-            if not sigma > 0:
-                raise ScoretoolError(f"--sigma {sigma}: must be positive")
-        elif sigma is not None:
-            raise ScoretoolError("--sigma is only used with --sure or --split")
-        if data_range is not None and not data_range > 0:
-            raise ScoretoolError(f"--data-range {data_range}: must be positive")
-        if probes < 1:
-            raise ScoretoolError(f"--probes {probes}: at least 1")
+    chosen = [m for m, on in zip(MODES, (refs is not None, clean is not None, sure, split)) if on]
+    if len(chosen) != 1:
+        raise ScoretoolError("choose one of --refs A B C, --clean DIR, --sure or --split"
+                             + (f" (got {', '.join('--' + c for c in chosen)})" if chosen else ""))
+    mode = chosen[0]
+    if mode in ("sure", "split"):
+        if sigma is None:
+            raise ScoretoolError(f"--{mode} needs --sigma (the Gaussian noise std in the input's pixel units)")
+        if not sigma > 0:
+            raise ScoretoolError(f"--sigma {sigma}: must be positive")
+    elif sigma is not None:
+        raise ScoretoolError("--sigma is only used with --sure or --split")
+    if data_range is not None and not data_range > 0:
+        raise ScoretoolError(f"--data-range {data_range}: must be positive")
+    if probes < 1:
+        raise ScoretoolError(f"--probes {probes}: at least 1")
+    if mode == "refs":
+        names = [str(p) for p in refs]
+        if len(set(Path(p).resolve() for p in names)) < 3:
+            raise ScoretoolError(f"--refs {' '.join(names)}: the three references must be different files/folders "
+                                 "(independent noisy copies)")
+        if {Path(p).resolve() for p in inputs} & {Path(p).resolve() for p in names}:
+            raise ScoretoolError("--refs: a reference is the DENOISED input itself; the references must be independent of it")
+    vrange = parse_range(value_range)
+    jobs = plan_jobs(common, inputs, None)
+    single = len(inputs) == 1 and Path(inputs[0]).is_file()
+    partners = refs if mode == "refs" else ((clean,) if mode == "clean" else ())
+    for p in partners:
+        if not Path(p).exists():
+            raise ScoretoolError(f"{'--refs' if mode == 'refs' else '--clean'} {p}: no such file or folder")
+        common.reads(list_images(Path(p), common.recursive)[0])
+    if csv is not None:
+        common.claim_output(csv, "CSV")
+    range_units = set()
+
+    def process(job: FileJob) -> dict:
+        image = read_image(job.src, vrange)
+        lo, hi = image.value_range
+        full = hi - lo
+        m_pixel = data_range if data_range is not None else full
+        m_unit = m_pixel / full
+        range_units.add(m_unit)
+        x = image.pixels.astype(np.float64)
+        if clip and mode in ("refs", "clean"):
+            x = np.clip(x, 0.0, 1.0)
+        row = {"data_range": m_pixel, "data_range_unit": m_unit}
+        others = []
+        for label, folder in zip(("A", "B", "C") if mode == "refs" else ("clean",), partners):
+            path = find_partner(job.src, single, Path(folder), "--refs" if mode == "refs" else "--clean")
+            other = read_image(path, vrange)
+            if other.pixels.shape != image.pixels.shape:
+                raise InputError(job.src, f"size {_size(image.pixels)} differs from its partner {path} ({_size(other.pixels)})")
+            others.append(other.pixels.astype(np.float64))
+            row["clean" if mode == "clean" else f"ref_{label}"] = str(path)
         if mode == "refs":
-            names = [str(p) for p in refs]
-            if len(set(Path(p).resolve() for p in names)) < 3:
-                raise ScoretoolError(f"--refs {' '.join(names)}: the three references must be different files/folders "
-                                     "(independent noisy copies)")
-            if {Path(p).resolve() for p in inputs} & {Path(p).resolve() for p in names}:
-                raise ScoretoolError("--refs: a reference is the DENOISED input itself; the references must be independent of it")
-        vrange = parse_range(value_range)
-        jobs = plan_jobs(common, inputs, None, None, recursive, shard=shard)
-        single = len(inputs) == 1 and Path(inputs[0]).is_file()
-        partners = refs if mode == "refs" else ((clean,) if mode == "clean" else ())
-        for p in partners:
-            if not Path(p).exists():
-                raise ScoretoolError(f"{'--refs' if mode == 'refs' else '--clean'} {p}: no such file or folder")
-            common.reads(list_images(Path(p), recursive)[0])
-        if csv is not None:
-            common.claim_output(csv, "CSV")
-        torch.manual_seed(seed)
-        range_units = set()
-
-        def process(job: FileJob) -> dict:
-            image = read_image(job.src, vrange)
-            lo, hi = image.value_range
-            full = hi - lo
-            m_pixel = data_range if data_range is not None else full
-            m_unit = m_pixel / full
-            range_units.add(m_unit)
-            x = image.pixels.astype(np.float64)
-            if clip and mode in ("refs", "clean"):
-                x = np.clip(x, 0.0, 1.0)
-            row = {"data_range": m_pixel, "data_range_unit": m_unit}
-            others = []
-            for label, folder in zip(("A", "B", "C") if mode == "refs" else ("clean",), partners):
-                path = find_partner(job.src, single, Path(folder), "--refs" if mode == "refs" else "--clean")
-                other = read_image(path, vrange)
-                if other.pixels.shape != image.pixels.shape:
-                    raise InputError(job.src, f"size {_size(image.pixels)} differs from its partner {path} ({_size(other.pixels)})")
-                others.append(other.pixels.astype(np.float64))
-                row["clean" if mode == "clean" else f"ref_{label}"] = str(path)
-            if mode == "refs":
-                try:
-                    est = umse(x, *others, data_range=m_unit)
-                except ScoretoolError as e:
-                    raise InputError(job.src, str(e)) from None
-                row.update(_estimate_row(est, "u"))
-            elif mode == "clean":
-                ref = others[0]
-                mse_v = float(np.mean((x - ref) ** 2))
-                p = psnr_from_mse(mse_v, m_unit)
-                frames = [ssim(x[i], ref[i], m_unit, channel_axis=-1 if x.shape[-1] > 1 else None) for i in range(x.shape[0])]
-                row.update({"mse": mse_v, "psnr": _finite(p), "psnr_text": "inf (identical)" if math.isinf(p) else f"{p:.2f}",
-                            "ssim": float(np.mean(frames))})
-            else:
-                if image.dtype.kind in "iu":
-                    common.notice(f"{job.src}: integer file ({image.dtype}): the noise was clipped and quantised, "
-                                  f"which {'SURE' if sure else 'the split'} does not model; use unclipped float data (.npy/TIFF)")
-                s_unit = sigma / full
-                pix = image.pixels
-                arr = pix[0] if pix.shape[0] == 1 else pix
-                arr = arr[..., 0] if arr.shape[-1] == 1 and arr.ndim == 3 else arr
-                try:
-                    if mode == "sure":
-                        res = evaluate_sure(arr, s_unit, weights=weights, device=device, tile=tile, probes=probes, seed=seed,
-                                            data_range=m_unit)
-                        est_row = _estimate_row(res.estimate, "sure_")
-                        for k in ("sure_mse_ci", "sure_psnr_ci", "confidence"):  # only the probes' part: not a CI of SURE
-                            est_row.pop(k)
-                        est_row["mc_std_error"] = est_row.pop("std_error") if probes > 1 else None
-                        row.update(est_row)
-                        row.update({"divergence": res.divergence, "divergence_per_pixel": res.divergence / pix.size,
-                                    "residual_mse": res.residual_mse, "probes": probes})
-                    else:
-                        est = evaluate_split(arr, s_unit, weights=weights, device=device, precision=precision, tile=tile,
-                                             data_range=m_unit)
-                        row.update(_estimate_row(est, "u"))
-                except ScoretoolError as e:
-                    if isinstance(e, InputError):
-                        raise
-                    raise InputError(job.src, str(e)) from None
-                row.update({"sigma": sigma, "sigma_unit": s_unit})
-            return row
-
-        description = {"refs": "uMSE", "clean": "PSNR/SSIM", "sure": "SURE", "split": "split uMSE"}[mode]
-        rows, code = run_batch(common, jobs, process, description)
-        for r in rows:
-            r.pop("output", None)
-        mean = _mean_row(mode, rows)
-        notes = []
-        if mode == "split":
-            notes.append(SPLIT_BIAS_NOTE)
-        if mode == "sure":
-            notes.append("SURE assumes y = x + σn with Gaussian n, known σ, unclipped; divergence by Monte-Carlo finite differences")
-        if any(r.get("status") == "ok" and r.get(f"{'sure_' if mode == 'sure' else 'u'}mse_nonpositive") for r in rows):
-            notes.append("an MSE estimate ≤ 0 means the error is below what the noise lets one measure: PSNR is shown as '> X dB'")
-        if len(range_units) > 1:
-            notes.append("files of different types have different full ranges: the mean PSNR mixes data ranges")
-        dr_text = f"{data_range:g} (pixel units)" if data_range is not None else "full range of each file's type (1.0 on the [0,1] scale)"
-        if csv is not None and common.reports:
-            _write_csv(csv, rows, mean)
-        if json:
-            common.emit({"command": "evaluate", "mode": mode, "data_range": data_range if data_range is not None else "full",
-                         "mse_scale": "[0,1] (pixel value / full range)", "results": rows, "mean": mean, "notes": notes})
+            try:
+                est = umse(x, *others, data_range=m_unit)
+            except ScoretoolError as e:
+                raise InputError(job.src, str(e)) from None
+            row.update(_estimate_row(est, "u"))
+        elif mode == "clean":
+            ref = others[0]
+            mse_v = float(np.mean((x - ref) ** 2))
+            p = psnr_from_mse(mse_v, m_unit)
+            frames = [ssim(x[i], ref[i], m_unit, channel_axis=-1 if x.shape[-1] > 1 else None) for i in range(x.shape[0])]
+            row.update({"mse": mse_v, "psnr": _finite(p), "psnr_text": "inf (identical)" if math.isinf(p) else f"{p:.2f}",
+                        "ssim": float(np.mean(frames))})
         else:
-            header = {"refs": "uMSE / uPSNR from three noisy references", "clean": "PSNR / SSIM against clean images",
-                      "sure": f"SURE of the model's denoiser (σ = {sigma:g} pixel units)" if sigma else "",
-                      "split": "uMSE / uPSNR from the 2×2 polyphase split"}[mode]
-            _print_table(mode, rows, mean, f"{header}; data range {dr_text}; MSE on the [0,1] scale")
-            for n in notes:
-                common.notice(f"note: {n}")
-        return code
+            if image.dtype.kind in "iu":
+                common.notice(f"{job.src}: integer file ({image.dtype}): the noise was clipped and quantised, "
+                              f"which {'SURE' if sure else 'the split'} does not model; use unclipped float data (.npy/TIFF)")
+            s_unit = sigma / full
+            pix = image.pixels
+            arr = pix[0] if pix.shape[0] == 1 else pix
+            arr = arr[..., 0] if arr.shape[-1] == 1 and arr.ndim == 3 else arr
+            try:
+                if mode == "sure":
+                    res = evaluate_sure(arr, s_unit, weights=weights, device=common.device, tile=tile, probes=probes, seed=common.seed,
+                                        data_range=m_unit)
+                    est_row = _estimate_row(res.estimate, "sure_")
+                    for k in ("sure_mse_ci", "sure_psnr_ci", "confidence"):  # only the probes' part: not a CI of SURE
+                        est_row.pop(k)
+                    est_row["mc_std_error"] = est_row.pop("std_error") if probes > 1 else None
+                    row.update(est_row)
+                    row.update({"divergence": res.divergence, "divergence_per_pixel": res.divergence / pix.size,
+                                "residual_mse": res.residual_mse, "probes": probes})
+                else:
+                    est = evaluate_split(arr, s_unit, weights=weights, device=common.device, precision=precision, tile=tile,
+                                         data_range=m_unit)
+                    row.update(_estimate_row(est, "u"))
+            except ScoretoolError as e:
+                if isinstance(e, InputError):
+                    raise
+                raise InputError(job.src, str(e)) from None
+            row.update({"sigma": sigma, "sigma_unit": s_unit})
+        return row
 
-    run_command(common, body)
+    description = {"refs": "uMSE", "clean": "PSNR/SSIM", "sure": "SURE", "split": "split uMSE"}[mode]
+    rows, code = run_batch(common, jobs, process, description)
+    for r in rows:
+        r.pop("output", None)
+    mean = _mean_row(mode, rows)
+    notes = []
+    if mode == "split":
+        notes.append(SPLIT_BIAS_NOTE)
+    if mode == "sure":
+        notes.append("SURE assumes y = x + σn with Gaussian n, known σ, unclipped; divergence by Monte-Carlo finite differences")
+    if any(r.get("status") == "ok" and r.get(f"{'sure_' if mode == 'sure' else 'u'}mse_nonpositive") for r in rows):
+        notes.append("an MSE estimate ≤ 0 means the error is below what the noise lets one measure: PSNR is shown as '> X dB'")
+    if len(range_units) > 1:
+        notes.append("files of different types have different full ranges: the mean PSNR mixes data ranges")
+    dr_text = f"{data_range:g} (pixel units)" if data_range is not None else "full range of each file's type (1.0 on the [0,1] scale)"
+    if csv is not None and common.reports:
+        _write_csv(csv, rows, mean)
+    if common.json:
+        common.emit({"command": "evaluate", "mode": mode, "data_range": data_range if data_range is not None else "full",
+                     "mse_scale": "[0,1] (pixel value / full range)", "results": rows, "mean": mean, "notes": notes})
+    else:
+        header = {"refs": "uMSE / uPSNR from three noisy references", "clean": "PSNR / SSIM against clean images",
+                  "sure": f"SURE of the model's denoiser (σ = {sigma:g} pixel units)" if sigma else "",
+                  "split": "uMSE / uPSNR from the 2×2 polyphase split"}[mode]
+        _print_table(mode, rows, mean, f"{header}; data range {dr_text}; MSE on the [0,1] scale")
+        for n in notes:
+            common.notice(f"note: {n}")
+    return code
 
 
 def _estimate_row(est: MSEEstimate, prefix: str) -> dict:

@@ -10,45 +10,37 @@ from rich.table import Table
 
 from .. import __version__
 from . import app
-from .common import Common, DebugOpt, DeviceOpt, JsonOpt, plain_console, run_command
+from .common import Common, command, plain_console
 
 
-@app.command()
-def info(device: DeviceOpt = "auto", json: JsonOpt = False, debug: DebugOpt = False) -> None:
+@command(app, "device")
+def info(common: Common) -> None:
     """Version, compute device, threads, bf16 support and bundled weights."""
     from ..api import device_report
-    common = Common(device=device, json=json, debug=debug)
 
-    def body():
-        payload = {"version": __version__, **device_report(device)}
-        if json:
-            common.emit(payload)
-        else:
-            for k, v in payload.items():
-                typer.echo(f"{k:16s} {v}")
-
-    run_command(common, body)
+    payload = {"version": __version__, **device_report(common.device)}
+    if common.json:
+        common.emit(payload)
+    else:
+        for k, v in payload.items():
+            typer.echo(f"{k:16s} {v}")
 
 
-@app.command()
+@command(app)
 def weights(
+    common: Common,
     paths: Annotated[list[Path] | None, typer.Argument(help="Extra .safetensors files to describe.")] = None,
-    json: JsonOpt = False, debug: DebugOpt = False,
 ) -> None:
     """List the bundled models (and any given files) with their metadata."""
     from ..api import bundled_models, model_summary
-    common = Common(json=json, debug=debug)
 
-    def body():
-        rows = [model_summary(p) for p in bundled_models().values()] + [model_summary(p) for p in paths or []]
-        if json:
-            common.emit(rows)
-            return
-        table = Table("name", "ch", "kind", "σ range", "trained on", "steps", "PSNR")
-        for r in rows:
-            lo, hi = r["sigma_range"]
-            table.add_row(r["name"], str(r["channels"]), str(r["kind"]), f"{lo}–{hi}", str(r["training_data"]),
-                          str(r["steps"]), str(r["measured_psnr"] or "–"))
-        plain_console().print(table)
-
-    run_command(common, body)
+    rows = [model_summary(p) for p in bundled_models().values()] + [model_summary(p) for p in paths or []]
+    if common.json:
+        common.emit(rows)
+        return
+    table = Table("name", "ch", "kind", "σ range", "trained on", "steps", "PSNR")
+    for r in rows:
+        lo, hi = r["sigma_range"]
+        table.add_row(r["name"], str(r["channels"]), str(r["kind"]), f"{lo}–{hi}", str(r["training_data"]),
+                      str(r["steps"]), str(r["measured_psnr"] or "–"))
+    plain_console().print(table)

@@ -14,24 +14,8 @@ import typer
 from ..errors import InputError, ModelError, ScoretoolError
 from ..io import read_image
 from . import app
-from .common import (
-    INPUTS_HELP,
-    Common,
-    DebugOpt,
-    DeviceOpt,
-    JsonOpt,
-    QuietOpt,
-    RangeOpt,
-    RecursiveOpt,
-    SeedOpt,
-    ShardOpt,
-    TileOpt,
-    WeightsOpt,
-    parse_range,
-    plan_jobs,
-    run_batch,
-    run_command,
-)
+from .batch import plan_jobs, run_batch
+from .common import INPUTS_HELP, Common, Opt, command, parse_range
 
 SYMBOL = {"gaussian": "sigma", "poisson": "zeta", "gamma": "k"}
 
@@ -59,21 +43,15 @@ def overall_estimate(rows: list[dict], family: str | None = None) -> dict | None
             "power_median": statistics.median(powers) if powers else float("nan"), "images": len(ok)}
 
 
-@app.command(name="noise")
+@command(app, "device", "seed", "recursive", "shard", torchrun=True, name="noise")
 def noise(
+    common: Common,
     inputs: Annotated[list[str], typer.Argument(help="Noisy images." + INPUTS_HELP)],
-    weights: WeightsOpt = None,
+    weights: Opt.Weights = None,
     family: Annotated[str | None, typer.Option("--noise", help="Known family gaussian, poisson or gamma: estimate only its parameter. Default: estimate the family too (from the Tweedie power p: < 0.5 Gaussian, < 1.5 Poisson, else Gamma).")] = None,
     sigma_a: Annotated[float | None, typer.Option("--sigma-a", help="AR-DAE σ_a on the [0,1] scale at which a Noise2Score model's score s(y, σ_a) is read. Default: 0.3 × the noise std, within the model's trained σ range (its smoothing is corrected for).")] = None,
-    value_range: RangeOpt = None,
-    tile: TileOpt = 512,
-    recursive: RecursiveOpt = False,
-    shard: ShardOpt = None,
-    device: DeviceOpt = "auto",
-    seed: SeedOpt = 0,
-    json: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
+    value_range: Opt.Range = None,
+    tile: Opt.Tile = 512,
 ) -> None:
     """Estimate the noise per image and for all images together. With a Noise2Score model (--weights n2s-…
     or one trained with `train --noisy`): the family (Gaussian / Poisson / Gamma) and its parameter (σ in
@@ -83,53 +61,49 @@ def noise(
     Poisson–Gaussian a, b of Var[y|x] = a·x + b on the [0,1] scale (signal-dependent noise)."""
     from ..api import image_noise, is_noise2score
 
-    common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, torchrun=True)
 
-    def body():
-        fam = family.lower() if family else None
-        if fam is not None and fam not in SYMBOL:
-            raise ScoretoolError(f"--noise {family}: expected gaussian, poisson or gamma")
-        if sigma_a is not None and not 0 < sigma_a <= 0.1:
-            raise ScoretoolError(f"--sigma-a {sigma_a}: expected a value in (0, 0.1]")
-        n2s = is_noise2score(weights)
-        if not n2s and fam not in (None, "gaussian"):
-            raise ScoretoolError(f"--noise {fam}: estimating this family needs a Noise2Score model (--weights n2s-…); "
-                                 "without one the blind Gaussian model is reported")
-        vrange = parse_range(value_range)
-        jobs = plan_jobs(common, inputs, None, None, recursive, shard=shard)
+    fam = family.lower() if family else None
+    if fam is not None and fam not in SYMBOL:
+        raise ScoretoolError(f"--noise {family}: expected gaussian, poisson or gamma")
+    if sigma_a is not None and not 0 < sigma_a <= 0.1:
+        raise ScoretoolError(f"--sigma-a {sigma_a}: expected a value in (0, 0.1]")
+    n2s = is_noise2score(weights)
+    if not n2s and fam not in (None, "gaussian"):
+        raise ScoretoolError(f"--noise {fam}: estimating this family needs a Noise2Score model (--weights n2s-…); "
+                             "without one the blind Gaussian model is reported")
+    vrange = parse_range(value_range)
+    jobs = plan_jobs(common, inputs, None)
 
-        def process(job):
-            image = read_image(job.src, vrange)
-            lo, hi = image.value_range
-            try:
-                est = image_noise(image.pixels, weights=weights, family=fam, sigma_a=sigma_a, device=device, tile=tile,
-                                  seed=seed)
-            except ModelError:
-                raise
-            except ScoretoolError as e:
-                raise InputError(job.src, str(e)) from None
-            row = {**est, "sigma": est["parameters"]["sigma"] * (hi - lo), "value_range": [lo, hi]}
-            if not n2s:
-                row["sigma_pd"] = est["sigma_pd"] * (hi - lo)
-                if not json:
-                    pg = row["poisson_gaussian"]
-                    typer.echo(f"{job.src}\tgaussian\tsigma={row['sigma']:.4g} (input units)\tpd_ratio={row['pd_ratio']:.2f}"
-                               f"{' (correlated: real-noise mode suits it)' if row['correlated'] else ''}"
-                               f"\tpoisson-gaussian a={pg['a']:.3g} b={pg['b']:.3g} ([0,1] scale)")
-            elif not json:
-                f = row["family"]
-                typer.echo(f"{job.src}\t{f}\t{_fmt(f, row)}\tpower p={row['power']:.2f}")
-            return row
+    def process(job):
+        image = read_image(job.src, vrange)
+        lo, hi = image.value_range
+        try:
+            est = image_noise(image.pixels, weights=weights, family=fam, sigma_a=sigma_a, device=common.device, tile=tile,
+                              seed=common.seed)
+        except ModelError:
+            raise
+        except ScoretoolError as e:
+            raise InputError(job.src, str(e)) from None
+        row = {**est, "sigma": est["parameters"]["sigma"] * (hi - lo), "value_range": [lo, hi]}
+        if not n2s:
+            row["sigma_pd"] = est["sigma_pd"] * (hi - lo)
+            if not common.json:
+                pg = row["poisson_gaussian"]
+                typer.echo(f"{job.src}\tgaussian\tsigma={row['sigma']:.4g} (input units)\tpd_ratio={row['pd_ratio']:.2f}"
+                           f"{' (correlated: real-noise mode suits it)' if row['correlated'] else ''}"
+                           f"\tpoisson-gaussian a={pg['a']:.3g} b={pg['b']:.3g} ([0,1] scale)")
+        elif not common.json:
+            f = row["family"]
+            typer.echo(f"{job.src}\t{f}\t{_fmt(f, row)}\tpower p={row['power']:.2f}")
+        return row
 
-        rows, code = run_batch(common, jobs, process, "estimating noise")
-        overall = overall_estimate(rows, fam)
-        if json:
-            common.emit({"command": "noise", "results": rows, "overall": overall})
-        elif overall:
-            f = overall["family"]
-            votes = ", ".join(f"{k} {v}" for k, v in overall["votes"].items())
-            typer.echo(f"overall ({overall['images']} images)\t{f}\t{SYMBOL[f]}={overall['parameter']:.4g}"
-                       f"{' ([0,1] scale)' if f == 'gaussian' else ''}\tvotes: {votes}")
-        return code
-
-    run_command(common, body)
+    rows, code = run_batch(common, jobs, process, "estimating noise")
+    overall = overall_estimate(rows, fam)
+    if common.json:
+        common.emit({"command": "noise", "results": rows, "overall": overall})
+    elif overall:
+        f = overall["family"]
+        votes = ", ".join(f"{k} {v}" for k, v in overall["votes"].items())
+        typer.echo(f"overall ({overall['images']} images)\t{f}\t{SYMBOL[f]}={overall['parameter']:.4g}"
+                   f"{' ([0,1] scale)' if f == 'gaussian' else ''}\tvotes: {votes}")
+    return code

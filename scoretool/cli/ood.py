@@ -15,26 +15,8 @@ from ..api import DEFAULT_CORR, DEFAULT_PARITY, DEFAULT_PARITY_MEAN, DEFAULT_QUA
 from ..errors import InputError, ModelError, ScoretoolError
 from ..io import atomic_output, check_budget, list_images, read_image
 from . import app
-from .common import (
-    INPUTS_HELP,
-    Common,
-    DebugOpt,
-    DeviceOpt,
-    FileJob,
-    JsonOpt,
-    OverwriteOpt,
-    PrecisionOpt,
-    QuietOpt,
-    RecursiveOpt,
-    SeedOpt,
-    ShardOpt,
-    WeightsOpt,
-    file_error,
-    one_line,
-    plan_jobs,
-    run_batch,
-    run_command,
-)
+from .batch import FileJob, plan_jobs, run_batch
+from .common import INPUTS_HELP, Common, Opt, command, file_error, one_line
 
 if TYPE_CHECKING:
     from ..api import OODModel
@@ -100,8 +82,9 @@ def _read_training(common: Common, data: Path, recursive: bool, output: Path) ->
     return images, names, failed
 
 
-@ood_app.command()
+@command(ood_app, "device", "seed", "overwrite", "recursive")
 def fit(
+    common: Common,
     data: Annotated[Path, typer.Argument(help="Folder (or file) of clean training images, the prior's kind of data.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="OOD model file to write (.safetensors).")],
     levels: Annotated[int, typer.Option("--levels", help="Number L of geometric noise levels σ_i.")] = 10,
@@ -116,51 +99,40 @@ def fit(
     corr: Annotated[bool, typer.Option("--corr/--no-corr", help="Per level, the lag-1 autocorrelation of the score map (catches blur, block and noise artefacts) is a feature.")] = DEFAULT_CORR,
     parity: Annotated[bool, typer.Option("--parity/--no-parity", help="Per level, the even/odd asymmetry of the score map's lag-1 products (catches 2× pixel replication) is a feature.")] = DEFAULT_PARITY,
     parity_mean: Annotated[bool, typer.Option("--parity-mean/--no-parity-mean", help="Once per image, the log of that asymmetry averaged over the levels is a feature (the default's pixel-replication detector).")] = DEFAULT_PARITY_MEAN,
-    weights: WeightsOpt = None,
-    precision: PrecisionOpt = "auto",
-    recursive: RecursiveOpt = False,
-    device: DeviceOpt = "auto",
-    seed: SeedOpt = 0,
-    json: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
-    overwrite: OverwriteOpt = False,
+    weights: Opt.Weights = None,
+    precision: Opt.Precision = "auto",
 ) -> None:
     """Fit an OOD density on the multiscale score-norm features of training images."""
     from ..api import ood_fit
-    common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
 
-    def body():
-        if method not in ("gmm", "knn"):
-            raise ScoretoolError(f"--method {method}: expected gmm or knn")
-        if crop < 8 or patch < 4 or patch > crop or crops < 1:
-            raise ScoretoolError(f"--crop {crop} --patch {patch} --crops {crops}: need crop ≥ 8, 4 ≤ patch ≤ crop, crops ≥ 1")
-        check_ood_size(levels, crops, crop, 3)
-        qs = _parse_quantiles(quantiles)
-        if not qs and not rms and not corr and not parity and not parity_mean:
-            raise ScoretoolError("no features: give --quantiles, --rms, --corr, --parity or --parity-mean")
-        images, _, failed = _read_training(common, data, recursive, output)
-        if not images:
-            raise ScoretoolError(f"{data}: no readable training images")
-        t0 = time.perf_counter()
-        with common.progress("features", len(images)) as advance:
-            model = ood_fit(images, weights=weights, method=method, levels=levels, sigma_max=sigma_max, sigma_min=sigma_min,
-                            device=device, precision=precision, seed=seed, progress=advance, crop=crop, patch=patch, crops=crops, quantiles=qs, rms=rms, corr=corr, parity=parity, parity_mean=parity_mean)
-        model.save(output)
-        seconds = time.perf_counter() - t0
-        summary = {"command": "ood fit", "model": str(output), "images": len(images), "method": method,
-                   "prior": model.prior.get("name"), "channels": model.prior.get("channels"),
-                   "sigmas": model.spec.sigmas, "features": model.spec.dim, "gmm_components": model.info.get("gmm_components"),
-                   "seconds": round(seconds, 2), "failed": failed}
-        if json:
-            common.emit(summary)
-        else:
-            common.notice(f"fitted {method} on {len(images)} images ({model.spec.dim} features, "
-                          f"{len(model.spec.sigmas)} levels {model.spec.sigmas[0]:.3g}→{model.spec.sigmas[-1]:.3g}) "
-                          f"in {seconds:.1f} s → {output}")
-        return 1 if failed else 0
-
-    run_command(common, body)
+    if method not in ("gmm", "knn"):
+        raise ScoretoolError(f"--method {method}: expected gmm or knn")
+    if crop < 8 or patch < 4 or patch > crop or crops < 1:
+        raise ScoretoolError(f"--crop {crop} --patch {patch} --crops {crops}: need crop ≥ 8, 4 ≤ patch ≤ crop, crops ≥ 1")
+    check_ood_size(levels, crops, crop, 3)
+    qs = _parse_quantiles(quantiles)
+    if not qs and not rms and not corr and not parity and not parity_mean:
+        raise ScoretoolError("no features: give --quantiles, --rms, --corr, --parity or --parity-mean")
+    images, _, failed = _read_training(common, data, common.recursive, output)
+    if not images:
+        raise ScoretoolError(f"{data}: no readable training images")
+    t0 = time.perf_counter()
+    with common.progress("features", len(images)) as advance:
+        model = ood_fit(images, weights=weights, method=method, levels=levels, sigma_max=sigma_max, sigma_min=sigma_min,
+                        device=common.device, precision=precision, seed=common.seed, progress=advance, crop=crop, patch=patch, crops=crops, quantiles=qs, rms=rms, corr=corr, parity=parity, parity_mean=parity_mean)
+    model.save(output)
+    seconds = time.perf_counter() - t0
+    summary = {"command": "ood fit", "model": str(output), "images": len(images), "method": method,
+               "prior": model.prior.get("name"), "channels": model.prior.get("channels"),
+               "sigmas": model.spec.sigmas, "features": model.spec.dim, "gmm_components": model.info.get("gmm_components"),
+               "seconds": round(seconds, 2), "failed": failed}
+    if common.json:
+        common.emit(summary)
+    else:
+        common.notice(f"fitted {method} on {len(images)} images ({model.spec.dim} features, "
+                      f"{len(model.spec.sigmas)} levels {model.spec.sigmas[0]:.3g}→{model.spec.sigmas[-1]:.3g}) "
+                      f"in {seconds:.1f} s → {output}")
+    return 1 if failed else 0
 
 
 def _score_files(common: Common, model: OODModel, jobs: list[FileJob], weights, device, precision, threshold, method,
@@ -205,56 +177,46 @@ def _load(model_path: Path, method: str | None) -> OODModel:
     return model
 
 
-@ood_app.command()
+@command(ood_app, "device", "overwrite", "recursive", "shard", torchrun=True)
 def score(
+    common: Common,
     inputs: Annotated[list[str], typer.Argument(help="Images to score." + INPUTS_HELP)],
     model_path: ModelOpt,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Also write the per-image rows to this CSV file (an existing one only with --overwrite).")] = None,
     threshold: ThresholdOpt = 95.0,
     method: MethodOverrideOpt = None,
     weights: Annotated[str | None, typer.Option("--weights", "-w", help="The prior, if it moved since fitting (must be the same file; checked by SHA-256). Default: the one the model was fitted with.")] = None,
-    precision: PrecisionOpt = "auto",
-    recursive: RecursiveOpt = False,
-    shard: ShardOpt = None,
-    device: DeviceOpt = "auto",
-    json: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
-    overwrite: OverwriteOpt = False,
+    precision: Opt.Precision = "auto",
 ) -> None:
     """Score images: OOD score (higher = more unusual), percentile among the training images, flag."""
     from ..api import ood_check_prior
-    common = Common(device=device, json=json, quiet=quiet, debug=debug, overwrite=overwrite, torchrun=True)
 
-    def body():
-        _check_threshold(threshold)
-        common.reads([model_path])
-        model = _load(model_path, method)
-        ood_check_prior(model, model.prior.get("channels"), weights)  # another prior: fail before any file
-        jobs = plan_jobs(common, inputs, None, None, recursive, shard=shard)
-        if csv_path is not None:
-            common.claim_output(csv_path, "CSV")
-        rows, code = _score_files(common, model, jobs, weights, device, precision, threshold, method)
-        ok = [r for r in rows if r["status"] == "ok"]
-        if csv_path is not None and common.reports:
-            with atomic_output(csv_path) as tmp, open(tmp, "w", newline="") as fh:
-                w = csv.writer(fh)
-                w.writerow(["input", "status", "score", "percentile", "flag", "seconds", "error"])
-                for r in rows:
-                    w.writerow([r["input"], r["status"], r.get("score", ""), r.get("percentile", ""),
-                                int(r["flag"]) if "flag" in r else "", r.get("seconds", ""), r.get("error", "")])
-        summary = {"images": len(ok), "flagged": sum(r["flag"] for r in ok), "threshold_percentile": threshold,
-                   "threshold": model.threshold(threshold, method), "method": method or model.method}
-        if json:
-            common.emit({"command": "ood score", "model": str(model_path), "results": rows, "summary": summary})
-        else:
-            for r in ok:
-                typer.echo(f"{r['input']}\tscore {r['score']:.4g}\tpercentile {r['percentile']:.1f}\t"
-                           f"{'OOD' if r['flag'] else 'ok'}")
-            common.notice(f"{summary['flagged']} of {len(ok)} images flagged above the {threshold:g}th training percentile")
-        return code
-
-    run_command(common, body)
+    _check_threshold(threshold)
+    common.reads([model_path])
+    model = _load(model_path, method)
+    ood_check_prior(model, model.prior.get("channels"), weights)  # another prior: fail before any file
+    jobs = plan_jobs(common, inputs, None)
+    if csv_path is not None:
+        common.claim_output(csv_path, "CSV")
+    rows, code = _score_files(common, model, jobs, weights, common.device, precision, threshold, method)
+    ok = [r for r in rows if r["status"] == "ok"]
+    if csv_path is not None and common.reports:
+        with atomic_output(csv_path) as tmp, open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["input", "status", "score", "percentile", "flag", "seconds", "error"])
+            for r in rows:
+                w.writerow([r["input"], r["status"], r.get("score", ""), r.get("percentile", ""),
+                            int(r["flag"]) if "flag" in r else "", r.get("seconds", ""), r.get("error", "")])
+    summary = {"images": len(ok), "flagged": sum(r["flag"] for r in ok), "threshold_percentile": threshold,
+               "threshold": model.threshold(threshold, method), "method": method or model.method}
+    if common.json:
+        common.emit({"command": "ood score", "model": str(model_path), "results": rows, "summary": summary})
+    else:
+        for r in ok:
+            typer.echo(f"{r['input']}\tscore {r['score']:.4g}\tpercentile {r['percentile']:.1f}\t"
+                       f"{'OOD' if r['flag'] else 'ok'}")
+        common.notice(f"{summary['flagged']} of {len(ok)} images flagged above the {threshold:g}th training percentile")
+    return code
 
 
 def _write_plot(path: Path, s_in, s_out, thr: float) -> None:
@@ -267,8 +229,9 @@ def _write_plot(path: Path, s_in, s_out, thr: float) -> None:
         iio.imwrite(tmp, histogram_image(s_in, s_out, thr), extension=".png")
 
 
-@ood_app.command(name="eval")
+@command(ood_app, "device", "overwrite", "recursive", name="eval")
 def evaluate(
+    common: Common,
     model_path: ModelOpt,
     inliers: Annotated[Path, typer.Option("--inliers", help="Folder of in-distribution images.")],
     outliers: Annotated[Path, typer.Option("--outliers", help="Folder of out-of-distribution images (the positive class).")],
@@ -276,53 +239,43 @@ def evaluate(
     threshold: ThresholdOpt = 95.0,
     method: MethodOverrideOpt = None,
     weights: Annotated[str | None, typer.Option("--weights", "-w", help="The prior, if it moved since fitting (must be the same file).")] = None,
-    precision: PrecisionOpt = "auto",
-    recursive: RecursiveOpt = False,
-    device: DeviceOpt = "auto",
-    json: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
-    overwrite: OverwriteOpt = False,
+    precision: Opt.Precision = "auto",
 ) -> None:
     """AUROC, AUPR (positive class = outliers) and FPR at 95% TPR of the OOD score on two folders."""
     from ..api import detection_metrics, ood_check_prior
-    common = Common(device=device, json=json, quiet=quiet, debug=debug, overwrite=overwrite)
 
-    def body():
-        _check_threshold(threshold)
-        common.reads([model_path])
-        model = _load(model_path, method)
-        ood_check_prior(model, model.prior.get("channels"), weights)
-        jobs = {name: plan_jobs(common, folder, None, None, recursive) for name, folder in (("inliers", inliers), ("outliers", outliers))}
+    _check_threshold(threshold)
+    common.reads([model_path])
+    model = _load(model_path, method)
+    ood_check_prior(model, model.prior.get("channels"), weights)
+    jobs = {name: plan_jobs(common, folder, None) for name, folder in (("inliers", inliers), ("outliers", outliers))}
+    if plot is not None:
+        common.claim_output(plot, "plot")
+    sets = {}
+    code = 0
+    for name, folder in (("inliers", inliers), ("outliers", outliers)):
+        rows, c = _score_files(common, model, jobs[name], weights, common.device, precision, threshold, method, name)
+        code = max(code, c)
+        sets[name] = [r for r in rows if r["status"] == "ok"]
+        if not sets[name]:
+            raise ScoretoolError(f"{folder}: no image could be scored")
+    s_in = np.array([r["score"] for r in sets["inliers"]])
+    s_out = np.array([r["score"] for r in sets["outliers"]])
+    m = detection_metrics(s_in, s_out)
+    thr = model.threshold(threshold, method)
+    m.update(method=method or model.method, threshold_percentile=threshold, threshold=thr,
+             inliers_flagged=float(np.mean(s_in > thr)), outliers_flagged=float(np.mean(s_out > thr)))
+    if plot is not None:
+        m["plot"] = str(plot)
+        _write_plot(plot, s_in, s_out, thr)
+    if common.json:
+        common.emit({"command": "ood eval", "model": str(model_path), "metrics": m,
+                     "inliers": sets["inliers"], "outliers": sets["outliers"]})
+    else:
+        typer.echo(f"AUROC {m['auroc']:.4f}  AUPR {m['aupr']:.4f} (positive class: outliers)  "
+                   f"FPR@95%TPR {m['fpr_at_95_tpr']:.4f}")
+        typer.echo(f"flagged above the {threshold:g}th training percentile: inliers {m['inliers_flagged']:.1%} "
+                   f"of {m['inliers']}, outliers {m['outliers_flagged']:.1%} of {m['outliers']}")
         if plot is not None:
-            common.claim_output(plot, "plot")
-        sets = {}
-        code = 0
-        for name, folder in (("inliers", inliers), ("outliers", outliers)):
-            rows, c = _score_files(common, model, jobs[name], weights, device, precision, threshold, method, name)
-            code = max(code, c)
-            sets[name] = [r for r in rows if r["status"] == "ok"]
-            if not sets[name]:
-                raise ScoretoolError(f"{folder}: no image could be scored")
-        s_in = np.array([r["score"] for r in sets["inliers"]])
-        s_out = np.array([r["score"] for r in sets["outliers"]])
-        m = detection_metrics(s_in, s_out)
-        thr = model.threshold(threshold, method)
-        m.update(method=method or model.method, threshold_percentile=threshold, threshold=thr,
-                 inliers_flagged=float(np.mean(s_in > thr)), outliers_flagged=float(np.mean(s_out > thr)))
-        if plot is not None:
-            m["plot"] = str(plot)
-            _write_plot(plot, s_in, s_out, thr)
-        if json:
-            common.emit({"command": "ood eval", "model": str(model_path), "metrics": m,
-                         "inliers": sets["inliers"], "outliers": sets["outliers"]})
-        else:
-            typer.echo(f"AUROC {m['auroc']:.4f}  AUPR {m['aupr']:.4f} (positive class: outliers)  "
-                       f"FPR@95%TPR {m['fpr_at_95_tpr']:.4f}")
-            typer.echo(f"flagged above the {threshold:g}th training percentile: inliers {m['inliers_flagged']:.1%} "
-                       f"of {m['inliers']}, outliers {m['outliers_flagged']:.1%} of {m['outliers']}")
-            if plot is not None:
-                common.notice(f"histogram → {plot}")
-        return code
-
-    run_command(common, body)
+            common.notice(f"histogram → {plot}")
+    return code

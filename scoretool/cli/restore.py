@@ -13,28 +13,8 @@ import typer
 from ..errors import InputError, ScoretoolError
 from ..io import IMAGE_SUFFIXES, check_budget, header_pixels, list_images, read_image, write_image
 from . import app
-from .common import (
-    INPUTS_HELP,
-    Common,
-    DebugOpt,
-    DeviceOpt,
-    FormatOpt,
-    JsonOpt,
-    OutputOpt,
-    OverwriteOpt,
-    PrecisionOpt,
-    QuietOpt,
-    RangeOpt,
-    RecursiveOpt,
-    SeedOpt,
-    ShardOpt,
-    TileOpt,
-    WeightsOpt,
-    parse_range,
-    plan_jobs,
-    run_batch,
-    run_command,
-)
+from .batch import plan_jobs, run_batch
+from .common import INPUTS_HELP, Common, Opt, command, parse_range
 
 TASKS = ("sr", "inpaint", "colorize", "deblur", "cs")
 
@@ -105,10 +85,11 @@ def read_mask(path: Path, shape: tuple[int, int], src: Path) -> np.ndarray:
     return m.max(-1) > 0
 
 
-@app.command()
+@command(app, "device", "seed", "overwrite", "recursive", "shard", torchrun=True)
 def restore(
+    common: Common,
     inputs: Annotated[list[str], typer.Argument(help="Degraded images: the low-resolution image (sr), image with holes (inpaint), grey image (colorize), blurred image (deblur), or image to measure (cs)." + INPUTS_HELP)],
-    output: OutputOpt,
+    output: Opt.Output,
     task: Annotated[str, typer.Option("--task", help="sr | inpaint | colorize | deblur | cs.")],
     scale: Annotated[str, typer.Option("--scale", help="sr: integer upscaling factor; the output is SCALE× larger.")] = "4",
     sr_kernel: Annotated[str, typer.Option("--sr-kernel", help="sr: degradation of the low-resolution image, avgpool (S×S mean) or bicubic.")] = "avgpool",
@@ -124,108 +105,94 @@ def restore(
     cycle_dihedral: Annotated[bool, typer.Option("--dihedral/--no-dihedral", help="Evaluate the prior on a different flip/90° rotation of the image at each step (DPIR's periodic self-ensemble; no extra cost).")] = True,
     sigma_max: Annotated[float, typer.Option("--sigma-max", help="Start noise level on the [0,1] scale: the chain starts at the start image + σ·noise (10 = from noise).")] = 1.0,
     start: Annotated[str, typer.Option("--start", help="Start image: smooth (A†y with its null space filled smoothly: holes and SR blocks interpolated) or pinv (A†y).")] = "pinv",
-    weights: WeightsOpt = None,
-    tile: TileOpt = 512,
-    fmt: FormatOpt = None,
-    value_range: RangeOpt = None,
-    precision: PrecisionOpt = "auto",
-    recursive: RecursiveOpt = False,
-    shard: ShardOpt = None,
-    device: DeviceOpt = "auto",
-    seed: SeedOpt = 0,
-    json: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
-    overwrite: OverwriteOpt = False,
+    weights: Opt.Weights = None,
+    tile: Opt.Tile = 512,
+    fmt: Opt.Format = None,
+    value_range: Opt.Range = None,
+    precision: Opt.Precision = "auto",
 ) -> None:
     """Restore images by DDNM / DDNM+ with a score prior: y = A·x (+ noise), x̂ exactly consistent with y."""
-    import torch
 
     from ..api import random_mask
     from ..api import restore as restore_array
-    common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite, torchrun=True)
 
-    def body():
-        if task not in TASKS:
-            raise ScoretoolError(f"--task {task}: expected one of {', '.join(TASKS)}")
-        s = parse_scale(scale) if task == "sr" else 1
-        if sr_kernel not in ("avgpool", "bicubic"):
-            raise ScoretoolError(f"--sr-kernel {sr_kernel}: expected avgpool or bicubic")
-        k = None
-        if task == "deblur":
-            if kernel is None:
-                raise ScoretoolError("--task deblur needs --kernel gaussian:STD, uniform:SIZE or FILE.npy")
-            k = parse_kernel(kernel)
+    if task not in TASKS:
+        raise ScoretoolError(f"--task {task}: expected one of {', '.join(TASKS)}")
+    s = parse_scale(scale) if task == "sr" else 1
+    if sr_kernel not in ("avgpool", "bicubic"):
+        raise ScoretoolError(f"--sr-kernel {sr_kernel}: expected avgpool or bicubic")
+    k = None
+    if task == "deblur":
+        if kernel is None:
+            raise ScoretoolError("--task deblur needs --kernel gaussian:STD, uniform:SIZE or FILE.npy")
+        k = parse_kernel(kernel)
+    if task == "inpaint":
+        if (mask is None) == (mask_random is None):
+            raise ScoretoolError("--task inpaint needs exactly one of --mask FILE|DIR and --mask-random FRACTION")
+        if mask is not None and not mask.exists():
+            raise ScoretoolError(f"--mask {mask}: no such file or folder")
+        if mask_random is not None and not 0 <= mask_random < 1:
+            raise ScoretoolError(f"--mask-random {mask_random}: must be a fraction in [0, 1)")
+    if task == "cs" and not 0 < ratio <= 1:
+        raise ScoretoolError(f"--ratio {ratio}: must be in (0, 1]")
+    if start not in ("smooth", "pinv"):
+        raise ScoretoolError(f"--start {start}: expected smooth or pinv")
+    if sigma_y < 0 or steps < 1 or not 0 <= eta <= 1 or travel < 0 or sigma_max <= 0 or samples < 1:
+        raise ScoretoolError("--sigma-y ≥ 0, --steps ≥ 1, --eta in [0, 1], --travel ≥ 0, --sigma-max > 0, --samples ≥ 1 are required")
+    vrange = parse_range(value_range)
+    common.reads([Path(p) for p in (kernel,) if p and Path(p).is_file()] + (list_images(mask)[0] if mask else []))
+    jobs = plan_jobs(common, inputs, output, fmt)
+
+    def process(job):
+        image = read_image(job.src, vrange)
+        frames, h, w, ch = image.pixels.shape
+        try:
+            check_budget(frames * h * s * w * s, f"the {s}× output")
+        except ScoretoolError as e:
+            raise InputError(job.src, str(e)) from None
+        if task == "colorize" and ch != 1:
+            raise InputError(job.src, f"colourisation takes a grey image, this one has {ch} channels")
+        missing = None
         if task == "inpaint":
-            if (mask is None) == (mask_random is None):
-                raise ScoretoolError("--task inpaint needs exactly one of --mask FILE|DIR and --mask-random FRACTION")
-            if mask is not None and not mask.exists():
-                raise ScoretoolError(f"--mask {mask}: no such file or folder")
-            if mask_random is not None and not 0 <= mask_random < 1:
-                raise ScoretoolError(f"--mask-random {mask_random}: must be a fraction in [0, 1)")
-        if task == "cs" and not 0 < ratio <= 1:
-            raise ScoretoolError(f"--ratio {ratio}: must be in (0, 1]")
-        if start not in ("smooth", "pinv"):
-            raise ScoretoolError(f"--start {start}: expected smooth or pinv")
-        if sigma_y < 0 or steps < 1 or not 0 <= eta <= 1 or travel < 0 or sigma_max <= 0 or samples < 1:
-            raise ScoretoolError("--sigma-y ≥ 0, --steps ≥ 1, --eta in [0, 1], --travel ≥ 0, --sigma-max > 0, --samples ≥ 1 are required")
-        vrange = parse_range(value_range)
-        common.reads([Path(p) for p in (kernel,) if p and Path(p).is_file()] + (list_images(mask)[0] if mask else []))
-        jobs = plan_jobs(common, inputs, output, fmt, recursive, shard=shard)
-        torch.manual_seed(seed)
-
-        def process(job):
-            image = read_image(job.src, vrange)
-            frames, h, w, ch = image.pixels.shape
+            if mask is not None:
+                missing = read_mask(find_mask(mask, job.src), (h, w), job.src)
+            else:
+                missing = random_mask((h, w), mask_random, common.seed)
+        lo, hi = image.value_range
+        sy = sigma_y / (hi - lo)
+        outs, residuals, nfe = [], [], 0
+        t0 = time.perf_counter()
+        for f in range(frames):
             try:
-                check_budget(frames * h * s * w * s, f"the {s}× output")
-            except ScoretoolError as e:
+                out, info = restore_array(image.pixels[f], task, scale=s, sr_kernel=sr_kernel, mask=missing, kernel=k,
+                                          ratio=ratio, sigma_y=sy, steps=steps, eta=eta, travel=travel,
+                                          sigma_max=sigma_max, start=start, samples=samples, cycle_dihedral=cycle_dihedral, weights=weights, device=common.device, precision=precision,
+                                          tile=tile, seed=common.seed + f)
+            except ValueError as e:
                 raise InputError(job.src, str(e)) from None
-            if task == "colorize" and ch != 1:
-                raise InputError(job.src, f"colourisation takes a grey image, this one has {ch} channels")
-            missing = None
-            if task == "inpaint":
-                if mask is not None:
-                    missing = read_mask(find_mask(mask, job.src), (h, w), job.src)
-                else:
-                    missing = random_mask((h, w), mask_random, seed)
-            lo, hi = image.value_range
-            sy = sigma_y / (hi - lo)
-            outs, residuals, nfe = [], [], 0
-            t0 = time.perf_counter()
-            for f in range(frames):
-                try:
-                    out, info = restore_array(image.pixels[f], task, scale=s, sr_kernel=sr_kernel, mask=missing, kernel=k,
-                                              ratio=ratio, sigma_y=sy, steps=steps, eta=eta, travel=travel,
-                                              sigma_max=sigma_max, start=start, samples=samples, cycle_dihedral=cycle_dihedral, weights=weights, device=device, precision=precision,
-                                              tile=tile, seed=seed + f)
-                except ValueError as e:
-                    raise InputError(job.src, str(e)) from None
-                outs.append(out)
-                residuals.append(info["residual"])
-                nfe = info["nfe"]
-            seconds = time.perf_counter() - t0
-            pixels = np.stack(outs)
-            alpha = image.alpha
-            if alpha is not None and task == "sr":
-                alpha = alpha.repeat(s, 1).repeat(s, 2)
-            result = image.with_pixels(pixels)
-            result.alpha = alpha
-            write_image(job.dest, result, overwrite=common.overwrite)
-            mp = pixels.shape[0] * pixels.shape[1] * pixels.shape[2] / 1e6
-            return {"task": task, "weights": info["weights"], "shape_in": [h, w, ch], "shape_out": list(pixels.shape[1:]),
-                    "residual": max(residuals), "residual_per_frame": residuals, "nfe": nfe, "sigma_y": sigma_y,
-                    "sigma_y_unit": sy, "steps": steps, "eta": eta, "travel": travel, "sigma_max": sigma_max, "start": start, "samples": samples, "dihedral": cycle_dihedral, "seconds": round(seconds, 3),
-                    "seconds_per_megapixel": round(seconds / mp, 3)}
+            outs.append(out)
+            residuals.append(info["residual"])
+            nfe = info["nfe"]
+        seconds = time.perf_counter() - t0
+        pixels = np.stack(outs)
+        alpha = image.alpha
+        if alpha is not None and task == "sr":
+            alpha = alpha.repeat(s, 1).repeat(s, 2)
+        result = image.with_pixels(pixels)
+        result.alpha = alpha
+        write_image(job.dest, result, overwrite=common.overwrite)
+        mp = pixels.shape[0] * pixels.shape[1] * pixels.shape[2] / 1e6
+        return {"task": task, "weights": info["weights"], "shape_in": [h, w, ch], "shape_out": list(pixels.shape[1:]),
+                "residual": max(residuals), "residual_per_frame": residuals, "nfe": nfe, "sigma_y": sigma_y,
+                "sigma_y_unit": sy, "steps": steps, "eta": eta, "travel": travel, "sigma_max": sigma_max, "start": start, "samples": samples, "dihedral": cycle_dihedral, "seconds": round(seconds, 3),
+                "seconds_per_megapixel": round(seconds / mp, 3)}
 
-        rows, code = run_batch(common, jobs, process, f"restoring ({task})")
-        if json:
-            common.emit({"command": "restore", "task": task, "results": rows})
-        else:
-            for r in rows:
-                if r["status"] == "ok":
-                    common.notice(f"{r['input']} → {r['output']}: ‖A·x̂ − y‖/‖y‖ = {r['residual']:.2e}, "
-                                  f"{r['nfe']} network evaluations, {r['seconds']} s")
-        return code
-
-    run_command(common, body)
+    rows, code = run_batch(common, jobs, process, f"restoring ({task})")
+    if common.json:
+        common.emit({"command": "restore", "task": task, "results": rows})
+    else:
+        for r in rows:
+            if r["status"] == "ok":
+                common.notice(f"{r['input']} → {r['output']}: ‖A·x̂ − y‖/‖y‖ = {r['residual']:.2e}, "
+                              f"{r['nfe']} network evaluations, {r['seconds']} s")
+    return code

@@ -12,11 +12,12 @@ import typer
 from ..errors import ScoretoolError
 from ..io import list_images
 from . import app
-from .common import Common, DebugOpt, DeviceOpt, JsonOpt, PrecisionOpt, QuietOpt, SeedOpt, run_command
+from .common import Common, Opt, command
 
 
-@app.command()
+@command(app, "device", "seed", torchrun=True)
 def train(
+    common: Common,
     data: Annotated[Path, typer.Argument(help="Folder of training images (clean for --clean, noisy for --noisy).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Model file to write (.safetensors). A checkpoint MODEL.ckpt.safetensors is kept beside it.")],
     noisy: Annotated[bool, typer.Option("--noisy/--clean", help="--clean: train a prior on clean images; --noisy: Noise2Score (AR-DAE) on noisy images.")] = False,
@@ -39,68 +40,62 @@ def train(
     checkpoint_minutes: Annotated[float, typer.Option("--checkpoint-minutes", help="Minutes between checkpoints.")] = 5.0,
     lr_schedule: Annotated[str, typer.Option("--lr-schedule", help="steps: the cosine decay spans --steps; time: it ends at --time-limit if that comes first (a fixed time budget ends annealed; resuming is then not step-exact).")] = "steps",
     workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes that cut patches (0: in the training process).", min=0)] = 0,
-    precision: PrecisionOpt = "auto",
-    device: DeviceOpt = "auto",
-    seed: SeedOpt = 0,
-    json: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
+    precision: Opt.Precision = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start afresh over an existing model and checkpoint (default: refuse them; --resume continues the checkpoint).")] = False,
 ) -> None:
-    """Train a score network by denoising score matching (methods.md §1)."""
+    """Train a score network by denoising score matching (Vincent 2011) with EDM's preconditioning and
+    noise-level distribution (Karras et al. 2022): a clean prior, or Noise2Score's AR-DAE on noisy images."""
     from ..api import TrainConfig, checkpoint_path
     from ..api import train as run_training
-    common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite or resume, torchrun=True)
 
-    def body():
-        if output.suffix != ".safetensors":
-            raise ScoretoolError(f"{output}: the model file must end in .safetensors")
-        if not lr > 0 or any(v is not None and not v > 0 for v in (sigma_min, sigma_max, time_limit)) or checkpoint_minutes < 0:
-            raise ScoretoolError("--lr, --sigma-min, --sigma-max and --time-limit must be positive, --checkpoint-minutes ≥ 0")
-        try:
-            width_list = [int(w) for w in widths.split(",")] if widths else None
-        except ValueError:
-            raise ScoretoolError(f"--widths {widths}: expected comma-separated integers") from None
-        if width_list is not None and not all(1 <= w <= 4096 for w in width_list):
-            raise ScoretoolError(f"--widths {widths}: each width must be between 1 and 4096")
-        if Path(data).exists():
-            common.reads(list_images(Path(data))[0])
-        for path, what in ((output, "model"), (checkpoint_path(output), "checkpoint")):
-            if path.exists() and not common.overwrite:
-                raise ScoretoolError(f"{path}: exists (continue its training with --resume, or start afresh over it "
-                                     f"with --overwrite)")
-            common.claim_output(path, what)
-        noise_info = {}
-        if noise:
-            if noise not in ("gaussian", "poisson", "gamma"):
-                raise ScoretoolError(f"--noise {noise}: expected gaussian, poisson or gamma")
-            noise_info = {"family": noise}
-        for name, value in (("sigma", sigma), ("zeta", zeta), ("k", k)):
-            if value is not None:
-                noise_info[name] = value
-        cfg = TrainConfig(
-            data=str(data), mode="noisy" if noisy else "clean", steps=steps, patch=patch, batch=batch, lr=lr,
-            sigma_min=sigma_min or (0.001 if noisy else 0.002), sigma_max=sigma_max or (0.1 if noisy else 10.0),
-            sigma_focus=None if noisy else (0.01, 0.5), seed=seed, widths=width_list, blocks_per_level=blocks, checkpoint_minutes=checkpoint_minutes,
-            time_limit_minutes=time_limit, precision=precision, init=init, noise=noise_info,
-            device=device, workers=workers, lr_schedule=lr_schedule, teacher=teacher,
-            command="scoretool train " + shlex.join(a for a in sys.argv[2:] if a != "--resume"),
-        )
-        with common.progress("training", steps) as advance:
-            last = [0]
+    common.overwrite = overwrite or resume
 
-            def on_step(step, loss, ips):
-                advance(step - last[0], status=f"loss {loss:.4f} · {ips:.0f} img/s")
-                last[0] = step
-                if not common.console.is_terminal and not quiet and step % 500 == 0:
-                    common.notice(f"step {step}/{steps} loss {loss:.4f} {ips:.0f} img/s")
+    if output.suffix != ".safetensors":
+        raise ScoretoolError(f"{output}: the model file must end in .safetensors")
+    if not lr > 0 or any(v is not None and not v > 0 for v in (sigma_min, sigma_max, time_limit)) or checkpoint_minutes < 0:
+        raise ScoretoolError("--lr, --sigma-min, --sigma-max and --time-limit must be positive, --checkpoint-minutes ≥ 0")
+    try:
+        width_list = [int(w) for w in widths.split(",")] if widths else None
+    except ValueError:
+        raise ScoretoolError(f"--widths {widths}: expected comma-separated integers") from None
+    if width_list is not None and not all(1 <= w <= 4096 for w in width_list):
+        raise ScoretoolError(f"--widths {widths}: each width must be between 1 and 4096")
+    if Path(data).exists():
+        common.reads(list_images(Path(data))[0])
+    for path, what in ((output, "model"), (checkpoint_path(output), "checkpoint")):
+        if path.exists() and not common.overwrite:
+            raise ScoretoolError(f"{path}: exists (continue its training with --resume, or start afresh over it "
+                                 f"with --overwrite)")
+        common.claim_output(path, what)
+    noise_info = {}
+    if noise:
+        if noise not in ("gaussian", "poisson", "gamma"):
+            raise ScoretoolError(f"--noise {noise}: expected gaussian, poisson or gamma")
+        noise_info = {"family": noise}
+    for name, value in (("sigma", sigma), ("zeta", zeta), ("k", k)):
+        if value is not None:
+            noise_info[name] = value
+    cfg = TrainConfig(
+        data=str(data), mode="noisy" if noisy else "clean", steps=steps, patch=patch, batch=batch, lr=lr,
+        sigma_min=sigma_min or (0.001 if noisy else 0.002), sigma_max=sigma_max or (0.1 if noisy else 10.0),
+        sigma_focus=None if noisy else (0.01, 0.5), seed=common.seed, widths=width_list, blocks_per_level=blocks, checkpoint_minutes=checkpoint_minutes,
+        time_limit_minutes=time_limit, precision=precision, init=init, noise=noise_info,
+        device=common.device, workers=workers, lr_schedule=lr_schedule, teacher=teacher,
+        command="scoretool train " + shlex.join(a for a in sys.argv[2:] if a != "--resume"),
+    )
+    with common.progress("training", steps) as advance:
+        last = [0]
 
-            record = run_training(cfg, output, resume=resume, on_step=on_step)
-        if json:
-            common.emit({"output": str(output), **record})
-        else:
-            common.notice(f"wrote {output} after {record['steps']} steps ({record['train_seconds'] / 60:.1f} min)")
-            if record.get("stopped_by_signal"):
-                common.notice("stopped by a signal; continue with the same command and --resume")
+        def on_step(step, loss, ips):
+            advance(step - last[0], status=f"loss {loss:.4f} · {ips:.0f} img/s")
+            last[0] = step
+            if not common.console.is_terminal and not common.quiet and step % 500 == 0:
+                common.notice(f"step {step}/{steps} loss {loss:.4f} {ips:.0f} img/s")
 
-    run_command(common, body)
+        record = run_training(cfg, output, resume=resume, on_step=on_step)
+    if common.json:
+        common.emit({"output": str(output), **record})
+    else:
+        common.notice(f"wrote {output} after {record['steps']} steps ({record['train_seconds'] / 60:.1f} min)")
+        if record.get("stopped_by_signal"):
+            common.notice("stopped by a signal; continue with the same command and --resume")

@@ -13,24 +13,8 @@ import typer
 from ..errors import InputError, ScoretoolError
 from ..io import IMAGE_SUFFIXES, Image, read_image, write_image
 from . import app
-from .common import (
-    INPUTS_HELP,
-    Common,
-    DebugOpt,
-    DeviceOpt,
-    JsonOpt,
-    OverwriteOpt,
-    QuietOpt,
-    RangeOpt,
-    SeedOpt,
-    ShardOpt,
-    TileOpt,
-    WeightsOpt,
-    parse_range,
-    plan_jobs,
-    run_batch,
-    run_command,
-)
+from .batch import plan_jobs, run_batch
+from .common import INPUTS_HELP, Common, Opt, command, parse_range
 
 DEFAULT_REGION = 64
 
@@ -63,8 +47,9 @@ def _central_region(w: int, h: int) -> tuple[int, int, int, int]:
     return (w - rw) // 2, (h - rh) // 2, rw, rh
 
 
-@app.command()
+@command(app, "device", "seed", "overwrite", "shard", torchrun=True)
 def uncertainty(
+    common: Common,
     inputs: Annotated[list[str], typer.Argument(help="Noisy images (one image per file)." + INPUTS_HELP)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (created if missing): <name>_std.tif, _std.png, _mean, _pcK_minus/_plus.png.")],
     sigma: Annotated[float, typer.Option("--sigma", help="Gaussian noise std in the input's pixel units (0–255 for 8-bit, 0–65535 for 16-bit, raw for float).")],
@@ -77,106 +62,95 @@ def uncertainty(
     iterations: Annotated[int, typer.Option("--iterations", help="Most subspace iterations for the components (stops earlier once converged).")] = 50,
     margin: Annotated[int, typer.Option("--margin", help="Context in pixels around the region that the network sees when computing components.")] = 32,
     symmetric: Annotated[bool, typer.Option("--symmetric", help="Iterate with (J+Jᵀ)/2 (reverse-mode autodiff, ~3× slower) instead of J.")] = False,
-    weights: WeightsOpt = None,
-    tile: TileOpt = 512,
-    value_range: RangeOpt = None,
-    shard: ShardOpt = None,
-    device: DeviceOpt = "auto",
-    seed: SeedOpt = 0,
-    json: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
-    overwrite: OverwriteOpt = False,
+    weights: Opt.Weights = None,
+    tile: Opt.Tile = 512,
+    value_range: Opt.Range = None,
 ) -> None:
     """Posterior uncertainty of Gaussian denoising: per-pixel std map σ·√diag(∂D/∂y) and the top
     principal components of a region (Cov[x|y] = σ²·∂D/∂y). Std and eigenvalues in input pixel units."""
     from ..api import METHODS, posterior_components, posterior_std, std_map_image
-    common = Common(device=device, seed=seed, json=json, quiet=quiet, debug=debug, overwrite=overwrite, torchrun=True)
 
-    def body():
-        if sigma <= 0:
-            raise ScoretoolError(f"--sigma {sigma}: must be positive")
-        if probes < 1:
-            raise ScoretoolError(f"--probes {probes}: must be ≥ 1")
-        if stride < 1 or probes < stride * stride:
-            raise ScoretoolError(f"--stride {stride}: must be ≥ 1 with --probes ≥ stride² ({stride * stride})")
-        if method not in METHODS:
-            raise ScoretoolError(f"--method {method}: expected {', '.join(METHODS)}")
-        if iterations < 1 or margin < 0 or smooth < 0:
-            raise ScoretoolError("--iterations must be ≥ 1, --margin and --smooth ≥ 0")
-        box = parse_region(region)
-        k = components if components is not None else (3 if box else 0)
-        if k < 0:
-            raise ScoretoolError(f"--components {k}: must be ≥ 0")
-        vrange = parse_range(value_range)
-        if output.suffix.lower() in IMAGE_SUFFIXES:
-            raise ScoretoolError(f"-o {output}: must be a folder (several files are written per image)")
-        jobs = plan_jobs(common, inputs, output, shard=shard,
-                         outputs_of=lambda src: [output / n for n in output_names(src, k).values()])
+    if sigma <= 0:
+        raise ScoretoolError(f"--sigma {sigma}: must be positive")
+    if probes < 1:
+        raise ScoretoolError(f"--probes {probes}: must be ≥ 1")
+    if stride < 1 or probes < stride * stride:
+        raise ScoretoolError(f"--stride {stride}: must be ≥ 1 with --probes ≥ stride² ({stride * stride})")
+    if method not in METHODS:
+        raise ScoretoolError(f"--method {method}: expected {', '.join(METHODS)}")
+    if iterations < 1 or margin < 0 or smooth < 0:
+        raise ScoretoolError("--iterations must be ≥ 1, --margin and --smooth ≥ 0")
+    box = parse_region(region)
+    k = components if components is not None else (3 if box else 0)
+    if k < 0:
+        raise ScoretoolError(f"--components {k}: must be ≥ 0")
+    vrange = parse_range(value_range)
+    if output.suffix.lower() in IMAGE_SUFFIXES:
+        raise ScoretoolError(f"-o {output}: must be a folder (several files are written per image)")
+    jobs = plan_jobs(common, inputs, output,
+                     outputs_of=lambda src: [output / n for n in output_names(src, k).values()])
 
-        def process(job):
-            image = read_image(job.src, vrange)
-            if image.pixels.shape[0] != 1:
-                raise InputError(job.src, "multi-frame stacks are not supported by uncertainty (one image per file)")
-            lo, hi = image.value_range
-            scale = hi - lo
-            s = sigma / scale
-            pixels = image.pixels[0]
-            h, w = pixels.shape[:2]
-            names = {key: output / n for key, n in output_names(job.src, k).items()}
-            rbox = box or _central_region(w, h)
-            x0, y0, rw, rh = rbox
-            if k > 0 and (x0 + rw > w or y0 + rh > h):
-                raise ScoretoolError(f"--region {x0},{y0},{rw},{rh} is not inside the {w}×{h} image")
-            if k > rw * rh * image.channels:
-                raise ScoretoolError(f"--components {k}: the region has only {rw * rh * image.channels} values")
+    def process(job):
+        image = read_image(job.src, vrange)
+        if image.pixels.shape[0] != 1:
+            raise InputError(job.src, "multi-frame stacks are not supported by uncertainty (one image per file)")
+        lo, hi = image.value_range
+        scale = hi - lo
+        s = sigma / scale
+        pixels = image.pixels[0]
+        h, w = pixels.shape[:2]
+        names = {key: output / n for key, n in output_names(job.src, k).items()}
+        rbox = box or _central_region(w, h)
+        x0, y0, rw, rh = rbox
+        if k > 0 and (x0 + rw > w or y0 + rh > h):
+            raise ScoretoolError(f"--region {x0},{y0},{rw},{rh} is not inside the {w}×{h} image")
+        if k > rw * rh * image.channels:
+            raise ScoretoolError(f"--components {k}: the region has only {rw * rh * image.channels} values")
+        t0 = time.perf_counter()
+        std, mean, est = posterior_std(pixels, s, weights=weights, probes=probes, stride=stride, method=method,
+                                       seed=common.seed, device=common.device, tile=tile, smooth=smooth)
+        t_std = time.perf_counter() - t0
+        std_px = std * scale  # input pixel units
+        written = {}
+        tif = Image(std[None], np.dtype(np.float32), None, (0.0, scale), True, image.grey_2d)
+        written["std"] = write_image(names["std"], tif, common.overwrite)
+        view = std_map_image(np.sqrt((std_px**2).mean(-1)))
+        written["std_png"] = write_image(names["std_png"],
+                                         Image(view[None].astype(np.float32), np.dtype(np.uint8), None, (0.0, 255.0),
+                                               True, False), common.overwrite)
+        written["mean"] = write_image(names["mean"], image.with_pixels(mean[None]), common.overwrite)
+        row = {"weights": est["weights"], "sigma": sigma, "sigma_unit": s, "probes": probes, "stride": stride,
+               "method": method, "smooth": smooth, "seconds_std": round(t_std, 3), "negative_variance_pixels": est["negative"],
+               "std_mean": float(std_px.mean()), "std_median": float(np.median(std_px)),
+               "std_max": float(std_px.max()), "units": f"input pixel units (value range {lo:g}..{hi:g})",
+               "shape": list(pixels.shape)}
+        if k > 0:
+            if box is None:
+                common.notice(f"{job.src}: components of the central region {x0},{y0},{rw},{rh} (set --region)")
             t0 = time.perf_counter()
-            std, mean, est = posterior_std(pixels, s, weights=weights, probes=probes, stride=stride, method=method,
-                                           seed=seed, device=device, tile=tile, smooth=smooth)
-            t_std = time.perf_counter() - t0
-            std_px = std * scale  # input pixel units
-            written = {}
-            tif = Image(std[None], np.dtype(np.float32), None, (0.0, scale), True, image.grey_2d)
-            written["std"] = write_image(names["std"], tif, common.overwrite)
-            view = std_map_image(np.sqrt((std_px**2).mean(-1)))
-            written["std_png"] = write_image(names["std_png"],
-                                             Image(view[None].astype(np.float32), np.dtype(np.uint8), None, (0.0, 255.0),
-                                                   True, False), common.overwrite)
-            written["mean"] = write_image(names["mean"], image.with_pixels(mean[None]), common.overwrite)
-            row = {"weights": est["weights"], "sigma": sigma, "sigma_unit": s, "probes": probes, "stride": stride,
-                   "method": method, "smooth": smooth, "seconds_std": round(t_std, 3), "negative_variance_pixels": est["negative"],
-                   "std_mean": float(std_px.mean()), "std_median": float(np.median(std_px)),
-                   "std_max": float(std_px.max()), "units": f"input pixel units (value range {lo:g}..{hi:g})",
-                   "shape": list(pixels.shape)}
-            if k > 0:
-                if box is None:
-                    common.notice(f"{job.src}: components of the central region {x0},{y0},{rw},{rh} (set --region)")
-                t0 = time.perf_counter()
-                comp = posterior_components(pixels, s, k=k, region=rbox, weights=weights, iterations=iterations, margin=margin,
-                                            symmetric=symmetric, method=method, seed=seed, device=device, tile=tile)
-                t_pc = time.perf_counter() - t0
-                base = comp.mean[0].permute(1, 2, 0).numpy()
-                rows = []
-                for i in range(k):
-                    lam = float(comp.eigenvalues[i])
-                    vec = comp.vectors[i].permute(1, 2, 0).numpy()
-                    for sign, name in ((-1, "minus"), (1, "plus")):
-                        pic = base + sign * 2 * np.sqrt(max(lam, 0.0)) * vec
-                        crop = replace(image, pixels=pic[None].astype(np.float32), alpha=None)
-                        key = f"pc{i + 1}_{name}"
-                        written[key] = write_image(names[key], crop, common.overwrite)
-                    rows.append({"k": i + 1, "eigenvalue": lam * scale**2, "std": float(np.sqrt(max(lam, 0.0))) * scale,
-                                 "eigenvalue_unit": lam, "residual": float(comp.residuals[i])})
-                row.update({"region": list(rbox), "components": rows, "iterations": comp.iterations,
-                            "symmetric": symmetric, "seconds_components": round(t_pc, 3)})
-            row["outputs"] = {key: str(p) for key, p in written.items()}
-            if est["negative"]:
-                common.notice(f"{job.src}: {est['negative']} negative variance estimate(s) clamped to 0 (use more --probes)")
-            return row
+            comp = posterior_components(pixels, s, k=k, region=rbox, weights=weights, iterations=iterations, margin=margin,
+                                        symmetric=symmetric, method=method, seed=common.seed, device=common.device, tile=tile)
+            t_pc = time.perf_counter() - t0
+            base = comp.mean[0].permute(1, 2, 0).numpy()
+            rows = []
+            for i in range(k):
+                lam = float(comp.eigenvalues[i])
+                vec = comp.vectors[i].permute(1, 2, 0).numpy()
+                for sign, name in ((-1, "minus"), (1, "plus")):
+                    pic = base + sign * 2 * np.sqrt(max(lam, 0.0)) * vec
+                    crop = replace(image, pixels=pic[None].astype(np.float32), alpha=None)
+                    key = f"pc{i + 1}_{name}"
+                    written[key] = write_image(names[key], crop, common.overwrite)
+                rows.append({"k": i + 1, "eigenvalue": lam * scale**2, "std": float(np.sqrt(max(lam, 0.0))) * scale,
+                             "eigenvalue_unit": lam, "residual": float(comp.residuals[i])})
+            row.update({"region": list(rbox), "components": rows, "iterations": comp.iterations,
+                        "symmetric": symmetric, "seconds_components": round(t_pc, 3)})
+        row["outputs"] = {key: str(p) for key, p in written.items()}
+        if est["negative"]:
+            common.notice(f"{job.src}: {est['negative']} negative variance estimate(s) clamped to 0 (use more --probes)")
+        return row
 
-        rows, code = run_batch(common, jobs, process, "uncertainty")
-        if json:
-            common.emit({"command": "uncertainty", "results": rows})
-        return code
-
-    run_command(common, body)
+    rows, code = run_batch(common, jobs, process, "uncertainty")
+    if common.json:
+        common.emit({"command": "uncertainty", "results": rows})
+    return code
