@@ -42,9 +42,11 @@ def model_summary(path: Path) -> dict:
 
 
 def device_report(device: str = "auto") -> dict:
-    """The compute set-up: torch version, the device `device` selects, CUDA, threads, bf16 support and the
-    bundled model names."""
+    """The set-up: scoretool and torch versions, the device `device` selects, CUDA, threads, bf16 support
+    and the bundled model names."""
+    from .. import __version__
+
     dev = select_device(device)
-    return {"torch": torch.__version__, "device": str(dev), "cuda_available": torch.cuda.is_available(),
+    return {"version": __version__, "torch": torch.__version__, "device": str(dev), "cuda_available": torch.cuda.is_available(),
             "threads": torch.get_num_threads(), "bf16_available": bf16_available(dev),
             "bundled_weights": sorted(bundled_models())}

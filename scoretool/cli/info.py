@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .. import __version__
 from . import app
 from .common import Common, command, plain_console
 
@@ -18,7 +17,7 @@ def info(common: Common) -> None:
     """Version, compute device, threads, bf16 support and bundled weights."""
     from ..api import device_report
 
-    payload = {"version": __version__, **device_report(common.device)}
+    payload = device_report(common.device)
     if common.json:
         common.emit(payload)
     else:
