@@ -3,8 +3,9 @@
 Writes a W×H uint16 grey TIFF (smooth pattern plus Gaussian noise of std --sigma grey levels) band by band
 into --dir (not the repository), denoises it in a child process (`scoretool denoise`, which goes band by
 band above bigtiff.OUT_OF_CORE_PIXELS, or with --api the library function itself, for any size), and
-reports seconds, s/MP, the child's peak RSS (resource.getrusage(RUSAGE_CHILDREN).ru_maxrss) and the PSNR
-of the noisy and denoised file on a central crop against the clean pattern.
+reports seconds, s/MP, the child's peak RSS (resource.getrusage(RUSAGE_CHILDREN).ru_maxrss), the PSNR
+of the noisy and denoised file on a central crop against the clean pattern, and the largest difference
+between a crop of the result and in-memory tiling of that crop's neighbourhood (crop_check).
 
     python bench/bigtiff.py [--width 6000] [--height 5000] [--weights prior-gray] [--tile 512] [--dir /tmp]
 """
@@ -68,6 +69,30 @@ def crop_psnr(noisy: Path, denoised: Path, size: int = 512) -> tuple[float, floa
     return out[0], out[1]
 
 
+def crop_check(noisy: Path, denoised: Path, weights: str, sigma: float, tile: int, tiles: int = 3) -> dict:
+    """The out-of-core result on a crop near the centre against in-memory tiling (`scoretool.load(…)
+    .denoise`) of that crop's neighbourhood: the neighbourhood starts on the whole image's tile grid and
+    spans `tiles` strides plus one tile, so its tiles are the whole image's; the crop leaves out one tile
+    at each side (where the neighbourhood's own borders change the blending). Both are rounded to 16 bits.
+    Returns the crop (row, column, height, width) and the largest difference in 16-bit levels."""
+    import scoretool
+
+    model = scoretool.load(weights, channels=1, tile=tile)
+    multiple = max(8, model.engine.multiple)  # the grid of engine.apply_tiled and bigtiff.apply_tiled_bands
+    tile = max(multiple, tile // multiple * multiple)
+    stride = max(multiple, (tile - model.engine.overlap) // multiple * multiple)
+    h, w = tiff_layout(noisy).shape
+    size = tiles * stride + tile
+    r0, c0 = (min(n // 2, n - size) // stride * stride for n in (h, w))
+    y = np.asarray(tiff_layout(noisy).rows(noisy, r0, r0 + size)[:, c0 : c0 + size], np.float32) / 65535
+    ref = np.round(np.clip(model.denoise(y, sigma / 65535), 0, 1) * 65535)
+    got = np.asarray(tiff_layout(denoised).rows(denoised, r0, r0 + size)[:, c0 : c0 + size], np.float64)
+    inner = (slice(tile, size - tile),) * 2
+    diff = np.abs(ref[inner] - got[inner])
+    return {"crop": [r0 + tile, c0 + tile, size - 2 * tile, size - 2 * tile], "max_diff_16bit_levels": float(diff.max()),
+            "pixels_differing": float(np.mean(diff > 0))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--width", type=int, default=6000)
@@ -113,6 +138,9 @@ def main() -> None:
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     result = json.loads(res.stdout)["results"][0]
     before, after = crop_psnr(src, dst)
+    check = crop_check(src, dst, weights, args.sigma, args.tile)
+    print(f"crop {check['crop']} against in-memory tiling: largest difference {check['max_diff_16bit_levels']:g} "
+          f"16-bit levels ({check['pixels_differing']:.2%} of pixels differ)")
     row = {"image": f"{args.width}x{args.height} uint16", "megapixels": mp, "out_of_core": bool(result.get("out_of_core")),
            "tiles": result.get("tiles"), "seconds": wall, "s_per_mp": wall / mp, "peak_rss_mib": peak_mib,
            "input_mib": src.stat().st_size / 2**20, "psnr_noisy_crop": before, "psnr_denoised_crop": after}
@@ -121,7 +149,7 @@ def main() -> None:
                  {"command": "python bench/bigtiff.py " + " ".join(sys.argv[1:]), "child": "scoretool.bigtiff.denoise_tiff" if args.api else " ".join(cmd[1:]),
                   "weights": args.weights, "tile": args.tile, "sigma_grey_levels": args.sigma,
                   "threshold_pixels": OUT_OF_CORE_PIXELS, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-                  "rows": [row]})
+                  "rows": [row], "crop_against_in_memory": check})
     if not args.keep:
         for p in folder.iterdir():
             p.unlink()
