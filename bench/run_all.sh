@@ -6,8 +6,9 @@
 #   bash bench/run_all.sh b      # colour denoising and DDNM, OOD, reliability, engine
 #   bash bench/run_all.sh c      # Noise2Score fast path, noise-estimation grid, 2048² SR memory run
 #   bash bench/run_all.sh h      # figures of earlier model versions (extracted from git history)
+#   bash bench/run_all.sh p      # real noise, Poisson–Gaussian, large TIFFs, export, the loop API
 #   bash bench/run_all.sh quiet  # two-thread runs (speed figures): run with nothing else on the machine
-#   bash bench/run_all.sh        # a and b in parallel, then c and h in parallel, then quiet
+#   bash bench/run_all.sh        # a and b in parallel, then c and h, then p, then quiet
 # Stream c needs the Noise2Score models its commands name (runs/n2s-*.safetensors: training commands in
 # weights/README.md). Results: bench/results/*.json; each stream's log in runs/bench-logs/.
 # README's tour table comes from `scoretool demo -o docs/demo` (docs/demo/results.json).
@@ -64,6 +65,19 @@ stream_h() {  # earlier versions of the bundled models, as the model cards' stag
     --rgb-weights runs/old/prior-rgb-stage1.safetensors --out denoise-cbsd68-sigma25-rgb-stage1-peers
   python bench/restore.py --sets CBSD68 --tasks sr4 --images 4 --no-dihedral --name restore-cbsd68-sr4-first4
 }
+stream_p() {
+  python bench/realnoise.py blind --images 8
+  python bench/realnoise.py camera --images 8 --peer-images 0 --out realnoise-camera-polyu-first8
+  python bench/realnoise.py camera --images 2 --peer-images 2 --out realnoise-camera-polyu-peers-first2
+  python bench/realnoise.py montage
+  python bench/realnoise.py pg
+  python bench/loop_api.py
+  python bench/export.py
+  python bench/bigtiff.py --api --width 2000 --height 1500 --weights prior-gray-fast --name denoise-tiff-2000x1500-fast
+  python bench/bigtiff.py --width 2600 --height 2400 --api --weights prior-gray-fast --name denoise-tiff-2600x2400-grey-fast-crop-check
+  python bench/bigtiff.py --width 20000 --height 15000 --weights tinynet --name denoise-tiff-20000x15000-tinynet
+  python bench/bigtiff.py --width 20000 --height 15000 --weights prior-gray-fast --name denoise-tiff-20000x15000-prior-gray-fast
+}
 stream_quiet() {  # two threads, nothing else running (the s/MP figures)
   export OMP_NUM_THREADS=2
   python bench/denoise.py --sets BSD68 --sigmas 25 --images 6 --peer-images 6 --methods scoretool,BM3D --out denoise-speed-bsd68-first6-grey
@@ -72,9 +86,11 @@ stream_quiet() {  # two threads, nothing else running (the s/MP figures)
   python bench/denoise.py --sets BSD68,Set12 --methods scoretool --record --out denoise-bsd68-set12-grey
   python bench/denoise.py --sets BSD68,Set12 --methods scoretool --gray-weights prior-gray-fast --record --out denoise-bsd68-set12-grey-fast
   python bench/denoise.py --sets BSD68 --images 12 --methods scoretool --gray-weights prior-gray-fast --out denoise-bsd68-first12-grey-fast
+  python bench/pipelines.py
+  python bench/startup.py
 }
 run() { "stream_$1" >"runs/bench-logs/stream-$1.log" 2>&1; }
 case "${1:-all}" in
-  a|b|c|h|quiet) run "$1" ;;
-  *) run a & run b & wait; run c & run h & wait; run quiet ;;
+  a|b|c|h|p|quiet) run "$1" ;;
+  *) run a & run b & wait; run c & run h & wait; run p; run quiet ;;
 esac
