@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from .errors import ScoretoolError
+
 PATCH = 7  # patch side (Liu et al. 2013 use 7)
 SIGMA_FLOOR = 0.002  # the bundled priors' smallest trained σ (half a grey level)
 CORRELATED_RATIO = 1.3  # describe_noise: sub-image σ̂ over image σ̂ above this = correlated noise
@@ -186,11 +188,14 @@ def describe_noise(image: np.ndarray, stride: int = 2) -> dict:
     neighbours (demosaicing, JPEG); above CORRELATED_RATIO the real-noise path suits the image better.
     poisson_gaussian: (a, b) of Var[y | x] = a·x + b (`estimate_poisson_gaussian`), for signal-dependent noise."""
     sigma = weak_texture_sigma(image)
-    a, b = estimate_poisson_gaussian(image)
+    try:
+        pair = dict(zip("ab", estimate_poisson_gaussian(image)))
+    except ScoretoolError:  # too small for the intensity bins
+        pair = None
     sigma_pd = float(np.mean([weak_texture_sigma(p) for p in pixel_shuffle(np.asarray(image), stride)]))
     ratio = sigma_pd / max(sigma, 1e-4)  # 1e-4: a 40th of a grey level
     return {"family": "gaussian", "parameter_name": "sigma", "parameter": sigma, "sigma_pd": sigma_pd,
-            "pd_ratio": ratio, "correlated": ratio > CORRELATED_RATIO, "poisson_gaussian": {"a": a, "b": b},
+            "pd_ratio": ratio, "correlated": ratio > CORRELATED_RATIO, "poisson_gaussian": pair,
             "method": "weak-texture PCA (clean prior)"}
 
 
@@ -205,6 +210,12 @@ def estimate_poisson_gaussian(image: np.ndarray, d: int = PATCH, stride: int = 2
     patches / variance² (a variance estimate's spread grows with the variance), with a, b ≥ 0."""
     arr = np.asarray(image, dtype=np.float64)
     frames = arr if arr.ndim == 4 else _as_hwc(arr)[None]
+    need = 2 * 8 * d * d  # two intensity bins of at least 8 patches per dimension
+    found = sum(((f.shape[0] - d) // stride + 1) * ((f.shape[1] - d) // stride + 1) * f.shape[2]
+                for f in frames if min(f.shape[:2]) >= d)
+    if found < need:
+        raise ScoretoolError(f"image too small to estimate Poisson–Gaussian noise ({found} patches of {d}×{d}; "
+                             f"{need} needed, about {int(math.sqrt(need) * stride + d)}² grey pixels): give a and b")
     parts = [_weak_texture_patches(f, d, stride) for f in frames]
     x = np.concatenate([p[0] for p in parts])
     xi = np.concatenate([p[1] for p in parts])
@@ -223,8 +234,8 @@ def estimate_poisson_gaussian(image: np.ndarray, d: int = PATCH, stride: int = 2
             level.append(m)
             variance.append(v)
             count.append(int(sel.sum()))
-    if len(level) < 2:
-        return 0.0, weak_texture_sigma(arr if arr.ndim < 4 else arr[0]) ** 2
+    if len(level) < 2:  # a flat image: one intensity
+        return 0.0, weak_texture_sigma(frames[0]) ** 2
     return _fit_variance_line(np.asarray(level), np.asarray(variance), np.asarray(count, float))
 
 
@@ -247,8 +258,12 @@ def _fit_variance_line(m: np.ndarray, v: np.ndarray, count: np.ndarray, rounds: 
     return float(a), float(b)
 
 
-POISSON_FREE = 1e-7
-"""a below this (on [0,1]): no Poisson part to stabilise; the noise is Gaussian with variance b."""
+POISSON_FREE = 0.01
+"""a·max(y) below this fraction of b: the Poisson part is under 1% of the variance everywhere, and the
+noise is taken as Gaussian with variance b (no transform)."""
+COUNTS_TABLE = 1000.0
+"""inverse_anscombe tabulates E[f(y) | x] up to this many counts x/a; above, its asymptote is exact to
+far below a count."""
 
 
 def anscombe(y: np.ndarray, a: float, b: float) -> np.ndarray:
@@ -273,10 +288,10 @@ def _anscombe_expectation(lam: np.ndarray, s2: float, nodes: int = 64) -> np.nda
 def inverse_anscombe(d: np.ndarray, a: float, b: float, top: float = 1.0) -> np.ndarray:
     """Exact unbiased inverse of `anscombe` (Mäkitalo & Foi, *Optimal inversion of the generalized
     Anscombe transformation for Poisson-Gaussian noise*, IEEE TIP 2013): the x with E[f(y) | x] = d,
-    from E[f(y) | x] tabulated on x ∈ [0, 1.5·top] (`_anscombe_expectation`) and interpolated; above the
-    table, the asymptote x = a·(d²/4 − 1/8 − b/a²). The algebraic inverse a·(d²/4 − 3/8 − b/a²) is
-    biased where counts are low; this one is not."""
-    lam_top = 1.5 * max(top, 1e-6) / a + 10
+    from E[f(y) | x] tabulated on x/a ∈ [0, min(1.5·top/a, COUNTS_TABLE)] (`_anscombe_expectation`) and
+    interpolated; above the table, the asymptote x = a·(d²/4 − 1/8 − b/a²). The algebraic inverse
+    a·(d²/4 − 3/8 − b/a²) is biased where counts are low; this one is not."""
+    lam_top = min(1.5 * max(top, 1e-6) / a + 10, COUNTS_TABLE)
     lam = np.linspace(0, math.sqrt(lam_top), 1024) ** 2
     expect = _anscombe_expectation(lam, b / a**2)
     d = np.asarray(d, np.float64)
@@ -291,15 +306,15 @@ def pg_denoise(denoise, image: np.ndarray, a: float, b: float) -> tuple[np.ndarr
     Args:
         denoise: f(image, σ) → image, a Gaussian denoiser on [0,1] numpy arrays.
         image: (H, W) or (H, W, C) on [0,1] (one a, b for all channels).
-        a, b: Var[y | x] = a·x + b on the [0,1] scale; a < POISSON_FREE is Gaussian noise of variance b.
+        a, b: Var[y | x] = a·x + b on the [0,1] scale; with a·max(y) < POISSON_FREE·b, Gaussian noise of
+            variance b.
     Returns:
         (x̂, report: a, b, sigma_stabilised: the noise std the denoiser was given, on its [0,1] scale).
     """
     y = np.asarray(image, np.float64)
-    if a < POISSON_FREE:
-        s = math.sqrt(max(b, 0.0))
-        return np.asarray(denoise(y.astype(np.float32), max(s, SIGMA_FLOOR)), np.float64), \
-            {"a": a, "b": b, "sigma_stabilised": s}
+    if a * max(float(y.max()), 0.0) < POISSON_FREE * b or a <= 0:
+        s = max(math.sqrt(max(b, 0.0)), SIGMA_FLOOR)
+        return np.asarray(denoise(y.astype(np.float32), s), np.float64), {"a": a, "b": b, "sigma_stabilised": s}
     t = anscombe(y, a, b)
     lo, hi = float(t.min()), float(t.max())
     span = max(hi - lo, 1e-6)

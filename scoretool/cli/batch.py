@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import datetime
 import glob
 import hashlib
 import itertools
@@ -52,6 +53,8 @@ def private_folder() -> Path:
 
 def read_stdin_image() -> Path:
     """The image on stdin, copied to a private file whose suffix is its format sniffed from the bytes."""
+    if sys.stdin.isatty():
+        raise ScoretoolError("-: standard input is a terminal; pipe an image into it (cat a.png | scoretool …)")
     data = sys.stdin.buffer.read()
     if not data:
         raise ScoretoolError("-: standard input is empty (expected the bytes of one image)")
@@ -91,6 +94,8 @@ def expand_inputs(common: Common, inputs: Sequence[str | Path], output: Path | N
         text = str(item)
         path = Path(text)
         if text == STREAM:
+            if torchrun_rank()[1] > 1 or common.shard:
+                raise ScoretoolError("-: one image from stdin cannot be split across torchrun processes or shards")
             add([read_stdin_image()], Path("."), lambda f: STREAM, listed=False)
         elif path.is_dir():
             if exclude == path.resolve():
@@ -148,12 +153,17 @@ def plan_jobs(common: Common, inputs: Sequence[str | Path] | str | Path, output:
     sources = expand_inputs(common, inputs, output)
     single = len(inputs) == 1 and len(sources) == 1 and (str(inputs[0]) == STREAM or Path(inputs[0]).is_file())
     if to_stdout:
+        if part:
+            raise ScoretoolError("-o -: one result on stdout cannot be split into shards")
         if outputs_of is not None:
             raise ScoretoolError("-o -: this command writes several files per input; give an output folder")
         if len(sources) != 1:
             raise ScoretoolError(f"-o -: writes one image to stdout, but the inputs hold {len(sources)} images")
         if common.json:
             raise ScoretoolError("-o - writes the image to stdout, where --json would go too: drop one of them")
+    if output is not None and not single and not to_stdout and Path(output).suffix.lower() in IMAGE_SUFFIXES \
+            and not Path(output).is_dir():
+        raise ScoretoolError(f"-o {output}: {len(sources)} inputs need an output folder, not an image file name")
     common.reads(src for src, _, _ in sources)
     jobs = []
     for src, root, label in sources:
@@ -179,7 +189,7 @@ def plan_jobs(common: Common, inputs: Sequence[str | Path] | str | Path, output:
         if not os.access(folder, os.W_OK):
             raise ScoretoolError(f"{folder}: output folder is not writable")
     if part:
-        names = {id(job): str(src.relative_to(root)) if src.is_relative_to(root) else label
+        names = {id(job): src.relative_to(root).as_posix() if src.is_relative_to(root) else label
                  for job, (src, root, label) in zip(jobs, sources)}
         jobs = [job for job in jobs if shard_of(names[id(job)], part[1]) == part[0] - 1]
     return jobs
@@ -192,21 +202,27 @@ def join_torchrun() -> None:
     import torch
     import torch.distributed as dist
 
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
+    if not dist.is_initialized():  # ranks may wait long for each other's share of a batch at the gather
+        dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
     if dist.get_rank() != 0:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process
 
 
-def gather_rows(mine: list[tuple[int, dict]]) -> list[dict]:
-    """Every process's (job index, row) pairs, in job order, on every process."""
+def gather_rows(mine: list[tuple[int, dict]], stopped: str | None) -> list[dict]:
+    """Every process's (job index, row) pairs, in job order, on every process; if any process stopped
+    its share with a ModelError (`stopped`: its message), every process raises it, so all exit alike."""
     import torch.distributed as dist
 
     parts = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, mine)
-    return [row for _, row in sorted(itertools.chain.from_iterable(parts), key=lambda pair: pair[0])]
+    dist.all_gather_object(parts, (mine, stopped))
+    dist.barrier()
+    dist.destroy_process_group()  # closed together: a process leaving while another still talks aborts it
+    errors = [error for _, error in parts if error]
+    if errors:
+        raise ModelError(errors[0])
+    return [row for _, row in sorted(itertools.chain.from_iterable(rows for rows, _ in parts), key=lambda pair: pair[0])]
 
 
 def run_batch(common: Common, jobs: list[FileJob], process: Callable[[FileJob], dict],
@@ -219,13 +235,19 @@ def run_batch(common: Common, jobs: list[FileJob], process: Callable[[FileJob], 
     rank, world = torchrun_rank()
     if world > 1:
         join_torchrun()
-    rows = []
+    rows, stopped = [], None
     mine = list(enumerate(jobs))[rank::world]
     with common.progress(description, len(mine)) as advance:
         for index, job in mine:
-            rows.append((index, run_job(common, job, process)))
+            try:
+                rows.append((index, run_job(common, job, process)))
+            except ModelError as e:
+                if world == 1:
+                    raise
+                stopped = str(e)
+                break
             advance()
-    rows = gather_rows(rows) if world > 1 else [row for _, row in rows]
+    rows = gather_rows(rows, stopped) if world > 1 else [row for _, row in rows]
     status = collections.Counter(r["status"] for r in rows)
     if status["failed"] and not status["ok"] and not status["skipped"]:
         return rows, EXIT_USAGE
@@ -233,10 +255,16 @@ def run_batch(common: Common, jobs: list[FileJob], process: Callable[[FileJob], 
 
 
 def run_job(common: Common, job: FileJob, process: Callable[[FileJob], dict]) -> dict:
-    """One input through `process` → its report row (status ok, skipped or failed)."""
-    if job.dest is not None and job.dest.exists() and not common.overwrite:
-        common.notice(f"skipping {job.label}: output {job.dest} exists (use --overwrite)")
-        return {"input": job.label, "output": str(job.dest), "status": "skipped"}
+    """One input through `process` → its report row (status ok, skipped or failed). Without --overwrite,
+    an input whose outputs all exist is skipped, and one with only some of them (a killed run) fails."""
+    existing = [p for p in (job.dest, *job.also) if p is not None and p.exists()]
+    if existing and not common.overwrite:
+        if len(existing) == 1 + len(job.also):
+            common.notice(f"skipping {job.label}: output {job.dest} exists (use --overwrite)")
+            return {"input": job.label, "output": str(job.dest), "status": "skipped"}
+        message = f"{job.label}: {len(existing)} of its {1 + len(job.also)} outputs exist ({existing[0]}, …): use --overwrite"
+        common.error(message)
+        return {"input": job.label, "status": "failed", "error": message}
     try:
         row = process(job)
         if job.to_stdout:

@@ -247,7 +247,7 @@ def command(group: typer.Typer, *shared: str, torchrun: bool = False, **settings
     options named (SHARED_OPTIONS: device, seed, overwrite, recursive, shard; json, quiet and debug always)
     are added to its own, arrive in `common`, and seed torch's generator when --seed is one of them.
     It runs under `run_command` (errors → one line and the exit code; its return value is the exit
-    code), after a check that no float option is NaN or infinite (`--sigma inf` is a usage error).
+    code), after a check that no float option is NaN or infinite (`--zeta inf` is a usage error).
     torchrun: it splits its inputs across torchrun processes (batch.run_batch) or trains data-parallel."""
     names = [*shared, *EVERY_COMMAND]
 

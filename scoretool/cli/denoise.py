@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Annotated
 
@@ -19,9 +20,12 @@ def parse_sigma(sigma: str | None) -> float | str | None:
     if sigma is None or str(sigma).lower() == "auto":
         return None if sigma is None else "auto"
     try:
-        return float(sigma)
+        value = float(sigma)
     except ValueError:
         raise ScoretoolError(f"--sigma {sigma}: expected a number (input pixel units) or auto") from None
+    if not math.isfinite(value):
+        raise ScoretoolError(f"--sigma {sigma}: must be a finite number")
+    return value
 
 
 def choose_noise(noise: str | None, sigma: float | str | None, zeta: float | None, k: float | None) -> tuple[str | None, str | None]:
@@ -68,7 +72,7 @@ def denoise_huge_tiff(job: FileJob, sigma_unit: float, sigma: float, weights: st
     """A TIFF larger than memory, band by band from disk to disk (bigtiff.denoise_tiff) → its result row."""
     from ..api import denoise_tiff
 
-    common.notice(f"{job.src}: large TIFF, denoised band by band from disk (out of core)")
+    common.notice(f"{job.label}: large TIFF, denoised band by band from disk (out of core)")
     rep = denoise_tiff(job.src, job.dest, sigma_unit, weights, device, precision, tile, value_range, common.overwrite)
     return {"weights": rep["weights"], "noise": "gaussian", "method": "prior D(y, sigma)", "parameter_name": "sigma",
             "parameter": sigma_unit, "estimated": False, "sigma": sigma, "sigma_unit": sigma_unit, "out_of_core": True,
@@ -99,13 +103,14 @@ def denoise(
     """Denoise images by Tweedie's posterior mean: x̂ = D(y, σ) with a clean prior (Gaussian noise), or
     Noise2Score's formulas (Gaussian, Poisson, Gamma) with a Noise2Score model; a parameter left out is
     estimated from the data and reported."""
-
     from ..api import denoise_image, out_of_core_range
 
     sigma_value = parse_sigma(sigma)
     if (a is None) != (b is None):
         raise ScoretoolError("give both --a and --b (Var[y|x] = a·x + b), or neither (then both are estimated)")
-    if a is not None and noise not in (None, "poisson-gaussian"):
+    if a is not None and not a + b > 0:
+        raise ScoretoolError(f"--a {a} --b {b}: at least one must be positive")
+    if a is not None and noise is not None and noise.lower() != "poisson-gaussian":
         raise ScoretoolError(f"--a and --b are the poisson-gaussian parameters, not {noise}'s")
     family, given = choose_noise("poisson-gaussian" if a is not None else noise, sigma_value, zeta, k)
     told = noise is not None or sigma is not None or zeta is not None or k is not None or a is not None
@@ -145,12 +150,12 @@ def denoise(
             pg = report["poisson_gaussian"]
             row["poisson_gaussian"] = pg
             if pg["estimated"]:
-                common.notice(f"{job.src}: estimated Poisson–Gaussian noise Var[y|x] = a·x + b ([0,1] scale): "
+                common.notice(f"{job.label}: estimated Poisson–Gaussian noise Var[y|x] = a·x + b ([0,1] scale): "
                               f"a = {_values(pg['a'])}, b = {_values(pg['b'])}")
         elif report.get("camera"):
             cam = report["camera"]
             row.update(method=cam["method"], camera={**cam, "sigmas_input_units": [v * (hi - lo) for v in cam["sigmas"]]})
-            common.notice(f"{job.src}: real-noise mode (pixel-shuffle {cam['stride']}×{cam['stride']}), σ per sub-image "
+            common.notice(f"{job.label}: real-noise mode (pixel-shuffle {cam['stride']}×{cam['stride']}), σ per sub-image "
                           f"{', '.join(f'{v * (hi - lo):.3g}' for v in cam['sigmas'])} (input units); --no-real-noise to turn off")
         elif report.get("estimate"):
             est = report["estimate"]
@@ -158,17 +163,17 @@ def denoise(
             what = f"σ = {report['parameter'] * (hi - lo):.4g} (input units)" if report["family"] == "gaussian" else \
                 f"{'ζ' if report['family'] == 'poisson' else 'k'} = {report['parameter']:.4g}"
             how = f"power p = {est['power']:.2f}" if "power" in est else "blind, weak-texture patches"
-            common.notice(f"{job.src}: estimated {report['family']} noise, {what}; {how}")
+            common.notice(f"{job.label}: estimated {report['family']} noise, {what}; {how}")
         guards = report.get("guards")
         if guards:
             row["guards"] = guards
             if guards["guarded"]:
-                common.notice(f"{job.src}: {guards['guarded']} of {guards['pixels']} pixel(s) hit a Tweedie guard "
+                common.notice(f"{job.label}: {guards['guarded']} of {guards['pixels']} pixel(s) hit a Tweedie guard "
                               f"(gamma denominator {guards['gamma_denominator']}, exp overflow {guards['exp_overflow']}, "
                               f"non-finite score {guards['nonfinite_score']}); they keep the noisy value")
         if report.get("negative_clipped"):
             row["negative_clipped"] = report["negative_clipped"]
-            common.notice(f"{job.src}: {report['negative_clipped']} negative value(s) set to 0 (--negative clip)")
+            common.notice(f"{job.label}: {report['negative_clipped']} negative value(s) set to 0 (--negative clip)")
         row.update(seconds=round(seconds, 3), shape=list(image.pixels.shape[1:]))
         return row
 

@@ -172,7 +172,6 @@ def evaluate(
 
     MSE values are on the [0,1] scale (pixel value / full range); PSNR uses --data-range (shown in the output).
     """
-
     from ..api import SPLIT_BIAS_NOTE, evaluate_split, evaluate_sure, psnr_from_mse, ssim, umse
 
     chosen = [m for m, on in zip(MODES, (refs is not None, clean is not None, sure, split)) if on]
@@ -244,7 +243,7 @@ def evaluate(
                         "ssim": float(np.mean(frames))})
         else:
             if image.dtype.kind in "iu":
-                common.notice(f"{job.src}: integer file ({image.dtype}): the noise was clipped and quantised, "
+                common.notice(f"{job.label}: integer file ({image.dtype}): the noise was clipped and quantised, "
                               f"which {'SURE' if sure else 'the split'} does not model; use unclipped float data (.npy/TIFF)")
             s_unit = sigma / full
             pix = image.pixels

@@ -22,7 +22,6 @@ def export(
     """Export the denoiser D(x, σ) for other runtimes: inputs x (B, C, H, W) float32 on the [0,1] scale and
     sigma (a scalar or one value per image, same scale); batch, height and width are free (each side at
     least the model's size multiple). Output: D(x, σ), same shape as x."""
-
     from ..api import export_model
 
     common.claim_output(output, "exported model")

@@ -28,6 +28,16 @@ def _fmt(family: str, row: dict) -> str:
     return f"{SYMBOL[family]}={row['parameter']:.4g}"
 
 
+def _line(row: dict) -> str:
+    """One image's estimate as a text line (after its name)."""
+    if "pd_ratio" not in row:  # a Noise2Score model's estimate
+        return f"{row['family']}\t{_fmt(row['family'], row)}\tpower p={row['power']:.2f}"
+    pg = row["poisson_gaussian"]
+    return (f"gaussian\tsigma={row['sigma']:.4g} (input units)\tpd_ratio={row['pd_ratio']:.2f}"
+            f"{' (correlated: real-noise mode suits it)' if row['correlated'] else ''}"
+            + (f"\tpoisson-gaussian a={pg['a']:.3g} b={pg['b']:.3g} ([0,1] scale)" if pg else ""))
+
+
 def overall_estimate(rows: list[dict], family: str | None = None) -> dict | None:
     """Folder estimate: the family most images vote for (or the given one), and the median over images of
     each image's parameter under that family."""
@@ -61,7 +71,6 @@ def noise(
     Poisson–Gaussian a, b of Var[y|x] = a·x + b on the [0,1] scale (signal-dependent noise)."""
     from ..api import image_noise, is_noise2score
 
-
     fam = family.lower() if family else None
     if fam is not None and fam not in SYMBOL:
         raise ScoretoolError(f"--noise {family}: expected gaussian, poisson or gamma")
@@ -87,21 +96,16 @@ def noise(
         row = {**est, "sigma": est["parameters"]["sigma"] * (hi - lo), "value_range": [lo, hi]}
         if not n2s:
             row["sigma_pd"] = est["sigma_pd"] * (hi - lo)
-            if not common.json:
-                pg = row["poisson_gaussian"]
-                typer.echo(f"{job.src}\tgaussian\tsigma={row['sigma']:.4g} (input units)\tpd_ratio={row['pd_ratio']:.2f}"
-                           f"{' (correlated: real-noise mode suits it)' if row['correlated'] else ''}"
-                           f"\tpoisson-gaussian a={pg['a']:.3g} b={pg['b']:.3g} ([0,1] scale)")
-        elif not common.json:
-            f = row["family"]
-            typer.echo(f"{job.src}\t{f}\t{_fmt(f, row)}\tpower p={row['power']:.2f}")
         return row
 
     rows, code = run_batch(common, jobs, process, "estimating noise")
     overall = overall_estimate(rows, fam)
     if common.json:
         common.emit({"command": "noise", "results": rows, "overall": overall})
-    elif overall:
+        return code
+    for row in (r for r in rows if r["status"] == "ok"):
+        typer.echo(f"{row['input']}\t{_line(row)}")
+    if overall:
         f = overall["family"]
         votes = ", ".join(f"{k} {v}" for k, v in overall["votes"].items())
         typer.echo(f"overall ({overall['images']} images)\t{f}\t{SYMBOL[f]}={overall['parameter']:.4g}"

@@ -112,7 +112,6 @@ def restore(
     precision: Opt.Precision = "auto",
 ) -> None:
     """Restore images by DDNM / DDNM+ with a score prior: y = A·x (+ noise), x̂ exactly consistent with y."""
-
     from ..api import random_mask
     from ..api import restore as restore_array
 

@@ -126,7 +126,7 @@ def uncertainty(
                "shape": list(pixels.shape)}
         if k > 0:
             if box is None:
-                common.notice(f"{job.src}: components of the central region {x0},{y0},{rw},{rh} (set --region)")
+                common.notice(f"{job.label}: components of the central region {x0},{y0},{rw},{rh} (set --region)")
             t0 = time.perf_counter()
             comp = posterior_components(pixels, s, k=k, region=rbox, weights=weights, iterations=iterations, margin=margin,
                                         symmetric=symmetric, method=method, seed=common.seed, device=common.device, tile=tile)
@@ -147,7 +147,7 @@ def uncertainty(
                         "symmetric": symmetric, "seconds_components": round(t_pc, 3)})
         row["outputs"] = {key: str(p) for key, p in written.items()}
         if est["negative"]:
-            common.notice(f"{job.src}: {est['negative']} negative variance estimate(s) clamped to 0 (use more --probes)")
+            common.notice(f"{job.label}: {est['negative']} negative variance estimate(s) clamped to 0 (use more --probes)")
         return row
 
     rows, code = run_batch(common, jobs, process, "uncertainty")
