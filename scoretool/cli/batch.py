@@ -69,7 +69,7 @@ def read_stdin_image() -> Path:
 def _glob_root(pattern: str) -> Path:
     """The folder part of a glob pattern before its first wildcard (`raw/*/x.tif` → `raw`)."""
     parts = Path(pattern).parts
-    fixed = [p for p in itertools.takewhile(lambda p: not glob.has_magic(p), parts)]
+    fixed = list(itertools.takewhile(lambda p: not glob.has_magic(p), parts))
     return Path(*fixed) if fixed else Path(".")
 
 
