@@ -78,19 +78,21 @@ def parse_range(text: str | None) -> tuple[float, float] | None:
 
 @dataclass
 class Common:
+    """One command run: the shared options' values (SHARED_OPTIONS), and the state of its output policy."""
+
     device: str = "auto"
     seed: int = 0
     json: bool = False
     quiet: bool = False
     debug: bool = False
     overwrite: bool = False
+    recursive: bool = False  # folders' sub-folders are inputs too
+    shard: str | None = None  # K/N: this run takes part K of N of the inputs
+    torchrun: bool = False  # the command splits its inputs across torchrun processes (run_batch) or trains
     console: Console = field(default_factory=lambda: plain_console(stderr=True))
     inputs: set[Path] = field(default_factory=set)  # resolved paths of the files this command reads
     planned: dict[Path, str] = field(default_factory=dict)  # resolved output path → the input it is for
-    recursive: bool = False  # folders' sub-folders are inputs too
-    shard: str | None = None  # K/N: this run takes part K of N of the inputs
     swept: set[Path] = field(default_factory=set)  # output folders cleared of stale temporary files
-    torchrun: bool = False  # the command splits its inputs across torchrun processes (run_batch) or trains
 
     @property
     def reports(self) -> bool:
