@@ -52,12 +52,12 @@ def _parse_quantiles(text: str) -> tuple[float, ...]:
     return qs
 
 
-def _read_training(common: Common, data: Path, recursive: bool, output: Path) -> tuple[list[np.ndarray], list[str], list[dict]]:
-    """Read every image of DATA (all frames), after planning the OOD model file `output`; a bad file or
-    one of another channel count is reported and skipped."""
+def _read_training(common: Common, data: Path, output: Path) -> tuple[list[np.ndarray], list[str], list[dict]]:
+    """Read every image of DATA (all frames; sub-folders with --recursive), after planning the OOD model
+    file `output`; a bad file or one of another channel count is reported and skipped."""
     if not Path(data).exists():
         raise ScoretoolError(f"{data}: no such file or folder")
-    files, skipped = list_images(Path(data), recursive)
+    files, skipped = list_images(Path(data), common.recursive)
     for p in skipped:
         common.notice(f"skipping {p}: not an image file")
     if not files:
@@ -113,7 +113,7 @@ def fit(
     qs = _parse_quantiles(quantiles)
     if not qs and not rms and not corr and not parity and not parity_mean:
         raise ScoretoolError("no features: give --quantiles, --rms, --corr, --parity or --parity-mean")
-    images, _, failed = _read_training(common, data, common.recursive, output)
+    images, _, failed = _read_training(common, data, output)
     if not images:
         raise ScoretoolError(f"{data}: no readable training images")
     t0 = time.perf_counter()
