@@ -206,8 +206,9 @@ def estimate_poisson_gaussian(image: np.ndarray, d: int = PATCH, stride: int = 2
     Egiazarian, *Practical Poissonian-Gaussian noise modeling and fitting for single-image raw-data*,
     IEEE TIP 2008: the image's patches are split into `bins` equally populated intensity bins, each bin's
     noise variance is the weak-texture estimate of its patches (`weak_texture_sigma`'s selection and
-    eigenvalue rule), and a·x + b is fitted to (bin mean, variance) by least squares weighted by
-    patches / variance² (a variance estimate's spread grows with the variance), with a, b ≥ 0."""
+    eigenvalue rule, on the patches less their own means, which the binning distorts), and a·x + b ≥ 0
+    is fitted to (bin mean, variance) robustly (`_fit_variance_line`). The part of the variance that
+    dominates is found well; a part under ~20% of the total at mid-grey is not (and matters little)."""
     arr = np.asarray(image, dtype=np.float64)
     frames = arr if arr.ndim == 4 else _as_hwc(arr)[None]
     need = 2 * 8 * d * d  # two intensity bins of at least 8 patches per dimension
@@ -215,7 +216,7 @@ def estimate_poisson_gaussian(image: np.ndarray, d: int = PATCH, stride: int = 2
                 for f in frames if min(f.shape[:2]) >= d)
     if found < need:
         raise ScoretoolError(f"image too small to estimate Poisson–Gaussian noise ({found} patches of {d}×{d}; "
-                             f"{need} needed, about {int(math.sqrt(need) * stride + d)}² grey pixels): give a and b")
+                             f"{need} needed, about {int(math.sqrt(need) * stride + d)}² grey pixels): give a and b (--a, --b)")
     parts = [_weak_texture_patches(f, d, stride) for f in frames]
     x = np.concatenate([p[0] for p in parts])
     xi = np.concatenate([p[1] for p in parts])
