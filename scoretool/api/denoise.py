@@ -52,16 +52,13 @@ def camera_denoise(image: np.ndarray, *, weights: str | None = None, device: str
         (x̂ same shape float32, report: method, weights, stride, sigmas (per sub-image and frame, [0,1]),
         sigma_refine, sigma (their mean)).
     """
-    check_finite(image)
     model = loaded(weights, channels_of(image), device, precision, tile).configured(progress=progress)
-    frames = np.asarray(image, np.float32)
-    stack = frames.ndim == 4
-    outs, reports = zip(*(pd_denoise(model.denoise, f, stride) for f in (frames if stack else [frames])))
+    out, reports = _frame_by_frame(lambda f: pd_denoise(model.denoise, f, stride), image)
     sigmas = [s for r in reports for s in r["sigmas"]]
     report = {"method": f"pixel-shuffle {stride}x{stride} + prior D(y, sigma)", "weights": model.info["name"],
               "stride": stride, "sigmas": sigmas, "sigma_refine": float(np.mean([r["sigma_refine"] for r in reports])),
               "sigma": float(np.mean(sigmas))}
-    return (np.stack(outs) if stack else outs[0]).astype(np.float32), report
+    return out, report
 
 
 def poisson_gaussian_denoise(image: np.ndarray, a: float | None = None, b: float | None = None, *,
@@ -82,20 +79,23 @@ def poisson_gaussian_denoise(image: np.ndarray, a: float | None = None, b: float
         raise ScoretoolError("give both a and b of Var[y|x] = a·x + b, or neither (then both are estimated)")
     if a is not None and not (a >= 0 and b >= 0 and a + b > 0):
         raise ScoretoolError(f"a = {a}, b = {b}: must be ≥ 0 and not both 0")
-    check_finite(image)
     model = loaded(weights, channels_of(image), device, precision, tile).configured(progress=progress)
-    arr = np.asarray(image, np.float32)
-    frames = arr if arr.ndim == 4 else arr[None]
-    outs, reports = [], []
-    for f in frames:
-        out, rep = pg_denoise(model.denoise, f, *((a, b) if a is not None else estimate_poisson_gaussian(f)))
-        outs.append(out)
-        reports.append(rep)
+    out, reports = _frame_by_frame(
+        lambda f: pg_denoise(model.denoise, f, *((a, b) if a is not None else estimate_poisson_gaussian(f))), image)
     per_frame = {key: [r[key] for r in reports] if len(reports) > 1 else reports[0][key]
                  for key in ("a", "b", "sigma_stabilised")}
     report = {"method": "generalised Anscombe + prior D(y, sigma) + exact unbiased inverse", "weights": model.info["name"],
               "estimated": a is None, **per_frame}
-    return np.stack(outs).reshape(arr.shape).astype(np.float32), report
+    return out, report
+
+
+def _frame_by_frame(method, image: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+    """A blind method `method(frame) → (x̂, report)`, which estimates its noise per image, applied to each
+    frame of (H, W, C) or (F, H, W, C) finite pixels: (x̂ float32 of image's shape, one report per frame)."""
+    check_finite(image)
+    arr = np.asarray(image, np.float32)
+    outs, reports = zip(*(method(f) for f in (arr if arr.ndim == 4 else arr[None])))
+    return np.stack(outs).reshape(arr.shape).astype(np.float32), list(reports)
 
 
 def denoise_image(image: np.ndarray, *, noise: str | None = None, parameter: float | None = None,
