@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, print_table, psnr, save_results  # noqa: E402
 
 from scoretool.bigtiff import OUT_OF_CORE_PIXELS, TiffLayout, tiff_layout  # noqa: E402
+from scoretool.engine import tile_grid  # noqa: E402
 from scoretool.nets import EDMPrecond, UNetConfig  # noqa: E402
 from scoretool.weights import save_model  # noqa: E402
 
@@ -78,10 +79,10 @@ def crop_check(noisy: Path, denoised: Path, weights: str, sigma: float, tile: in
     import scoretool
 
     model = scoretool.load(weights, channels=1, tile=tile)
-    multiple = max(8, model.engine.multiple)  # the grid of engine.apply_tiled and bigtiff.apply_tiled_bands
-    tile = max(multiple, tile // multiple * multiple)
-    stride = max(multiple, (tile - model.engine.overlap) // multiple * multiple)
+    engine = model.engine
     h, w = tiff_layout(noisy).shape
+    tile, _, starts, _ = tile_grid(h, w, tile, engine.overlap, engine.tile_multiple)  # the whole image's grid
+    stride = starts[1] - starts[0]
     size = tiles * stride + tile
     r0, c0 = (min(n // 2, n - size) // stride * stride for n in (h, w))
     y = np.asarray(tiff_layout(noisy).rows(noisy, r0, r0 + size)[:, c0 : c0 + size], np.float32) / 65535

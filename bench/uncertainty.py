@@ -99,7 +99,7 @@ def main() -> None:
             with Clock() as clk:
                 res = posterior_variance(denoiser, torch.from_numpy(y)[None, None], sigma, probes, stride, args.method,
                                          seed=i, tile=engine.tile, overlap=engine.overlap,
-                                         multiple=max(8, engine.multiple), device=engine.device)
+                                         multiple=engine.tile_multiple, device=engine.device)
             mean, std = res.mean[0, 0].numpy(), res.std[0, 0].numpy()
             err = np.abs(mean - x)
             rmse = float(np.sqrt(np.mean(err**2)))

@@ -1,7 +1,7 @@
 """Out-of-core denoising of TIFFs larger than memory: read a band of rows, denoise its tiles, write the rows
 that no later tile touches, go on.
 
-The tiles, their order and their blend weights are engine.apply_tiled's (`_axis_tiles`, `_axis_weight`),
+The tiles, their order and their blend weights are engine.apply_tiled's (`tile_grid`, `_axis_weight`),
 and each output pixel is the same weighted mean Σ_t w_t·D(tile_t)/Σ_t w_t summed in the same order, so the
 file equals in-memory tiling of the whole image (up to float rounding of batches of different make-up).
 Memory: one band of th rows (the tile height) of input, and of output plus weights, whatever the height.
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .engine import _axis_tiles, _axis_weight
+from .engine import _axis_weight, tile_grid
 from .errors import InputError, ScoretoolError
 from .io import atomic_output, from_unit, integer_range, to_unit
 from .model import loaded
@@ -122,9 +122,7 @@ def apply_tiled_bands(
         (r0, block): finished output rows [r0, r0 + rows) as a (C, rows, width) float32 CPU tensor, in
         order, covering every row once.
     """
-    tile = max(multiple, tile // multiple * multiple)
-    th, tw = min(tile, height), min(tile, width)
-    ys, xs = _axis_tiles(height, th, overlap, multiple), _axis_tiles(width, tw, overlap, multiple)
+    th, tw, ys, xs = tile_grid(height, width, tile, overlap, multiple)
     wx = {x0: _axis_weight(x0, tw, width, overlap) for x0 in xs}
     out = weight = None  # running sums over rows [lo, lo + out.shape[1])
     lo = 0
@@ -201,7 +199,7 @@ def denoise_tiff(src, dest, sigma: float, weights: str | None = None, device: st
         out_layout = TiffLayout(int(created.offset), layout.shape, created.dtype)
         del created
         for r0, block in apply_tiled_bands(functools.partial(engine.denoise, sigma=sigma), read_rows, h, w, engine.tile,
-                                           engine.overlap, max(8, engine.multiple), device=engine.device, progress=count):
+                                           engine.overlap, engine.tile_multiple, device=engine.device, progress=count):
             rows = out_layout.rows(tmp, r0, r0 + block.shape[1], "r+")
             rows[...] = from_unit(block.permute(1, 2, 0).numpy(), layout.dtype, vrange).reshape(rows.shape)
             rows.flush()

@@ -78,6 +78,14 @@ def _axis_tiles(length: int, tile: int, overlap: int, multiple: int) -> list[int
     return starts
 
 
+def tile_grid(height: int, width: int, tile: int, overlap: int, multiple: int) -> tuple[int, int, list[int], list[int]]:
+    """The tiles of an image: (tile height, tile width, row starts, column starts). The tile side is a
+    multiple of `multiple`, at most the image's side (`_axis_tiles` along each axis)."""
+    tile = max(multiple, tile // multiple * multiple)
+    th, tw = min(tile, height), min(tile, width)
+    return th, tw, _axis_tiles(height, th, overlap, multiple), _axis_tiles(width, tw, overlap, multiple)
+
+
 def _axis_weight(start: int, size: int, length: int, overlap: int) -> torch.Tensor:
     """Blend weight along one axis: 1 inside, 0 for the first overlap/4 next to a neighbour's side,
     then a linear ramp over overlap/2. Where weights overlap, every contributing tile is at least
@@ -125,8 +133,7 @@ def apply_tiled(
         return torch.cat(outs)
     if b != 1:
         return torch.cat([apply_tiled(fn, xi[None], tile, overlap, multiple, batch, device, progress) for xi in x])
-    th, tw = min(tile, h), min(tile, w)
-    ys, xs = _axis_tiles(h, th, overlap, multiple), _axis_tiles(w, tw, overlap, multiple)
+    th, tw, ys, xs = tile_grid(h, w, tile, overlap, multiple)
     out, weight = None, torch.zeros(1, 1, h, w, device=x.device)
     boxes = [(y0, x0) for y0 in ys for x0 in xs]
     for i in range(0, len(boxes), batch):
@@ -186,6 +193,12 @@ class Engine:
     def multiple(self) -> int:
         return getattr(self.net, "multiple", 1)
 
+    @property
+    def tile_multiple(self) -> int:
+        """Tile sides and starts are multiples of this (≥ 8), so every tile sees the U-Net's down-sampling
+        grid as the whole image does."""
+        return max(8, self.multiple)
+
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """D(x, σ) in one pass on the engine's device, float32 out, differentiable (Jacobian products)."""
         x = x.to(self.device, torch.float32)
@@ -207,5 +220,5 @@ class Engine:
         ensemble > 1 averages over flips/rotations (dihedral_ensemble), costing that many passes."""
         def one(t):
             return apply_tiled(lambda u: self.denoise(u, sigma), t, self.tile, self.overlap,
-                               max(8, self.multiple), device=self.device, progress=progress)
+                               self.tile_multiple, device=self.device, progress=progress)
         return dihedral_ensemble(one, x, ensemble) if ensemble > 1 else one(x)
