@@ -50,7 +50,15 @@ def montage(panels: list[np.ndarray], gap: int = 4) -> np.ndarray:
     return np.concatenate(cols[:-1], axis=1)
 
 
+DEMO_OUTPUTS = ("denoise-gaussian-gray.png", "denoise-gaussian-rgb.png", "denoise-poisson-gray.png",
+                "denoise-gamma-gray.png", "restore-sr4.png", "restore-inpaint50.png", "restore-colorize.png",
+                "restore-deblur.png", "ood.png", "results.json")
+"""Every file `scoretool demo` writes into its folder, so that the command plans them all before it starts."""
+
+
 def save_png(path: Path, img: np.ndarray) -> None:
+    if path.name not in DEMO_OUTPUTS:
+        raise ValueError(f"{path.name} is not one of DEMO_OUTPUTS")
     img = _rgb(np.clip(img, 0, 1)).astype(np.float32)
     write_image(path, Image(img[None], np.dtype(np.uint8), None, (0.0, 255.0), True, False), overwrite=True)
 

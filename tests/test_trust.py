@@ -405,3 +405,12 @@ def test_stale_temporary_files_are_removed_by_the_next_run(tmp_path, tiny_model)
     alive.write_bytes(b"x")
     assert invoke("denoise", src, "-o", out, "--sigma", 10, "--weights", tiny_model(1)).exit_code == 0
     assert not dead.exists() and alive.exists()
+
+
+def test_demo_plans_its_files_and_keeps_an_earlier_run(tmp_path):
+    """scoretool demo writes a fixed set of files (api.DEMO_OUTPUTS): an existing one is refused before
+    any work unless --overwrite."""
+    (tmp_path / "results.json").write_text("earlier run")
+    res = CliRunner().invoke(app, ["demo", "-o", str(tmp_path)])
+    assert res.exit_code == 2 and "results.json: exists" in res.output
+    assert (tmp_path / "results.json").read_text() == "earlier run" and len(list(tmp_path.iterdir())) == 1

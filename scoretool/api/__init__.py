@@ -27,7 +27,7 @@ _MODULES = {
     "..model": ("Model", "load"),
     "..train": ("TrainConfig", "checkpoint_path", "train"),
     "..export": ("export_model",),
-    "..demo": ("run_demo",),
+    "..demo": ("DEMO_OUTPUTS", "run_demo"),
     "..ood_recipe": ("DEFAULT_CORR", "DEFAULT_PARITY", "DEFAULT_PARITY_MEAN", "DEFAULT_QUANTILES", "DEFAULT_RMS"),
 }
 _WHERE = {name: module for module, names in _MODULES.items() for name in names}

@@ -9,11 +9,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..io import atomic_output
 from . import app
 from .common import Common, command, plain_console
 
 
-@command(app, "device", "seed")
+@command(app, "device", "seed", "overwrite")
 def demo(
     common: Common,
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the montages and results.json (created if missing).")] = Path("scoretool-demo"),
@@ -23,11 +24,14 @@ def demo(
 
     Montages, left to right: clean | degraded | (baseline) | scoretool. PSNR in dB, data range 1.
     """
-    from ..api import run_demo
+    from ..api import DEMO_OUTPUTS, run_demo
 
+    for name in DEMO_OUTPUTS:  # the output policy, before any work: existing files only with --overwrite
+        common.claim_output(output / name, "demo file")
     with common.progress("demo", 10) as advance:
         rows = run_demo(output, steps=steps, device=common.device, seed=common.seed, progress=lambda name: advance(1, status=name))
-    (output / "results.json").write_text(jsonlib.dumps(rows, indent=2))
+    with atomic_output(output / "results.json") as tmp:
+        Path(tmp).write_text(jsonlib.dumps(rows, indent=2))
     if common.json:
         common.emit({"command": "demo", "output": str(output), "results": rows})
     else:
