@@ -22,7 +22,8 @@ SKIMAGE_COLOUR_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "stereo_mot
 def load_set(name: str, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
     """(file name, float32 H×W or H×W×3 image on [0,1]) for a benchmark set, sorted by name.
     `skimage-colour` is scikit-image's colour photographs (SKIMAGE_COLOUR_PHOTOS), shipped with the package."""
-    from scoretool.io import list_images, read_image
+    from scoretool.files import list_images
+    from scoretool.io import read_image
 
     if name == "skimage-colour":
         import skimage.data

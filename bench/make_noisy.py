@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scoretool.io import list_images, read_image  # noqa: E402
+from scoretool.files import list_images  # noqa: E402
+from scoretool.io import read_image  # noqa: E402
 from scoretool.noise import add_noise, check_parameter  # noqa: E402
 
 

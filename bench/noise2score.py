@@ -191,7 +191,8 @@ def grid_rows(args, notes) -> tuple[list[dict], dict]:
 def montage(args, notes) -> dict:
     """`scoretool noise` + `scoretool denoise --noise auto` on RNI15 (CLI, as a user runs them); a PNG of
     noisy | denoised rows."""
-    from scoretool.io import list_images, read_image
+    from scoretool.files import list_images
+    from scoretool.io import read_image
 
     model = args.montage_weights
     why = available(model)

@@ -80,7 +80,8 @@ def bench_camera(args) -> tuple[list[dict], dict]:
     import bm3d
     from skimage.restoration import estimate_sigma as sk_sigma
 
-    from scoretool.io import list_images, read_image
+    from scoretool.files import list_images
+    from scoretool.io import read_image
 
     root = DATA / "PolyU-Canon"
     files, _ = list_images(root / "noisy")

@@ -1,20 +1,23 @@
-"""DDNM / DDNM+ restoration with the bundled priors beside simple baselines, in the same run.
+"""Restoration with the bundled priors — the pnp sampler (default) and DDNM / DDNM+ sampling — beside
+simple baselines, in the same run.
 
-    python bench/restore.py                         # Set12, BSD68 (grey), CBSD68 (colour); all tasks
-    python bench/restore.py --quick                 # 2 Set12 images, 20 steps
-    python bench/restore.py --sets Set12 --tasks sr4,inpaint50 --images 6 --steps 25 --sigma-max 0.25 --start smooth
+    python bench/restore.py                         # Set12, BSD68 (grey), CBSD68 (colour); all tasks; pnp and ddnm
+    python bench/restore.py --quick                 # 2 Set12 images, pnp only
+    python bench/restore.py --sets Set12 --tasks sr4,inpaint50 --images 6 --samplers ddnm --steps 25 --sigma-max 0.25 --start smooth
     python bench/restore.py --big 2048 --big-steps 3 --sets none   # 2048² colour SR×2 → 4096²: memory, s/MP
 
 Protocol: clean x on [0,1] (cropped to a multiple of 4 for SR), degraded input made here with the
 same operator the restoration uses, noise in float (seed = image index), PSNR (data range 1) and SSIM
 after clamping to [0,1]. Tasks and peers:
-  sr4         ×4 average pooling, noise-free: DDNM vs bicubic upsampling (skimage resize order 3) and A†y
-  sr4_noisy   the same with σ_y = 0.05: DDNM+ (σ_y known) vs plain DDNM on the noisy input, bicubic
-  inpaint50/80  50% / 80% of pixels missing at random: DDNM vs skimage inpaint_biharmonic and A†y
-  colorize    colour sets only: DDNM vs A†y (grey copied to RGB); residual ‖mean_c(x̂) − y‖/‖y‖; montage PNG
-  deblur      Gaussian kernel std 2, circular, σ_y = 0.01: DDNM+ vs skimage Wiener and Richardson–Lucy
-              (both with their best parameter from a small grid per image: an oracle in their favour)
+  sr4         ×4 average pooling, noise-free: each sampler vs bicubic upsampling (skimage resize order 3) and A†y
+  sr4_noisy   the same with σ_y = 0.05: each sampler given σ_y (ddnm: DDNM+) and ignoring it, bicubic
+  inpaint50/80  50% / 80% of pixels missing at random: each sampler vs skimage inpaint_biharmonic and A†y
+  colorize    colour sets only: each sampler vs A†y (grey copied to RGB); residual ‖mean_c(x̂) − y‖/‖y‖; montage PNG
+  deblur      Gaussian kernel std 2, circular, σ_y = 0.01: each sampler given σ_y vs skimage Wiener and
+              Richardson–Lucy (both with their best parameter from a small grid per image: an oracle in their favour)
 The `residual` column is ‖A·x̂ − y‖/‖y‖ (noise-free tasks: ≤ 1e-3 expected). Seconds are per image.
+--steps and --sigma-max default to each sampler's own (scoretool.api.SAMPLERS); --eta, --travel,
+--samples and --start go to ddnm only.
 """
 
 from __future__ import annotations
@@ -97,19 +100,25 @@ def rl_best(y, psf, clean):
 def run_task(task, name, x, idx, weights, args, montage):
     """Rows (one per method) for one task on one clean image x."""
     rng = np.random.default_rng(idx)
-    common = dict(steps=args.steps, eta=args.eta, travel=args.travel, sigma_max=args.sigma_max, start=args.start, samples=args.samples, cycle_dihedral=not args.no_dihedral, weights=weights,
+    common = dict(steps=args.steps, sigma_max=args.sigma_max, cycle_dihedral=not args.no_dihedral, weights=weights,
                   device=args.device, precision=args.precision, tile=args.tile, seed=args.seed + idx)
+    ddnm_only = {k: getattr(args, k) for k in ("eta", "travel", "start", "samples") if getattr(args, k) is not None}
     rows = []
 
     def add(method, est, seconds=None, nfe=None, residual=None, note=None):
         rows.append({"task": task, "image": name, "method": method, "psnr": psnr(est, x), "ssim": ssim(est, x),
                      "seconds": seconds, "nfe": nfe, "residual": residual, "note": note})
 
-    def ddnm(method, y, **kw):
-        t0 = time.perf_counter()
-        out, info = api.restore(y, **kw, **common)
-        add(method, out, time.perf_counter() - t0, info["nfe"], info["residual"])
-        return out
+    def restore(label, y, **kw):
+        """One row per sampler (method "SAMPLER LABEL"); returns the first sampler's output."""
+        outs = []
+        for sampler in args.samplers.split(","):
+            t0 = time.perf_counter()
+            out, info = api.restore(y, **kw, **common, sampler=sampler, **(ddnm_only if sampler == "ddnm" else {}))
+            residual = info["residual"] if task != "colorize" else float(np.linalg.norm(out.mean(-1) - y) / np.linalg.norm(y))
+            add(f"{sampler} {label}".strip(), out, time.perf_counter() - t0, info["nfe"], residual)
+            outs.append(out)
+        return outs[0]
 
     if task in ("sr4", "sr4_noisy"):
         h, w = x.shape[0] // 4 * 4, x.shape[1] // 4 * 4
@@ -119,10 +128,10 @@ def run_task(task, name, x, idx, weights, args, montage):
         sy = 0.05 if task == "sr4_noisy" else 0.0
         lr = (lr + sy * rng.standard_normal(lr.shape)).astype(np.float32)
         if sy:
-            ddnm("DDNM+ (σ_y=0.05)", lr, task="sr", scale=4, sigma_y=sy)
-            ddnm("DDNM (σ_y ignored)", lr, task="sr", scale=4)
+            restore("(σ_y=0.05)", lr, task="sr", scale=4, sigma_y=sy)
+            restore("(σ_y ignored)", lr, task="sr", scale=4)
         else:
-            ddnm("DDNM", lr, task="sr", scale=4)
+            restore("", lr, task="sr", scale=4)
         t0 = time.perf_counter()
         add("bicubic", bicubic_up(lr, x.shape), time.perf_counter() - t0)
         add("A†y", from_t(op.A_dagger(to_t(lr))), 0.0)
@@ -133,7 +142,7 @@ def run_task(task, name, x, idx, weights, args, montage):
         missing = rng.random(x.shape[:2]) < frac
         y = x.copy()
         y[missing] = 0
-        ddnm("DDNM", y, task="inpaint", mask=missing)
+        restore("", y, task="inpaint", mask=missing)
         t0 = time.perf_counter()
         add("inpaint_biharmonic", inpaint_biharmonic(y, missing, channel_axis=-1 if x.ndim == 3 else None),
             time.perf_counter() - t0)
@@ -142,16 +151,15 @@ def run_task(task, name, x, idx, weights, args, montage):
         if x.ndim != 3:
             return rows
         grey = x.mean(-1).astype(np.float32)
-        out = ddnm("DDNM", grey, task="colorize")
+        out = restore("", grey, task="colorize")
         add("A†y (grey copy)", np.repeat(grey[..., None], 3, -1), 0.0)
-        rows[0]["residual"] = float(np.linalg.norm(out.mean(-1) - grey) / np.linalg.norm(grey))
         if len(montage) < args.montage_images:
             montage.append(np.concatenate([np.repeat(grey[..., None], 3, -1), np.clip(out, 0, 1), x], 1))
     elif task == "deblur":
         k = gaussian_kernel(2.0)
         op = Blur(k, shape_of(x))
         y = (from_t(op.A(to_t(x))) + 0.01 * rng.standard_normal(x.shape)).astype(np.float32)
-        ddnm("DDNM+ (σ_y=0.01)", y, task="deblur", kernel=k, sigma_y=0.01)
+        restore("(σ_y=0.01)", y, task="deblur", kernel=k, sigma_y=0.01)
         for label, fn in (("Wiener (best balance)", wiener_best), ("Richardson–Lucy (best iters)", rl_best)):
             t0 = time.perf_counter()
             est, note = fn(y, k, x)
@@ -184,14 +192,15 @@ def main() -> None:
     ap.add_argument("--sets", default="Set12,BSD68,CBSD68", help="comma list of ../shared/data sets, or none")
     ap.add_argument("--tasks", default=",".join(ALL_TASKS), help=f"comma list of {', '.join(ALL_TASKS)}")
     ap.add_argument("--images", type=int, default=None, help="first N images per set (default all)")
-    ap.add_argument("--quick", action="store_true", help="2 Set12 images, 20 steps (unless given)")
-    ap.add_argument("--steps", type=int, default=None, help="DDNM steps (default 100, scoretool's; quick 20)")
-    ap.add_argument("--eta", type=float, default=1.0)
-    ap.add_argument("--travel", type=int, default=0)
-    ap.add_argument("--samples", type=int, default=1, help="average N DDNM posterior samples per image")
+    ap.add_argument("--quick", action="store_true", help="2 Set12 images, pnp only (unless --samplers is given)")
+    ap.add_argument("--samplers", default="pnp,ddnm", help="comma list of pnp, ddnm (scoretool restore --sampler)")
+    ap.add_argument("--steps", type=int, default=None, help="network evaluations (default: each sampler's, 25 pnp, 100 ddnm)")
+    ap.add_argument("--eta", type=float, default=None, help="ddnm only (default 1)")
+    ap.add_argument("--travel", type=int, default=None, help="ddnm only (default 0)")
+    ap.add_argument("--samples", type=int, default=None, help="ddnm only: average N posterior samples per image")
     ap.add_argument("--no-dihedral", action="store_true", help="same orientation at every step (off: cycle the 8 flips/rotations)")
-    ap.add_argument("--sigma-max", type=float, default=1.0, help="start level: start image + σ·noise on [0,1] (10 = from noise)")
-    ap.add_argument("--start", default="pinv", help="start image: smooth (null space filled smoothly) or pinv (A†y)")
+    ap.add_argument("--sigma-max", type=float, default=None, help="first level on [0,1] (default: each sampler's, 0.15 pnp, 1 ddnm)")
+    ap.add_argument("--start", default=None, help="ddnm only: smooth (null space filled smoothly) or pinv (A†y, default)")
     ap.add_argument("--weights-gray", default="prior-gray")
     ap.add_argument("--weights-rgb", default="prior-rgb")
     ap.add_argument("--device", default="auto")
@@ -207,7 +216,8 @@ def main() -> None:
         args.images = args.images or 2
         if args.sets == ap.get_default("sets"):
             args.sets = "Set12"
-    args.steps = args.steps or (20 if args.quick else 100)
+        if args.samplers == ap.get_default("samplers"):
+            args.samplers = "pnp"
     sets = [s for s in args.sets.split(",") if s and s != "none"]
     tasks = [t for t in args.tasks.split(",") if t]
     for t in tasks:
@@ -240,7 +250,8 @@ def main() -> None:
                         "s/image": float(np.mean(secs)) if secs else None,
                         "nfe": sel[0]["nfe"], "max residual": max(res) if res else None})
     summary.sort(key=lambda r: (r["set"], r["task"], -r["psnr"]))
-    print(f"\nDDNM restoration, {args.steps} steps, η={args.eta}, travel={args.travel}, σ_max={args.sigma_max}, start={args.start}, samples={args.samples}, dihedral={not args.no_dihedral}")
+    print(f"\nRestoration, samplers {args.samplers}, steps {args.steps or 'default'}, σ_max {args.sigma_max or 'default'}, "
+          f"ddnm η={args.eta}, travel={args.travel}, start={args.start}, samples={args.samples}, dihedral={not args.no_dihedral}")
     print_table(summary, ["set", "task", "method", "images", "psnr", "ssim", "s/image", "nfe", "max residual"])
     big = None
     if args.big:

@@ -25,7 +25,8 @@ import torch
 
 from .engine import _axis_weight, tile_grid
 from .errors import InputError, ScoretoolError
-from .io import atomic_output, from_unit, integer_range, to_unit
+from .files import atomic_output
+from .io import from_unit, integer_range, to_unit
 from .model import loaded
 
 OUT_OF_CORE_PIXELS = 2**24

@@ -20,7 +20,7 @@ import torch.nn.functional as nnf
 from torch import nn
 
 from .errors import ScoretoolError
-from .io import atomic_output
+from .files import atomic_output
 from .nets import EDMPrecond
 from .weights import load_model
 

@@ -34,7 +34,7 @@ import torch
 
 from .engine import Denoiser
 from .errors import ScoretoolError
-from .io import atomic_output
+from .files import atomic_output
 from .ood_recipe import (  # noqa: F401  (the recipe, re-exported: scoretool.ood.FeatureSpec)
     DEFAULT_CORR,
     DEFAULT_PARITY,

@@ -33,7 +33,8 @@ from torch.utils.data import DataLoader, Dataset
 from . import __version__
 from .engine import autocast, select_device
 from .errors import ModelError, ScoretoolError
-from .io import atomic_output, list_images, read_image
+from .files import atomic_output, list_images
+from .io import read_image
 from .nets import EDMPrecond, UNetConfig, adapt_channels, edm_loss, widen
 from .weights import load_extra, load_model, read_metadata, save_model
 

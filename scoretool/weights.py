@@ -16,7 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import ModelError, ScoretoolError
-from .io import atomic_output, ordinary_permissions
+from .files import atomic_output, ordinary_permissions
 from .nets import EDMPrecond, UNetConfig
 
 FORMAT = "scoretool-model"

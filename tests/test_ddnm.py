@@ -1,10 +1,11 @@
-"""DDNM / DDNM+ with a closed-form Gaussian-prior denoiser (no network): known answers."""
+"""DDNM / DDNM+ and plug-and-play restoration with a closed-form Gaussian-prior denoiser (no network):
+known answers."""
 
 import pytest
 import torch
 
 from scoretool import operators as ops
-from scoretool.ddnm import data_consistency, ddnm_sample, edm_sigmas, smooth_start
+from scoretool.ddnm import data_consistency, ddnm_sample, edm_sigmas, geometric_sigmas, pnp_restore, smooth_start
 
 MU, TAU = 0.5, 0.1
 SHAPE = (1, 37, 31)
@@ -58,8 +59,10 @@ def test_noise_free_output_is_data_consistent(name):
     x = _sample(2, c).clamp(0, 1)
     y = op.A(x)
     xh, _ = ddnm_sample(gauss_denoiser, op, y, edm_sigmas(15, 1.0), generator=torch.Generator().manual_seed(0))
-    assert xh.shape == x.shape
-    assert (data_consistency(op, xh, y) <= 1e-3).all()
+    xp, _ = pnp_restore(gauss_denoiser, op, y, geometric_sigmas(15))
+    for out in (xh, xp):
+        assert out.shape == x.shape
+        assert (data_consistency(op, out, y) <= 1e-3).all()
 
 
 def test_seeded_and_time_travel_counts():
@@ -188,3 +191,62 @@ def test_one_evaluation_per_forward_move_of_the_travel_schedule():
     _, nfe = ddnm_sample(gauss_denoiser, op, y, edm_sigmas(6, 1.0), travel=2, generator=torch.Generator().manual_seed(0),
                          callback=lambda info: seen.append(info["i"]))
     assert seen == [0, 1, 0, 1, 2, 3, 2, 3, 4, 5] and nfe == 10
+
+
+def test_geometric_schedule():
+    s = geometric_sigmas(25, 0.15, 0.005)
+    assert len(s) == 25 and s[0] == pytest.approx(0.15) and s[-1] == pytest.approx(0.005)
+    assert s[12] == pytest.approx((0.15 * 0.005) ** 0.5)  # log-spaced: the middle level is the geometric mean
+    assert geometric_sigmas(1, 0.2) == [0.2]
+    with pytest.raises(ValueError, match="decreasing"):
+        pnp_restore(gauss_denoiser, ops.AvgPoolSR(2, SHAPE), torch.zeros(1, 1, 18, 15), [0.1, 0.2])
+
+
+@pytest.mark.parametrize("name", ["inpaint", "sr4"])
+def test_pnp_null_space_contracts_to_the_posterior_mean(name):
+    """Gaussian prior, noise-free y: E[x | y] = A†y + P·μ (P = I − A†A, A† the Moore–Penrose inverse of
+    these operators). Each pnp step maps the null-space part P·x − P·μ to c_k·(P·x − P·μ) with
+    c_k = τ²/(τ² + σ_k²), so the result is A†y + P·μ + Π c_k·P·(x_0 − μ) exactly."""
+    x = _sample()
+    op = {"inpaint": lambda: ops.Inpaint(ops.random_known_mask(SHAPE[1:], 0.6, torch.Generator().manual_seed(5)), SHAPE),
+          "sr4": lambda: ops.AvgPoolSR(4, SHAPE)}[name]()
+    y = op.A(x)
+    sigmas = geometric_sigmas(25, 0.15, 0.005)
+    xh, nfe = pnp_restore(gauss_denoiser, op, y, sigmas, clip=None)
+    assert nfe == 25
+
+    def null(u):
+        return u - op.A_dagger(op.A(u))
+
+    x0 = smooth_start(op, op.A_dagger(y))
+    shrink = torch.tensor([TAU**2 / (TAU**2 + s**2) for s in sigmas], dtype=torch.float64).prod().item()
+    mean = op.A_dagger(y) + null(torch.full_like(x, MU))
+    torch.testing.assert_close(xh, mean + shrink * null(x0 - MU), atol=1e-5, rtol=0)
+    assert 1e-4 < shrink < 0.1  # the last term is small but there: the formula, not just closeness to the mean
+    assert torch.equal(pnp_restore(gauss_denoiser, op, y, sigmas, clip=None)[0], xh)  # deterministic
+
+
+def test_pnp_wiener_step_shrinks_noisy_measurements():
+    """Known pixels observed with noise σ_y = 2τ: with σ_y = 0 the data step copies them (MSE = σ_y²);
+    with the Wiener step they move towards the prior (about 0.34·σ_y² here: half-quadratic splitting on a
+    falling σ is not the exact posterior mean, whose MSE on them is τ²σ_y²/(τ²+σ_y²) = 0.2·σ_y²).
+    Deblurring: noise amplification stays bounded."""
+    x = _sample()
+    g = torch.Generator().manual_seed(7)
+    known = ops.random_known_mask(SHAPE[1:], 0.5, g)
+    op = ops.Inpaint(known, SHAPE)
+    sy = 2 * TAU
+    y = op.A(x + sy * torch.randn(x.shape, generator=g))
+    k = (known == 1).expand_as(x)
+    mse = {s: ((pnp_restore(gauss_denoiser, op, y, geometric_sigmas(25), sigma_y=s, clip=None)[0] - x)[k] ** 2).mean().item()
+           for s in (0.0, sy)}
+    assert mse[0.0] == pytest.approx(sy**2, rel=0.1)
+    assert mse[sy] < 0.4 * sy**2
+    shape = (1, 31, 29)
+    blur = ops.Blur(ops.gaussian_kernel(2.0), shape)
+    xb = _sample(1).clamp(0, 1)[..., :31, :29]
+    yb = blur.A(xb) + 0.02 * torch.randn(1, *shape, generator=g)
+    plain, _ = pnp_restore(gauss_denoiser, blur, yb, geometric_sigmas(20))
+    wiener, _ = pnp_restore(gauss_denoiser, blur, yb, geometric_sigmas(20), sigma_y=0.02)
+    assert ((wiener - xb) ** 2).mean() < 0.1 * ((plain - xb) ** 2).mean()
+    assert ((wiener - xb) ** 2).mean() < 1.2 * TAU**2  # the posterior mean's MSE is below the prior's τ²

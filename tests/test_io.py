@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from scoretool.errors import InputError
-from scoretool.io import encode, list_images, read_image, write_image
+from scoretool.files import list_images
+from scoretool.io import encode, read_image, write_image
 
 
 def _sample(rng, dtype, shape):

@@ -57,7 +57,7 @@ def test_no_dihedral_keeps_one_orientation(tmp_path, grey, tiny_model):
                                    ["--task", "deblur", "--kernel", "gaussian:1.5"],
                                    ["--task", "deblur", "--kernel", "uniform:3", "--sigma-y", "2"],
                                    ["--task", "cs", "--ratio", "0.3"],
-                                   ["--task", "sr", "--scale", "2", "--sr-kernel", "bicubic", "--travel", "1"]])
+                                   ["--task", "sr", "--scale", "2", "--sr-kernel", "bicubic", "--sampler", "ddnm", "--travel", "1"]])
 def test_tasks_run(tmp_path, grey, tiny_model, extra):
     out = tmp_path / "o.npy"
     res, stdout, _ = _run([grey, "-o", out, "--weights", tiny_model(1), "--json", *extra])
@@ -132,7 +132,9 @@ def test_mask_folder_partial_failure(tmp_path, rng, tiny_model):
                                           (["--task", "deblur", "--kernel", "K3D"], "2-D"),
                                           (["--task", "deblur", "--kernel", "gaussian:-1"], "positive"),
                                           (["--task", "inpaint"], "--mask"),
-                                          (["--task", "paint"], "--task")])
+                                          (["--task", "paint"], "--task"),
+                                          (["--task", "sr", "--sampler", "langevin"], "--sampler"),
+                                          (["--task", "sr", "--samples", "2", "--eta", "0.5"], "--eta, --samples: options of --sampler ddnm")])
 def test_bad_options(tmp_path, grey, tiny_model, extra, words):
     np.save(tmp_path / "k.npy", np.ones((3, 3, 3)))
     extra = [str(tmp_path / "k.npy") if e == "K3D" else e for e in extra]
@@ -160,9 +162,28 @@ def test_samples_average_chains_and_stay_consistent(rng, tiny_model):
 
     lr = rng.random((9, 7)).astype(np.float32)
     w = tiny_model(1)
-    one, _ = api.restore(lr, "sr", scale=2, steps=3, weights=w, seed=4)
-    two, info = api.restore(lr, "sr", scale=2, steps=3, samples=2, weights=w, seed=4)
+    one, _ = api.restore(lr, "sr", scale=2, sampler="ddnm", steps=3, weights=w, seed=4)
+    two, info = api.restore(lr, "sr", scale=2, sampler="ddnm", steps=3, samples=2, weights=w, seed=4)
     assert info["nfe"] == 6 and info["residual"] <= 1e-3
     assert not np.allclose(one, two)
     with pytest.raises(ValueError):
-        api.restore(lr, "sr", scale=2, steps=3, samples=0, weights=w)
+        api.restore(lr, "sr", scale=2, sampler="ddnm", steps=3, samples=0, weights=w)
+
+
+def test_samplers_and_their_defaults(rng, tiny_model):
+    """pnp (the default) is deterministic, takes 25 evaluations and refuses ddnm's settings; ddnm takes 100
+    and depends on the seed; both reports say which schedule ran."""
+    from scoretool import api
+
+    lr = rng.random((9, 7)).astype(np.float32)
+    w = tiny_model(1)
+    a, info = api.restore(lr, "sr", scale=2, weights=w, seed=1)
+    b, _ = api.restore(lr, "sr", scale=2, weights=w, seed=2)
+    assert np.array_equal(a, b) and info["residual"] <= 1e-3
+    assert {k: info[k] for k in ("sampler", "steps", "nfe", "sigma_max")} == {"sampler": "pnp", "steps": 25, "nfe": 25, "sigma_max": 0.15}
+    assert "eta" not in info
+    c, info = api.restore(lr, "sr", scale=2, sampler="ddnm", weights=w, seed=1)
+    d, _ = api.restore(lr, "sr", scale=2, sampler="ddnm", weights=w, seed=2)
+    assert info["nfe"] == 100 and info["eta"] == 1.0 and not np.array_equal(c, d)
+    with pytest.raises(ValueError, match="travel"):
+        api.restore(lr, "sr", scale=2, travel=2, weights=w)

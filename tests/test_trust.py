@@ -215,7 +215,7 @@ def test_bombs_are_refused_from_the_header(tmp_path):
                      tile=(256, 256), compression="zlib")
     Image_ = __import__("PIL.Image", fromlist=["Image"])
     Image_.new("L", (64, 64)).save(tmp_path / "big.jpg")
-    from scoretool.io import set_pixel_budget
+    from scoretool.files import set_pixel_budget
 
     set_pixel_budget(10**7)
     try:

@@ -23,7 +23,7 @@ from pathlib import Path
 import typer
 
 from ..errors import ModelError, ScoretoolError
-from ..io import IMAGE_SUFFIXES, list_images, output_path
+from ..files import IMAGE_SUFFIXES, list_images, output_path
 from .common import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Common, file_error, one_line, torchrun_rank
 
 
@@ -142,7 +142,7 @@ def plan_jobs(common: Common, inputs: Sequence[str | Path] | str | Path, output:
     an input, no two inputs to one output). With one input file, -o may name the output file; otherwise
     -o is a folder and each result keeps its name (and its path under a folder input). `-o -` writes the
     one result to stdout. `outputs_of(src)` lists a command's own output files per input (default:
-    `io.output_path`). Folders are walked with --recursive (common.recursive); `--shard K/N`
+    `files.output_path`). Folders are walked with --recursive (common.recursive); `--shard K/N`
     (common.shard) keeps the inputs of part K, after the whole plan is checked."""
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]

@@ -23,11 +23,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from typer.core import TyperGroup
 
 from ..errors import InputError, ScoretoolError
-from ..io import remove_stale_temporaries
+from ..files import remove_stale_temporaries
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
@@ -151,6 +150,8 @@ class Common:
     @contextmanager
     def progress(self, description: str, total: int | None):
         """A rich progress bar on stderr when it is a terminal and not --quiet; else silent."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
         enabled = not self.quiet and self.console.is_terminal
         bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                        TimeRemainingColumn(), TextColumn("{task.fields[status]}"), console=self.console,

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..io import atomic_output
+from ..files import atomic_output
 from . import app
 from .common import Common, command, plain_console
 
@@ -18,7 +18,7 @@ from .common import Common, command, plain_console
 def demo(
     common: Common,
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the montages and results.json (created if missing).")] = Path("scoretool-demo"),
-    steps: Annotated[int, typer.Option("--steps", help="DDNM steps for the restoration tasks (more = better, slower).")] = 50,
+    steps: Annotated[int | None, typer.Option("--steps", help="Network evaluations per restoration task (default: restore's, 25).")] = None,
 ) -> None:
     """Denoise, restore, score OOD and evaluate on scikit-image sample images; write montages and a PSNR table.
 

@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from ..errors import InputError, ModelError, ScoretoolError
-from ..io import read_image, write_image
 from . import app
 from .batch import FileJob, plan_jobs, run_batch
 from .common import INPUTS_HELP, Common, Opt, command, parse_range
@@ -104,6 +103,7 @@ def denoise(
     Noise2Score's formulas (Gaussian, Poisson, Gamma) with a Noise2Score model; a parameter left out is
     estimated from the data and reported."""
     from ..api import denoise_image, out_of_core_range
+    from ..io import read_image, write_image
 
     sigma_value = parse_sigma(sigma)
     if (a is None) != (b is None):

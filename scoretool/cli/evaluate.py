@@ -7,20 +7,22 @@ from __future__ import annotations
 
 import csv as csv_module
 import math
+import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 from rich.table import Table
 
 from ..errors import InputError, ScoretoolError
-from ..io import atomic_output, list_images, read_image
+from ..files import atomic_output, list_images
 from . import app
 from .batch import FileJob, plan_jobs, run_batch
 from .common import INPUTS_HELP, Common, Opt, command, parse_range, plain_console
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ..api import MSEEstimate
 
 MODES = ("refs", "clean", "sure", "split")
@@ -64,12 +66,12 @@ def _mean_row(mode: str, rows: list[dict]) -> dict | None:
     if not ok:
         return None
     key = {"refs": "u", "split": "u", "sure": "sure_", "clean": ""}[mode]
-    mses = np.array([r[f"{key}mse"] for r in ok])
+    mses = [r[f"{key}mse"] for r in ok]
     psnrs = [r[f"{key}psnr"] for r in ok]
     finite = [p for p in psnrs if p is not None]
     ranges = {r["data_range_unit"] for r in ok}
-    m = float(mses.mean())
-    out = {"images": len(ok), f"{key}mse": m, f"mean_{key}psnr": _finite(float(np.mean(finite))) if finite else None,
+    m = statistics.fmean(mses)
+    out = {"images": len(ok), f"{key}mse": m, f"mean_{key}psnr": _finite(statistics.fmean(finite)) if finite else None,
            f"{key}psnr_of_mean_mse": _finite(psnr_from_mse(m, ranges.pop())) if len(ranges) == 1 else None}
     if len(finite) < len(ok):
         out["psnr_left_out"] = len(ok) - len(finite)
@@ -79,7 +81,7 @@ def _mean_row(mode: str, rows: list[dict]) -> dict | None:
         out[f"{key}mse_ci"] = [m - 1.96 * se, m + 1.96 * se]
         out["std_error"] = se
     if mode == "clean":
-        out["mean_ssim"] = float(np.mean([r["ssim"] for r in ok]))
+        out["mean_ssim"] = statistics.fmean(r["ssim"] for r in ok)
     return out
 
 
@@ -172,7 +174,10 @@ def evaluate(
 
     MSE values are on the [0,1] scale (pixel value / full range); PSNR uses --data-range (shown in the output).
     """
+    import numpy as np
+
     from ..api import SPLIT_BIAS_NOTE, evaluate_split, evaluate_sure, psnr_from_mse, ssim, umse
+    from ..io import read_image
 
     chosen = [m for m, on in zip(MODES, (refs is not None, clean is not None, sure, split)) if on]
     if len(chosen) != 1:

@@ -12,7 +12,6 @@ from typing import Annotated
 import typer
 
 from ..errors import InputError, ModelError, ScoretoolError
-from ..io import read_image
 from . import app
 from .batch import plan_jobs, run_batch
 from .common import INPUTS_HELP, Common, Opt, command, parse_range
@@ -70,6 +69,7 @@ def noise(
     the image's own (≈ 1 for independent noise, larger for noise correlated between neighbours), and the
     Poisson–Gaussian a, b of Var[y|x] = a·x + b on the [0,1] scale (signal-dependent noise)."""
     from ..api import image_noise, is_noise2score
+    from ..io import read_image
 
     fam = family.lower() if family else None
     if fam is not None and fam not in SYMBOL:

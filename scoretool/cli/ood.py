@@ -8,23 +8,25 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 
 from ..api import DEFAULT_CORR, DEFAULT_PARITY, DEFAULT_PARITY_MEAN, DEFAULT_QUANTILES, DEFAULT_RMS
 from ..errors import InputError, ModelError, ScoretoolError
-from ..io import atomic_output, check_budget, list_images, read_image
+from ..files import atomic_output, check_budget, list_images
 from . import app
 from .batch import FileJob, plan_jobs, run_batch
 from .common import INPUTS_HELP, Common, Opt, command, file_error, one_line
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ..api import OODModel
 
 ood_app = typer.Typer(
     help="Out-of-distribution scoring with multiscale score norms (MSMA): fit a density on training images' "
     "features, score new images against it, and evaluate inlier/outlier separation.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(ood_app, name="ood")
 
@@ -55,6 +57,8 @@ def _parse_quantiles(text: str) -> tuple[float, ...]:
 def _read_training(common: Common, data: Path, output: Path) -> tuple[list[np.ndarray], list[str], list[dict]]:
     """Read every image of DATA (all frames; sub-folders with --recursive), after planning the OOD model
     file `output`; a bad file or one of another channel count is reported and skipped."""
+    from ..io import read_image
+
     if not Path(data).exists():
         raise ScoretoolError(f"{data}: no such file or folder")
     files, skipped = list_images(Path(data), common.recursive)
@@ -138,6 +142,7 @@ def fit(
 def _score_files(common: Common, model: OODModel, jobs: list[FileJob], weights, device, precision, threshold, method,
                  description="scoring") -> tuple[list[dict], int]:
     from ..api import ood_score
+    from ..io import read_image
 
     def process(job):
         image = read_image(job.src)
@@ -242,6 +247,8 @@ def evaluate(
     precision: Opt.Precision = "auto",
 ) -> None:
     """AUROC, AUPR (positive class = outliers) and FPR at 95% TPR of the OOD score on two folders."""
+    import numpy as np
+
     from ..api import detection_metrics, ood_check_prior
 
     _check_threshold(threshold)

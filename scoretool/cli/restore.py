@@ -5,16 +5,18 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 
 from ..errors import InputError, ScoretoolError
-from ..io import IMAGE_SUFFIXES, check_budget, header_pixels, list_images, read_image, write_image
+from ..files import IMAGE_SUFFIXES, check_budget, list_images
 from . import app
 from .batch import plan_jobs, run_batch
 from .common import INPUTS_HELP, Common, Opt, command, parse_range
+
+if TYPE_CHECKING:
+    import numpy as np
 
 TASKS = ("sr", "inpaint", "colorize", "deblur", "cs")
 
@@ -32,7 +34,10 @@ def parse_scale(text: str) -> int:
 def parse_kernel(spec: str) -> np.ndarray:
     """gaussian:STD (pixels) | uniform:SIZE (pixels) | FILE.npy (a 2-D array, normalised to sum 1).
     The kernel's size is checked against the pixel budget before it is built."""
+    import numpy as np
+
     from ..api import gaussian_kernel, uniform_kernel
+    from ..io import header_pixels
     kind, _, arg = spec.partition(":")
     try:
         if kind == "gaussian" and arg:
@@ -79,6 +84,8 @@ def find_mask(mask: Path, src: Path) -> Path:
 
 def read_mask(path: Path, shape: tuple[int, int], src: Path) -> np.ndarray:
     """(H, W) bool, True = missing (white / non-zero pixel)."""
+    from ..io import read_image
+
     m = read_image(path).pixels[0]
     if m.shape[:2] != shape:
         raise InputError(src, f"mask {path} is {m.shape[1]}×{m.shape[0]} but the image is {shape[1]}×{shape[0]}")
@@ -98,22 +105,26 @@ def restore(
     kernel: Annotated[str | None, typer.Option("--kernel", help="deblur: gaussian:STD (std in pixels), uniform:SIZE (pixels) or a .npy file with a 2-D kernel; circular boundary.")] = None,
     ratio: Annotated[float, typer.Option("--ratio", help="cs: fraction (0–1] of measurements kept per 32×32 block (random orthonormal transform, seeded by --seed).")] = 0.25,
     sigma_y: Annotated[float, typer.Option("--sigma-y", help="Measurement noise std in the input's pixel units (0–255 for 8-bit); > 0 switches to DDNM+.")] = 0.0,
-    steps: Annotated[int, typer.Option("--steps", help="Network evaluations on the noise schedule (before time-travel); 25 with --start smooth --sigma-max 0.25 is 4× faster (README).")] = 100,
-    eta: Annotated[float, typer.Option("--eta", help="Share of fresh noise at each step, 0–1 (1 measured best with the bundled priors).")] = 1.0,
-    travel: Annotated[int, typer.Option("--travel", help="Time-travel length L in steps (0 = off); about doubles the evaluations.")] = 0,
-    samples: Annotated[int, typer.Option("--samples", help="Average N posterior samples (N× the time): tends to the posterior mean, higher PSNR, less invented detail (80% inpainting, 100 steps: +0.5 dB at N=2).")] = 1,
+    sampler: Annotated[str, typer.Option("--sampler", help="pnp: deterministic plug-and-play with the null-space data step, the posterior mean's estimate (25 evaluations); ddnm: a DDNM / DDNM+ posterior sample (100 evaluations; --eta, --travel, --samples, --start).")] = "pnp",
+    steps: Annotated[int | None, typer.Option("--steps", help="Network evaluations on the noise schedule (ddnm: before time-travel); default 25 (pnp), 100 (ddnm).")] = None,
+    sigma_max: Annotated[float | None, typer.Option("--sigma-max", help="First noise level on the [0,1] scale (ddnm: the chain starts at the start image + σ·noise; 10 = from noise); default 0.15 (pnp), 1 (ddnm).")] = None,
+    eta: Annotated[float | None, typer.Option("--eta", help="ddnm: share of fresh noise at each step, 0–1 (default 1, measured best with the bundled priors).")] = None,
+    travel: Annotated[int | None, typer.Option("--travel", help="ddnm: time-travel length L in steps (default 0 = off); about doubles the evaluations.")] = None,
+    samples: Annotated[int | None, typer.Option("--samples", help="ddnm: average N posterior samples (N× the time; default 1): tends to the posterior mean, higher PSNR, less invented detail.")] = None,
+    start: Annotated[str | None, typer.Option("--start", help="ddnm: start image, pinv (A†y, default) or smooth (A†y with its null space filled smoothly); pnp always starts smooth.")] = None,
     cycle_dihedral: Annotated[bool, typer.Option("--dihedral/--no-dihedral", help="Evaluate the prior on a different flip/90° rotation of the image at each step (DPIR's periodic self-ensemble; no extra cost).")] = True,
-    sigma_max: Annotated[float, typer.Option("--sigma-max", help="Start noise level on the [0,1] scale: the chain starts at the start image + σ·noise (10 = from noise).")] = 1.0,
-    start: Annotated[str, typer.Option("--start", help="Start image: smooth (A†y with its null space filled smoothly: holes and SR blocks interpolated) or pinv (A†y).")] = "pinv",
     weights: Opt.Weights = None,
     tile: Opt.Tile = 512,
     fmt: Opt.Format = None,
     value_range: Opt.Range = None,
     precision: Opt.Precision = "auto",
 ) -> None:
-    """Restore images by DDNM / DDNM+ with a score prior: y = A·x (+ noise), x̂ exactly consistent with y."""
-    from ..api import random_mask
+    """Restore images with a score prior (plug-and-play, or DDNM / DDNM+ sampling): y = A·x (+ noise), x̂ consistent with y."""
+    import numpy as np
+
+    from ..api import SAMPLERS, random_mask
     from ..api import restore as restore_array
+    from ..io import read_image, write_image
 
     if task not in TASKS:
         raise ScoretoolError(f"--task {task}: expected one of {', '.join(TASKS)}")
@@ -134,9 +145,16 @@ def restore(
             raise ScoretoolError(f"--mask-random {mask_random}: must be a fraction in [0, 1)")
     if task == "cs" and not 0 < ratio <= 1:
         raise ScoretoolError(f"--ratio {ratio}: must be in (0, 1]")
-    if start not in ("smooth", "pinv"):
+    if sampler not in SAMPLERS:
+        raise ScoretoolError(f"--sampler {sampler}: expected {' or '.join(SAMPLERS)}")
+    ddnm_only = {"--eta": eta, "--travel": travel, "--samples": samples, "--start": start}
+    if sampler == "pnp" and any(v is not None for v in ddnm_only.values()):
+        raise ScoretoolError(f"{', '.join(k for k, v in ddnm_only.items() if v is not None)}: options of --sampler ddnm")
+    if start not in (None, "smooth", "pinv"):
         raise ScoretoolError(f"--start {start}: expected smooth or pinv")
-    if sigma_y < 0 or steps < 1 or not 0 <= eta <= 1 or travel < 0 or sigma_max <= 0 or samples < 1:
+    if sigma_y < 0 or (steps is not None and steps < 1) or (eta is not None and not 0 <= eta <= 1) \
+            or (travel is not None and travel < 0) or (sigma_max is not None and sigma_max <= 0) \
+            or (samples is not None and samples < 1):
         raise ScoretoolError("--sigma-y ≥ 0, --steps ≥ 1, --eta in [0, 1], --travel ≥ 0, --sigma-max > 0, --samples ≥ 1 are required")
     vrange = parse_range(value_range)
     common.reads([Path(p) for p in (kernel,) if p and Path(p).is_file()] + (list_images(mask)[0] if mask else []))
@@ -164,8 +182,8 @@ def restore(
         for f in range(frames):
             try:
                 out, info = restore_array(image.pixels[f], task, scale=s, sr_kernel=sr_kernel, mask=missing, kernel=k,
-                                          ratio=ratio, sigma_y=sy, steps=steps, eta=eta, travel=travel,
-                                          sigma_max=sigma_max, start=start, samples=samples, cycle_dihedral=cycle_dihedral, weights=weights, device=common.device, precision=precision,
+                                          ratio=ratio, sigma_y=sy, sampler=sampler, steps=steps, sigma_max=sigma_max, eta=eta,
+                                          travel=travel, start=start, samples=samples, cycle_dihedral=cycle_dihedral, weights=weights, device=common.device, precision=precision,
                                           tile=tile, seed=common.seed + f)
             except ValueError as e:
                 raise InputError(job.src, str(e)) from None
@@ -183,7 +201,8 @@ def restore(
         mp = pixels.shape[0] * pixels.shape[1] * pixels.shape[2] / 1e6
         return {"task": task, "weights": info["weights"], "shape_in": [h, w, ch], "shape_out": list(pixels.shape[1:]),
                 "residual": max(residuals), "residual_per_frame": residuals, "nfe": nfe, "sigma_y": sigma_y,
-                "sigma_y_unit": sy, "steps": steps, "eta": eta, "travel": travel, "sigma_max": sigma_max, "start": start, "samples": samples, "dihedral": cycle_dihedral, "seconds": round(seconds, 3),
+                "sigma_y_unit": sy, **{k: info[k] for k in ("sampler", "steps", "sigma_max", "eta", "travel", "start", "samples") if k in info},
+                "dihedral": cycle_dihedral, "seconds": round(seconds, 3),
                 "seconds_per_megapixel": round(seconds / mp, 3)}
 
     rows, code = run_batch(common, jobs, process, f"restoring ({task})")

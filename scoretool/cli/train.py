@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from ..errors import ScoretoolError
-from ..io import list_images
+from ..files import list_images
 from . import app
 from .common import Common, Opt, command
 

@@ -7,11 +7,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
 from ..errors import InputError, ScoretoolError
-from ..io import IMAGE_SUFFIXES, Image, read_image, write_image
+from ..files import IMAGE_SUFFIXES
 from . import app
 from .batch import plan_jobs, run_batch
 from .common import INPUTS_HELP, Common, Opt, command, parse_range
@@ -68,7 +67,10 @@ def uncertainty(
 ) -> None:
     """Posterior uncertainty of Gaussian denoising: per-pixel std map σ·√diag(∂D/∂y) and the top
     principal components of a region (Cov[x|y] = σ²·∂D/∂y). Std and eigenvalues in input pixel units."""
+    import numpy as np
+
     from ..api import METHODS, posterior_components, posterior_std, std_map_image
+    from ..io import Image, read_image, write_image
 
     if sigma <= 0:
         raise ScoretoolError(f"--sigma {sigma}: must be positive")
