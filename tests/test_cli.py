@@ -37,10 +37,12 @@ def test_help_and_info_json():
 
 @pytest.mark.parametrize("args", [["--help"], ["restore", "--help"], ["ood", "fit", "--help"], ["denoise", "--help"]])
 def test_help_does_not_import_torch(args):
-    """`scoretool --help` and every command's --help stay fast: the command line imports torch only to run."""
+    """`scoretool --help` and every command's --help stay fast: the command line imports torch and numpy
+    only to run, and formats help without rich's formatter (typer.rich_utils and what it pulls in)."""
+    heavy = ("torch", "numpy", "typer.rich_utils")
     code = ("import sys; from scoretool.cli import app; from typer.testing import CliRunner; "
             f"r = CliRunner().invoke(app, {args!r}); assert r.exit_code == 0, r.output; "
-            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r} or m in {heavy!r}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert out.stdout.strip() == "[]", out.stdout
