@@ -67,7 +67,7 @@ def _psnr(x, ref) -> float:
     return round(metrics.psnr(np.clip(x, 0, 1), ref, 1.0), 2)
 
 
-def run_demo(out: Path, steps: int | None = None, device: str = "auto", seed: int = 0,
+def run_demo(out: Path, steps: int = 50, device: str = "auto", seed: int = 0,
              progress: Callable[[str], None] | None = None) -> list[dict]:
     """Run every task; write one montage PNG per task into `out`; return the table rows."""
     from skimage import data

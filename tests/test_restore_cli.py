@@ -134,7 +134,8 @@ def test_mask_folder_partial_failure(tmp_path, rng, tiny_model):
                                           (["--task", "inpaint"], "--mask"),
                                           (["--task", "paint"], "--task"),
                                           (["--task", "sr", "--sampler", "langevin"], "--sampler"),
-                                          (["--task", "sr", "--samples", "2", "--eta", "0.5"], "--eta, --samples: options of --sampler ddnm")])
+                                          (["--task", "sr", "--sampler", "pnp", "--samples", "2", "--eta", "0.5"], "--eta, --samples: options of --sampler ddnm"),
+                                          (["--task", "inpaint", "--mask-random", "0.5", "--travel", "2"], "auto picks pnp for inpainting")])
 def test_bad_options(tmp_path, grey, tiny_model, extra, words):
     np.save(tmp_path / "k.npy", np.ones((3, 3, 3)))
     extra = [str(tmp_path / "k.npy") if e == "K3D" else e for e in extra]
@@ -171,19 +172,25 @@ def test_samples_average_chains_and_stay_consistent(rng, tiny_model):
 
 
 def test_samplers_and_their_defaults(rng, tiny_model):
-    """pnp (the default) is deterministic, takes 25 evaluations and refuses ddnm's settings; ddnm takes 100
-    and depends on the seed; both reports say which schedule ran."""
+    """auto runs pnp for inpainting and ddnm for the other tasks; pnp is deterministic, takes 25
+    evaluations and refuses ddnm's settings; ddnm takes 100 and depends on the seed; the reports say
+    which sampler and schedule ran."""
     from scoretool import api
 
     lr = rng.random((9, 7)).astype(np.float32)
     w = tiny_model(1)
-    a, info = api.restore(lr, "sr", scale=2, weights=w, seed=1)
-    b, _ = api.restore(lr, "sr", scale=2, weights=w, seed=2)
+    a, info = api.restore(lr, "sr", scale=2, sampler="pnp", weights=w, seed=1)
+    b, _ = api.restore(lr, "sr", scale=2, sampler="pnp", weights=w, seed=2)
     assert np.array_equal(a, b) and info["residual"] <= 1e-3
     assert {k: info[k] for k in ("sampler", "steps", "nfe", "sigma_max")} == {"sampler": "pnp", "steps": 25, "nfe": 25, "sigma_max": 0.15}
     assert "eta" not in info
-    c, info = api.restore(lr, "sr", scale=2, sampler="ddnm", weights=w, seed=1)
-    d, _ = api.restore(lr, "sr", scale=2, sampler="ddnm", weights=w, seed=2)
-    assert info["nfe"] == 100 and info["eta"] == 1.0 and not np.array_equal(c, d)
+    c, info = api.restore(lr, "sr", scale=2, weights=w, seed=1)
+    d, _ = api.restore(lr, "sr", scale=2, weights=w, seed=2)
+    assert info["sampler"] == "ddnm" and info["nfe"] == 100 and info["eta"] == 1.0 and not np.array_equal(c, d)
+    _, info = api.restore(lr, "inpaint", mask=rng.random((9, 7)) < 0.5, weights=w)
+    assert info["sampler"] == "pnp" and info["nfe"] == 25
+    assert [api.sampler_for(t) for t in ("sr", "inpaint", "colorize", "deblur", "cs")] == ["ddnm", "pnp", "ddnm", "ddnm", "ddnm"]
     with pytest.raises(ValueError, match="travel"):
-        api.restore(lr, "sr", scale=2, travel=2, weights=w)
+        api.restore(lr, "sr", scale=2, sampler="pnp", travel=2, weights=w)
+    with pytest.raises(ValueError, match="sampler"):
+        api.restore(lr, "sr", scale=2, sampler="heun", weights=w)

@@ -18,7 +18,7 @@ from .common import Common, command, plain_console
 def demo(
     common: Common,
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the montages and results.json (created if missing).")] = Path("scoretool-demo"),
-    steps: Annotated[int | None, typer.Option("--steps", help="Network evaluations per restoration task (default: restore's, 25).")] = None,
+    steps: Annotated[int, typer.Option("--steps", help="Network evaluations per restoration task (more = better, slower).")] = 50,
 ) -> None:
     """Denoise, restore, score OOD and evaluate on scikit-image sample images; write montages and a PSNR table.
 

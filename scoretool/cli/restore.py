@@ -105,7 +105,7 @@ def restore(
     kernel: Annotated[str | None, typer.Option("--kernel", help="deblur: gaussian:STD (std in pixels), uniform:SIZE (pixels) or a .npy file with a 2-D kernel; circular boundary.")] = None,
     ratio: Annotated[float, typer.Option("--ratio", help="cs: fraction (0–1] of measurements kept per 32×32 block (random orthonormal transform, seeded by --seed).")] = 0.25,
     sigma_y: Annotated[float, typer.Option("--sigma-y", help="Measurement noise std in the input's pixel units (0–255 for 8-bit); > 0 switches to DDNM+.")] = 0.0,
-    sampler: Annotated[str, typer.Option("--sampler", help="pnp: deterministic plug-and-play with the null-space data step, the posterior mean's estimate (25 evaluations); ddnm: a DDNM / DDNM+ posterior sample (100 evaluations; --eta, --travel, --samples, --start).")] = "pnp",
+    sampler: Annotated[str, typer.Option("--sampler", help="pnp: deterministic plug-and-play with the null-space data step (25 evaluations); ddnm: a DDNM / DDNM+ posterior sample (100 evaluations; --eta, --travel, --samples, --start); auto: pnp for inpainting, ddnm for the other tasks (measured best, README).")] = "auto",
     steps: Annotated[int | None, typer.Option("--steps", help="Network evaluations on the noise schedule (ddnm: before time-travel); default 25 (pnp), 100 (ddnm).")] = None,
     sigma_max: Annotated[float | None, typer.Option("--sigma-max", help="First noise level on the [0,1] scale (ddnm: the chain starts at the start image + σ·noise; 10 = from noise); default 0.15 (pnp), 1 (ddnm).")] = None,
     eta: Annotated[float | None, typer.Option("--eta", help="ddnm: share of fresh noise at each step, 0–1 (default 1, measured best with the bundled priors).")] = None,
@@ -122,7 +122,7 @@ def restore(
     """Restore images with a score prior (plug-and-play, or DDNM / DDNM+ sampling): y = A·x (+ noise), x̂ consistent with y."""
     import numpy as np
 
-    from ..api import SAMPLERS, random_mask
+    from ..api import random_mask, sampler_for
     from ..api import restore as restore_array
     from ..io import read_image, write_image
 
@@ -145,11 +145,14 @@ def restore(
             raise ScoretoolError(f"--mask-random {mask_random}: must be a fraction in [0, 1)")
     if task == "cs" and not 0 < ratio <= 1:
         raise ScoretoolError(f"--ratio {ratio}: must be in (0, 1]")
-    if sampler not in SAMPLERS:
-        raise ScoretoolError(f"--sampler {sampler}: expected {' or '.join(SAMPLERS)}")
+    try:
+        chosen = sampler_for(task, sampler)
+    except ValueError:
+        raise ScoretoolError(f"--sampler {sampler}: expected auto, pnp or ddnm") from None
     ddnm_only = {"--eta": eta, "--travel": travel, "--samples": samples, "--start": start}
-    if sampler == "pnp" and any(v is not None for v in ddnm_only.values()):
-        raise ScoretoolError(f"{', '.join(k for k, v in ddnm_only.items() if v is not None)}: options of --sampler ddnm")
+    if chosen == "pnp" and any(v is not None for v in ddnm_only.values()):
+        raise ScoretoolError(f"{', '.join(k for k, v in ddnm_only.items() if v is not None)}: options of --sampler ddnm"
+                             + (" (auto picks pnp for inpainting)" if sampler == "auto" else ""))
     if start not in (None, "smooth", "pinv"):
         raise ScoretoolError(f"--start {start}: expected smooth or pinv")
     if sigma_y < 0 or (steps is not None and steps < 1) or (eta is not None and not 0 <= eta <= 1) \
@@ -182,7 +185,7 @@ def restore(
         for f in range(frames):
             try:
                 out, info = restore_array(image.pixels[f], task, scale=s, sr_kernel=sr_kernel, mask=missing, kernel=k,
-                                          ratio=ratio, sigma_y=sy, sampler=sampler, steps=steps, sigma_max=sigma_max, eta=eta,
+                                          ratio=ratio, sigma_y=sy, sampler=chosen, steps=steps, sigma_max=sigma_max, eta=eta,
                                           travel=travel, start=start, samples=samples, cycle_dihedral=cycle_dihedral, weights=weights, device=common.device, precision=precision,
                                           tile=tile, seed=common.seed + f)
             except ValueError as e:
