@@ -273,3 +273,24 @@ def test_flat_pixels_remove_the_texture_bias():
     assert mask[..., :28].float().mean() > 0.8 and mask[..., 40:].float().mean() < 0.02
     assert noise.estimate_parameters(y, s_prime)["sigma"] > 1.1 * sigma  # the bias without the mask
     assert noise.estimate_parameters(y, s_prime, mask)["sigma"] == pytest.approx(sigma, rel=1e-6)
+
+
+def test_prior_sigma_is_a_fixed_point_of_the_mmse_denoiser():
+    """Gaussian prior x ~ N(μ, τ²) per pixel, y = x + σ·n, exact MMSE denoiser D(y, s) = μ + τ²/(τ²+s²)·(y − μ):
+    F(s)² = ‖y − D‖²/(N − div D) ≈ (τ² + σ²)·s²/(τ² + s²), whose only fixed point is s = σ. From a guess
+    twice too large (or too small) the secant steps reach σ; a guess within `tol` is kept as it is."""
+    mu, tau, sigma = 0.5, 0.1, 0.08
+    g = torch.Generator().manual_seed(0)
+    y = mu + tau * torch.randn(1, 1, 256, 256, generator=g) + sigma * torch.randn(1, 1, 256, 256, generator=g)
+
+    def mmse(x, s):
+        s = s.view(-1, 1, 1, 1)
+        return mu + tau**2 / (tau**2 + s**2) * (x - mu)
+
+    for guess in (2 * sigma, 0.5 * sigma):
+        est, evaluations = noise.prior_sigma(mmse, y, guess, generator=torch.Generator().manual_seed(1))
+        assert est == pytest.approx(sigma, rel=0.03) and 2 <= evaluations <= 5
+    assert noise.prior_sigma(mmse, y, 1.02 * sigma, generator=torch.Generator().manual_seed(1)) == (1.02 * sigma, 1)
+    # a denoiser that removes nothing (D = y) is consistent with no noise: F(s) = 0, the guess halves each time
+    low, evaluations = noise.prior_sigma(lambda x, s: x, y, sigma, generator=torch.Generator().manual_seed(1))
+    assert low < 0.1 * sigma and evaluations == 5

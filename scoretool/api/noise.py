@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .. import noise as nz
-from ..blind import describe_noise, estimate_sigma
+from ..blind import SIGMA_FLOOR, describe_noise, estimate_sigma
 from ..errors import ScoretoolError
 from ..model import Model, as_batch, channels_of, from_batch, loaded
 from .models import is_noise2score, model_channels
@@ -99,6 +99,26 @@ def image_noise(image: np.ndarray, *, weights: str | None = None, family: str | 
     return {**est, "power": 0.0, "parameters": {"sigma": est["parameter"], "zeta": float("nan"), "k": float("nan")}}
 
 
+PRIOR_CHECK_SIDE = 128  # blind_sigma checks σ̂ against the prior on a central crop of this side
+
+
+def blind_sigma(model: Model, y: torch.Tensor, classical: float, seed: int = 0) -> dict:
+    """Blind Gaussian σ with a clean prior: the weak-texture estimate (blind.estimate_sigma), checked and if
+    need be lowered to the σ the prior is consistent with (noise.prior_sigma) on a central crop of the
+    first frame (at most PRIOR_CHECK_SIDE², so the check costs a fraction of one pass on a large image).
+    The prior may only lower σ̂, to half at most: the weak-texture estimate errs upwards (faint texture
+    counted as noise), and a poorly trained prior must not inflate it."""
+    h, w = y.shape[-2:]
+    top, left = max(0, (h - PRIOR_CHECK_SIDE) // 2), max(0, (w - PRIOR_CHECK_SIDE) // 2)
+    crop = y[:1, :, top:top + PRIOR_CHECK_SIDE, left:left + PRIOR_CHECK_SIDE]
+    sigma, evaluations = nz.prior_sigma(model.configured(precision="fp32"), crop, classical,
+                                        generator=torch.Generator().manual_seed(seed))
+    sigma = min(classical, max(sigma, 0.5 * classical))
+    return {"family": "gaussian", "parameter": max(sigma, SIGMA_FLOOR), "classical": classical,
+            "prior_evaluations": evaluations,
+            "method": "weak-texture PCA (blind.weak_texture_sigma), checked against the prior (noise.prior_sigma)"}
+
+
 def tweedie_denoise(image: np.ndarray, noise: str = "gaussian", parameter: float | None = None, *,
                     weights: str | None = None, device: str = "auto", precision: str = "auto", tile: int = 512,
                     sigma_a: float | None = None, negative: str = "error", seed: int = 0,
@@ -131,8 +151,8 @@ def tweedie_denoise(image: np.ndarray, noise: str = "gaussian", parameter: float
     y, shape = _frames(image, model)
     estimate = None
     if not n2s and noise == "gaussian" and parameter is None:
-        parameter = estimate_sigma(image)
-        estimate = {"family": "gaussian", "parameter": parameter, "method": "weak-texture PCA (blind.weak_texture_sigma)"}
+        estimate = blind_sigma(model, y, estimate_sigma(image), seed)
+        parameter = estimate["parameter"]
     elif noise == "auto" or parameter is None:
         if not n2s:
             what = "--noise auto" if noise == "auto" else f"a missing {nz.PARAM_NAME[noise]}"
