@@ -1,8 +1,9 @@
 """Restoration with the bundled priors — the pnp sampler (default) and DDNM / DDNM+ sampling — beside
 simple baselines, in the same run.
 
-    python bench/restore.py                         # Set12, BSD68 (grey), CBSD68 (colour); all tasks; pnp and ddnm
-    python bench/restore.py --quick                 # 2 Set12 images, pnp only
+    python bench/restore.py                         # Set12, BSD68 (grey), CBSD68 (colour); all tasks; ddnm
+    python bench/restore.py --samplers pnp,ddnm     # both samplers side by side (scoretool restore --sampler)
+    python bench/restore.py --quick                 # 2 Set12 images, 20 steps
     python bench/restore.py --sets Set12 --tasks sr4,inpaint50 --images 6 --samplers ddnm --steps 25 --sigma-max 0.25 --start smooth
     python bench/restore.py --big 2048 --big-steps 3 --sets none   # 2048² colour SR×2 → 4096²: memory, s/MP
 
@@ -192,8 +193,8 @@ def main() -> None:
     ap.add_argument("--sets", default="Set12,BSD68,CBSD68", help="comma list of ../shared/data sets, or none")
     ap.add_argument("--tasks", default=",".join(ALL_TASKS), help=f"comma list of {', '.join(ALL_TASKS)}")
     ap.add_argument("--images", type=int, default=None, help="first N images per set (default all)")
-    ap.add_argument("--quick", action="store_true", help="2 Set12 images, pnp only (unless --samplers is given)")
-    ap.add_argument("--samplers", default="pnp,ddnm", help="comma list of pnp, ddnm (scoretool restore --sampler)")
+    ap.add_argument("--quick", action="store_true", help="2 Set12 images, 20 steps (unless given)")
+    ap.add_argument("--samplers", default="ddnm", help="comma list of pnp, ddnm (scoretool restore --sampler)")
     ap.add_argument("--steps", type=int, default=None, help="network evaluations (default: each sampler's, 25 pnp, 100 ddnm)")
     ap.add_argument("--eta", type=float, default=None, help="ddnm only (default 1)")
     ap.add_argument("--travel", type=int, default=None, help="ddnm only (default 0)")
@@ -216,8 +217,7 @@ def main() -> None:
         args.images = args.images or 2
         if args.sets == ap.get_default("sets"):
             args.sets = "Set12"
-        if args.samplers == ap.get_default("samplers"):
-            args.samplers = "pnp"
+        args.steps = args.steps or 20
     sets = [s for s in args.sets.split(",") if s and s != "none"]
     tasks = [t for t in args.tasks.split(",") if t]
     for t in tasks:

@@ -19,6 +19,7 @@ mkdir -p bench/results/logs runs/bench-logs runs/old
 stream_a() {
   python bench/denoise.py --sets BSD68 --images 12 --methods scoretool --out denoise-bsd68-first12-grey
   python bench/restore.py --sets Set12 --tasks sr4,sr4_noisy,inpaint50,inpaint80,deblur --images 6 --name restore-set12-first6
+  python bench/restore.py --sets Set12 --tasks sr4,inpaint50,inpaint80,deblur --images 6 --samplers pnp,ddnm --name restore-set12-first6-pnp-ddnm
   python bench/restore.py --sets Set12 --tasks sr4,inpaint80 --images 6 --steps 25 --samples 4 --name restore-set12-first6-samples4x25
   python bench/restore.py --sets BSD68 --tasks sr4 --images 12 --name restore-bsd68-sr4-first12
   python bench/uncertainty.py --images 01.png,02.png,05.png,08.png --strides 1,2 --smooth 1,2
@@ -88,7 +89,9 @@ stream_quiet() {  # two threads, nothing else running (the s/MP figures)
   python bench/denoise.py --sets BSD68,Set12 --methods scoretool --gray-weights prior-gray-fast --record --out denoise-bsd68-set12-grey-fast
   python bench/denoise.py --sets BSD68 --images 12 --methods scoretool --gray-weights prior-gray-fast --out denoise-bsd68-first12-grey-fast
   python bench/pipelines.py
-  python bench/startup.py
+  python bench/startup.py --repeats 7
+  git worktree add --force runs/startup-before 5f35f0a >/dev/null 2>&1 || true
+  python bench/startup.py --repeats 7 --pythonpath runs/startup-before --name startup-before
 }
 run() { "stream_$1" >"runs/bench-logs/stream-$1.log" 2>&1; }
 case "${1:-all}" in
