@@ -57,14 +57,18 @@ def test_noise_command_given_family_text(n2s_model, images):
 
 
 def test_noise_command_with_a_clean_prior_reports_blind_gaussian(tiny_model, images, rng):
-    """No Noise2Score model (the default, or a clean prior): a blind Gaussian σ and pd_ratio, no network."""
+    """No Noise2Score model (the default, or a clean prior): a blind Gaussian σ and pd_ratio; the prior's
+    check keeps the bundled prior's σ̂ here and may only lower it (to half at most) with an untrained one."""
     yy, xx = np.mgrid[0:64, 0:80] / 80
     np.save(images / "s.npy", (0.3 + 0.4 * xx * yy + 0.05 * rng.standard_normal(xx.shape)).astype(np.float32))
     for extra in ([], ["--weights", str(tiny_model(1))]):
         r = runner.invoke(app, ["noise", str(images / "s.npy"), "--json", *extra])
         assert r.exit_code == 0, r.output
         row = _json(r)["results"][0]
-        assert row["family"] == "gaussian" and row["sigma"] == pytest.approx(0.05, rel=0.15) and "pd_ratio" in row
+        assert row["family"] == "gaussian" and row["classical"] == pytest.approx(0.05, rel=0.15) and "pd_ratio" in row
+        assert 0.5 * row["classical"] <= row["sigma"] <= row["classical"]
+        if not extra:
+            assert row["sigma"] == row["classical"]
     r = runner.invoke(app, ["noise", str(images / "a.npy")])
     assert r.exit_code == 0 and "a.npy\tgaussian\tsigma=" in r.stdout and "pd_ratio=" in r.stdout
     r = runner.invoke(app, ["noise", str(images), "--noise", "poisson"])

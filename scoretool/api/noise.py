@@ -85,8 +85,9 @@ def image_noise(image: np.ndarray, *, weights: str | None = None, family: str | 
                 sigma_a: float | None = None, device: str = "auto", tile: int = 512, seed: int = 0) -> dict:
     """The noise of one image as `scoretool noise` reports it. With a Noise2Score model: `estimate_noise`.
     Otherwise the blind Gaussian model of the first frame (blind.describe_noise: σ from weak-texture
-    patches, and pd_ratio = σ of the 2×2 pixel-shuffled sub-images / σ, ≈ 1 for white noise), with
-    power 0 and the other families' parameters NaN.
+    patches, and pd_ratio = σ of the 2×2 pixel-shuffled sub-images / σ, ≈ 1 for white noise), σ checked
+    against the prior as `scoretool denoise` does (`blind_sigma`; the weak-texture value is `classical`),
+    with power 0 and the other families' parameters NaN.
 
     Returns:
         dict with at least family, parameter_name, parameter, power and parameters (σ, ζ, k on the [0,1] scale).
@@ -96,6 +97,9 @@ def image_noise(image: np.ndarray, *, weights: str | None = None, family: str | 
     frame = np.asarray(image)
     frame = frame[0] if frame.ndim == 4 else frame
     est = describe_noise(frame[..., 0] if frame.ndim == 3 and frame.shape[-1] == 1 else frame)
+    model = loaded(weights, model_channels(weights, channels_of(frame)), device, "fp32", tile)
+    checked = blind_sigma(model, _frames(frame, model)[0], est["parameter"], seed)
+    est = {**est, "parameter": checked["parameter"], "classical": est["parameter"], "prior_evaluations": checked["prior_evaluations"]}
     return {**est, "power": 0.0, "parameters": {"sigma": est["parameter"], "zeta": float("nan"), "k": float("nan")}}
 
 
