@@ -153,7 +153,8 @@ def pixel_unshuffle(parts: list[np.ndarray], s: int, shape: tuple) -> np.ndarray
     return out
 
 
-def pd_denoise(denoise, image: np.ndarray, stride: int = 2, scale: float = 3.0, refine: float = 1.0) -> tuple[np.ndarray, dict]:
+def pd_denoise(denoise, image: np.ndarray, stride: int = 2, scale: float = 3.0, refine: float = 1.0,
+               refine_denoise=None) -> tuple[np.ndarray, dict]:
     """Blind denoising of spatially correlated (camera) noise by pixel-shuffle down-sampling (PD; Zhou,
     Jiao, Chen, Yang & Kwong, *When AWGN-based denoiser meets real noises*, AAAI 2020).
 
@@ -168,6 +169,9 @@ def pd_denoise(denoise, image: np.ndarray, stride: int = 2, scale: float = 3.0, 
     Args:
         denoise: f(image, σ) → image, a Gaussian denoiser on [0,1] numpy arrays.
         image: (H, W) or (H, W, C) on [0,1].
+        refine_denoise: the denoiser of the light second pass (default `denoise`); a smaller prior does
+            it as well (PolyU-Canon, 7 crops: prior-rgb-fast after prior-rgb −0.002 dB, 1.17× instead of
+            1.87× the cost of one given-σ pass).
     Returns:
         (x̂, report: stride, sigmas (σ̂_k per sub-image, [0,1] scale), scale, sigma_refine).
     """
@@ -176,7 +180,7 @@ def pd_denoise(denoise, image: np.ndarray, stride: int = 2, scale: float = 3.0, 
     out = pixel_unshuffle([denoise(p, scale * s) for p, s in zip(parts, sigmas)], stride, np.shape(image))
     second = refine * float(np.mean(sigmas))
     if second > 0:
-        out = denoise(out, second)
+        out = (refine_denoise or denoise)(out, second)
     return out, {"stride": stride, "sigmas": sigmas, "scale": scale, "sigma_refine": second}
 
 

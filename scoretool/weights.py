@@ -21,6 +21,8 @@ from .nets import EDMPrecond, UNetConfig
 
 FORMAT = "scoretool-model"
 DEFAULT_FOR_CHANNELS = {1: "prior-gray", 3: "prior-rgb"}
+# the smaller prior trained on the same data, for light passes (blind.pd_denoise's grid-removing pass)
+FAST_SIBLING = {"prior-gray": "prior-gray-fast", "prior-rgb": "prior-rgb-fast"}
 
 
 def bundled_dir() -> Path:

@@ -209,3 +209,15 @@ def test_cli_poisson_gaussian_estimates_reports_and_refuses(tmp_path, random_mod
         assert res.exit_code == 2 and msg in res.output and not (tmp_path / "bad.npy").exists()
     res = runner.invoke(app, ["noise", str(tmp_path / "raw.npy"), "--json"])
     assert json.loads(res.stdout)["results"][0]["poisson_gaussian"]["a"] == pytest.approx(0.01, rel=0.1)
+
+
+def test_camera_denoise_light_pass_uses_the_fast_sibling(tiny_model, rng):
+    """The grid-removing second pass runs prior-rgb-fast after the default prior-rgb, and the given model
+    itself for any other weights."""
+    from scoretool.api import camera_denoise
+
+    y = np.clip(scene(channels=3)[:48, :40] + 0.02 * rng.standard_normal((48, 40, 3)), 0, 1).astype(np.float32)
+    _, report = camera_denoise(y, device="cpu")
+    assert (report["weights"], report["refine_weights"]) == ("prior-rgb", "prior-rgb-fast")
+    _, report = camera_denoise(y, weights=str(tiny_model(3)), device="cpu")
+    assert report["refine_weights"] == report["weights"]

@@ -10,6 +10,7 @@ from ..bigtiff import denoise_tiff, out_of_core_range
 from ..blind import estimate_poisson_gaussian, pd_denoise, pg_denoise
 from ..errors import ScoretoolError
 from ..model import as_batch, channels_of, from_batch, loaded
+from ..weights import FAST_SIBLING
 from .models import model_channels
 from .noise import check_finite, tweedie_denoise
 
@@ -44,7 +45,8 @@ def camera_denoise(image: np.ndarray, *, weights: str | None = None, device: str
                    tile: int = 512, stride: int = 2, progress=None) -> tuple[np.ndarray, dict]:
     """Blind denoising of real camera noise (signal-dependent, spatially and chromatically correlated by
     demosaicing and JPEG) with a clean prior: pixel-shuffle down-sampling (Zhou et al., AAAI 2020),
-    blind.pd_denoise.
+    blind.pd_denoise. The light second pass runs the bundled prior's smaller sibling (weights.FAST_SIBLING)
+    when the bundled prior is used.
 
     Args:
         image: (H, W) or (H, W, C) on [0,1]; a stack (F, H, W, C) is done frame by frame.
@@ -53,9 +55,12 @@ def camera_denoise(image: np.ndarray, *, weights: str | None = None, device: str
         sigma_refine, sigma (their mean)).
     """
     model = loaded(weights, channels_of(image), device, precision, tile).configured(progress=progress)
-    out, reports = _frame_by_frame(lambda f: pd_denoise(model.denoise, f, stride), image)
+    sibling = FAST_SIBLING.get(weights or model.info["name"])  # a bundled prior by name (or the default)
+    light = loaded(sibling, channels_of(image), device, precision, tile).configured(progress=progress) if sibling else model
+    out, reports = _frame_by_frame(lambda f: pd_denoise(model.denoise, f, stride, refine_denoise=light.denoise), image)
     sigmas = [s for r in reports for s in r["sigmas"]]
     report = {"method": f"pixel-shuffle {stride}x{stride} + prior D(y, sigma)", "weights": model.info["name"],
+              "refine_weights": light.info["name"],
               "stride": stride, "sigmas": sigmas, "sigma_refine": float(np.mean([r["sigma_refine"] for r in reports])),
               "sigma": float(np.mean(sigmas))}
     return out, report
