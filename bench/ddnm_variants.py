@@ -4,7 +4,7 @@
         --configs '[{"steps": 100, "sigma_max": 1}, {"steps": 25, "sigma_max": 0.5}]' --name ddnm-variants
 
 Each config is a dict of `edm_sigmas` settings (steps, sigma_max, sigma_min, rho) and `ddnm_sample`
-settings (eta, heun, travel, cycle_dihedral). Degraded inputs, seeds and PSNR are bench/restore.py's
+settings (eta, travel, start, cycle_dihedral). Degraded inputs, seeds and PSNR are bench/restore.py's
 (same image index → same mask and noise); every config sees the same inputs. Prints PSNR per task and
 config with network evaluations and seconds per image, and writes bench/results/NAME.json.
 """

@@ -34,6 +34,7 @@ stream_b() {
   python bench/denoise.py --sets CBSD68 --sigmas 25 --images 8 --methods scoretool --rgb-weights runs/old/prior-rgb-stage2.safetensors --out denoise-cbsd68-sigma25-first8
   python bench/restore.py --sets CBSD68 --tasks sr4 --images 12 --name restore-cbsd68-sr4-first12
   python bench/restore.py --sets CBSD68 --tasks sr4 --images 6 --name restore-cbsd68-sr4-first6
+  python bench/restore.py --sets CBSD68 --tasks sr4 --images 6 --samplers pnp --name restore-cbsd68-sr4-first6-pnp
   python bench/restore.py --sets CBSD68 --tasks sr4 --images 12 --steps 25 --samples 4 --name restore-cbsd68-sr4-first12-samples4x25
   python bench/ood.py --out ood-grey-colour
   python bench/reliability.py
