@@ -87,7 +87,7 @@ def _weak_texture_variance(x: np.ndarray, xi: np.ndarray, tau0: float, iteration
     return max(sig2, 0.0), float(mean[sel].mean())
 
 
-def _is_clipped(img: np.ndarray) -> bool:
+def is_clipped(img: np.ndarray) -> bool:
     """Data clipped to [0,1]: more than 0.1% of the values at 0 or 1."""
     return float(np.mean((img <= 0) | (img >= 1))) > 1e-3
 
@@ -107,7 +107,7 @@ def weak_texture_sigma(img: np.ndarray, d: int = PATCH, stride: int = 2, iterati
     """
     img = _as_hwc(img)
     x, xi = _weak_texture_patches(img, d, stride)
-    clipped = _is_clipped(img) if clipped is None else clipped
+    clipped = is_clipped(img) if clipped is None else clipped
     return math.sqrt(_weak_texture_variance(x, xi, _texture_threshold(d, confidence), iterations, clipped)[0])
 
 
@@ -224,7 +224,7 @@ def estimate_poisson_gaussian(image: np.ndarray, d: int = PATCH, stride: int = 2
     parts = [_weak_texture_patches(f, d, stride) for f in frames]
     x = np.concatenate([p[0] for p in parts])
     xi = np.concatenate([p[1] for p in parts])
-    clipped = _is_clipped(arr) if clipped is None else clipped
+    clipped = is_clipped(arr) if clipped is None else clipped
     tau0 = _texture_threshold(d, confidence)
     mean = x.mean(1)
     bins = max(2, min(bins, len(x) // (8 * x.shape[1])))  # each bin at least 8 patches per dimension
