@@ -7,7 +7,7 @@
     python bench/realnoise.py pg                    # Poisson–Gaussian: BSD68 + CBSD68 first 12, three (a, b)
 
 blind: σ̂ of `scoretool denoise` without --sigma (api.tweedie_denoise: blind.estimate_sigma, lowered where
-the prior disagrees, api.blind_sigma) on y = x + σn (float, or clipped to [0,1] and quantised to 8 bits);
+the prior disagrees, api.noise.blind_sigma) on y = x + σn (float, or clipped to [0,1] and quantised to 8 bits);
 the median and largest relative error of σ̂ (and the largest of the weak-texture σ̂ alone), the PSNR of
 D(y, σ̂) beside D(y, σ) (seed = image index); seconds per megapixel of the blind path (estimate + denoise)
 and of the given-σ one, warm.

@@ -1,5 +1,5 @@
-"""Restoration with the bundled priors — the pnp sampler (default) and DDNM / DDNM+ sampling — beside
-simple baselines, in the same run.
+"""Restoration with the bundled priors — DDNM / DDNM+ sampling and the pnp sampler — beside simple
+baselines, in the same run.
 
     python bench/restore.py                         # Set12, BSD68 (grey), CBSD68 (colour); all tasks; ddnm
     python bench/restore.py --samplers pnp,ddnm     # both samplers side by side (scoretool restore --sampler)

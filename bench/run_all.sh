@@ -91,8 +91,10 @@ stream_quiet() {  # two threads, nothing else running (the s/MP figures)
   python bench/denoise.py --sets BSD68 --images 12 --methods scoretool --gray-weights prior-gray-fast --out denoise-bsd68-first12-grey-fast
   python bench/pipelines.py
   python bench/startup.py --repeats 7
+  # the revision before the start-up work, checked out beside this one for the comparison, then removed
   git worktree add --force runs/startup-before 5f35f0a >/dev/null 2>&1 || true
   python bench/startup.py --repeats 7 --pythonpath runs/startup-before --name startup-before
+  git worktree remove --force runs/startup-before
 }
 run() { "stream_$1" >"runs/bench-logs/stream-$1.log" 2>&1; }
 case "${1:-all}" in

@@ -22,10 +22,11 @@ The sampler knows the task only through the operator; the σ schedule is built a
 handed in; progress and inspection go through the callback. The defaults and their measured effect
 are in bench/restore.py and bench/ddnm_variants.py.
 
-`pnp_restore` is the deterministic alternative (the default of `scoretool restore`): plug-and-play
+`pnp_restore` is the deterministic alternative (`scoretool restore` runs it for inpainting): plug-and-play
 half-quadratic splitting (Zhang et al., DPIR, TPAMI 2021, §4) with DDNM's range/null split as its data
 step — no noise is injected, so it estimates the posterior mean rather than drawing a sample, and needs
-far fewer network evaluations (25 against DDNM's 100 in bench/restore.py).
+far fewer network evaluations (25 against DDNM's 100 in bench/restore.py; better for inpainting, not for
+SR or deblurring).
 """
 
 from __future__ import annotations
@@ -233,11 +234,11 @@ def geometric_sigmas(steps: int, sigma_max: float = 0.15, sigma_min: float = 0.0
 def wiener_correction(op, r: torch.Tensor, tau: float, sigma_y: float) -> torch.Tensor:
     """The data step of half-quadratic splitting for y = A·x + σ_y·n, as a correction to subtract:
     argmin_x ‖A·x − y‖²/σ_y² + ‖x − z‖²/τ² = z − Λ·A†(A·z − y) with, per singular component i of A
-    (noise gain g_i = 1/s_i, `op.dagger_gains()`), Λ_i = τ²/(τ² + σ_y²·g_i²); r = A·z − y.
+    (gain g_i = 1/s_i, `op.singular_gains()`), Λ_i = τ²/(τ² + σ_y²·g_i²); r = A·z − y.
     σ_y = 0 gives Λ = I: the projection onto {x : A·x = y} (DDNM's x̂0)."""
     if sigma_y <= 0:
         return op.A_dagger(r)
-    gains = op.dagger_gains()
+    gains = op.singular_gains()
     return op.A_dagger_scaled(r, 1 / (1 + (sigma_y * gains / tau).square()))
 
 
@@ -261,7 +262,8 @@ def pnp_restore(
         z_k = D(x_k, σ_k)                                  prior step at level σ_k
         x_{k+1} = z_k − Λ_k·A†(A·z_k − y)                  data step (`wiener_correction`, τ_k = c·σ_k)
 
-    for the decreasing levels σ_0 > … > σ_{n−1} (e.g. `geometric_sigmas`); the result is x_n. Noise-free
+    for the levels σ_0 ≥ … ≥ σ_{n−1} (e.g. `geometric_sigmas`; one repeated level is plain HQS); the
+    result is x_n. Noise-free
     y (σ_y = 0): x_n satisfies A·x_n = y exactly, as DDNM's output does. Unlike `ddnm_sample` nothing
     random enters: the chain estimates the posterior mean instead of drawing a sample.
 
@@ -275,8 +277,8 @@ def pnp_restore(
         (x̂ of shape (B, *op.x_shape), number of network evaluations per image).
     """
     sig = [float(s) for s in sigmas]
-    if not sig or any(s <= 0 for s in sig) or any(a <= b for a, b in zip(sig, sig[1:])):
-        raise ValueError(f"sigmas {sig}: need a decreasing schedule of positive levels")
+    if not sig or any(s <= 0 for s in sig) or any(a < b for a, b in zip(sig, sig[1:])):
+        raise ValueError(f"sigmas {sig}: need a non-increasing schedule of positive levels")
     op.follow(y)
     B, dev = y.shape[0], y.device
     x = smooth_start(op, wiener_correction(op, y, data_weight * sig[0], sigma_y))  # Λ_0·A†y, holes filled

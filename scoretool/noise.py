@@ -268,7 +268,8 @@ def prior_variance_fn(family: str, param: float) -> Callable[[torch.Tensor], tor
 # ---------------------------------------------------------------- Gaussian σ that a clean prior agrees with
 
 def prior_sigma(denoiser, y: torch.Tensor, sigma0: float, *, tol: float = 0.05, evaluations: int = 5,
-                generator: torch.Generator | None = None, eps: float = 1e-3) -> tuple[float, int]:
+                only_lower: bool = False, generator: torch.Generator | None = None,
+                eps: float = 1e-3) -> tuple[float, int]:
     """The noise std σ of y = x + σ·n that an MMSE denoiser D(·, σ) is consistent with, from a first guess.
 
     Tweedie's second-order identity Cov[x | y] = σ²·∇D(y) gives E‖x − D‖² = σ²·E[div D], and Stein's lemma
@@ -278,7 +279,8 @@ def prior_sigma(denoiser, y: torch.Tensor, sigma0: float, *, tol: float = 0.05, 
     otherwise F(σ) = σ is solved by the secant method (first step σ0 → F(σ0)) until a step is below 0.5%
     or after `evaluations` values of F (two network passes each). A classical σ̂ counts faint texture as noise on
     images with little flat area; the prior sees the texture as signal (BSD68 test001 at σ = 5: weak-texture
-    σ̂ = 1.71·σ). Call with an fp32 denoiser: the probe's difference is small.
+    σ̂ = 1.71·σ). only_lower: keep a guess that the prior would raise (one evaluation). Call with an fp32
+    denoiser: the probe's difference is small.
     Returns (σ, values of F computed).
     """
     b = torch.randn(y.shape, generator=generator).to(y)
@@ -290,13 +292,13 @@ def prior_sigma(denoiser, y: torch.Tensor, sigma0: float, *, tol: float = 0.05, 
         return math.sqrt(float(((y - d) ** 2).sum()) / max(y.numel() - div, 1.0))
 
     s, h = sigma0, f(sigma0) - sigma0
-    if abs(h) <= tol * s:
+    if abs(h) <= tol * s or (only_lower and h > 0):
         return s, 1
     s_prev, h_prev, s = s, h, min(max(s + h, 0.5 * s), 2 * s)  # each move at most ×2 either way
     n = 1
     while n < evaluations:
         h, n = f(s) - s, n + 1
-        step = h * (s - s_prev) / (h - h_prev) if h != h_prev else h
+        step = h * (s - s_prev) / (h - h_prev) if h != h_prev else -h  # flat: the plain step s → F(s)
         s_prev, h_prev, s = s, h, min(max(s - step, 0.5 * s), 2 * s)
         if abs(step) <= 0.005 * s:
             break

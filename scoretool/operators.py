@@ -43,11 +43,13 @@ class LinearOperator(nn.Module):
         x_shape: (C, H, W) of the image x.
         y_shape: shape of one measurement y without the batch axis.
         dagger_gain: per-pixel std of A†n for white noise n of std 1 (DDNM+ uses it through `dagger_gains`).
+        singular_gain: 1/s_i, the gain of A† along each singular component (`singular_gains`).
     """
 
     x_shape: Shape
     y_shape: tuple
     dagger_gain: float = 1.0
+    singular_gain: float | None = 1.0  # 1/s_i shared by every singular component; None: not known
 
     def A(self, x: torch.Tensor) -> torch.Tensor:
         """y = A·x: (B, *x_shape) → (B, *y_shape), in x's dtype."""
@@ -69,6 +71,14 @@ class LinearOperator(nn.Module):
         """Std of A†n per singular component of A for white noise n of std 1; a 0-d tensor when one value
         (`dagger_gain`) stands for all of them."""
         return torch.tensor(self.dagger_gain, dtype=torch.float64)
+
+    def singular_gains(self) -> torch.Tensor:
+        """1/s_i per singular component i of A (s_i its singular value: A† multiplies that component of y
+        by 1/s_i), shaped like `dagger_gains()`; a 0-d tensor when one value (`singular_gain`) stands for
+        all. The Wiener data step (`ddnm.wiener_correction`) needs it; ValueError where it is not known."""
+        if self.singular_gain is None:
+            raise ValueError(f"{type(self).__name__}: its singular values are not known here (use DDNM+ for noisy measurements)")
+        return torch.tensor(self.singular_gain, dtype=torch.float64)
 
     def A_dagger_scaled(self, y: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """A† with singular component i of the result scaled by weights[i] (`weights` shaped like
@@ -125,6 +135,7 @@ class AvgPoolSR(LinearOperator):
             raise ValueError(f"scale {scale!r}: must be a positive integer")
         super().__init__()
         self.s = int(scale)
+        self.singular_gain = float(self.s)  # a full block's row has s² entries 1/s²: s_i = 1/s (edge blocks: 1/√n_b)
         c, h, w = x_shape
         self.x_shape = (c, h, w)
         self.y_shape = (c, math.ceil(h / self.s), math.ceil(w / self.s))
@@ -183,6 +194,8 @@ class SeparableSR(LinearOperator):
     A† = pinv(M_h) · y · pinv(M_w)ᵀ: the pseudo-inverse of a Kronecker product is the Kronecker
     product of the pseudo-inverses, so the exact A† costs two small SVDs (float64).
     """
+
+    singular_gain = None  # products of the two matrices' singular values: not one value
 
     def __init__(self, Mh: np.ndarray, Mw: np.ndarray, channels: int):
         super().__init__()
@@ -255,6 +268,7 @@ class Colorize(LinearOperator):
         if c != 3:
             raise ValueError(f"colourisation needs a 3-channel image space, got {c} channel(s)")
         super().__init__()
+        self.singular_gain = math.sqrt(3)  # a row (1/3, 1/3, 1/3): s = 1/√3
         self.x_shape, self.y_shape = (3, h, w), (1, h, w)
 
     def A(self, x):
@@ -334,6 +348,8 @@ class Blur(LinearOperator):
     def dagger_gains(self):
         """|K⁺_f|: A is diagonal in the Fourier basis, so each frequency is a singular component."""
         return self.Kp.abs()
+
+    singular_gains = dagger_gains  # unit Fourier components: the per-pixel and per-component gains agree
 
     def A_dagger_scaled(self, y, weights):
         return self._filter(y, weights * self.Kp)
@@ -415,6 +431,8 @@ class Composed(LinearOperator):
     A_1†∘…∘A_k† would only be a generalised inverse and amplifies noise, e.g. blur⁺ of a replicated
     block). Stops at relative residual `tol` or `max_iter` iterations (each one A and one Aᵀ).
     """
+
+    singular_gain = None  # not known without an SVD of the product
 
     def __init__(self, ops: list[LinearOperator], tol: float = 1e-6, max_iter: int = 200):
         super().__init__()

@@ -198,8 +198,9 @@ def test_geometric_schedule():
     assert len(s) == 25 and s[0] == pytest.approx(0.15) and s[-1] == pytest.approx(0.005)
     assert s[12] == pytest.approx((0.15 * 0.005) ** 0.5)  # log-spaced: the middle level is the geometric mean
     assert geometric_sigmas(1, 0.2) == [0.2]
-    with pytest.raises(ValueError, match="decreasing"):
-        pnp_restore(gauss_denoiser, ops.AvgPoolSR(2, SHAPE), torch.zeros(1, 1, 18, 15), [0.1, 0.2])
+    assert geometric_sigmas(3, 0.004) == [0.004] * 3  # below σ_min: one level, repeated
+    with pytest.raises(ValueError, match="non-increasing"):
+        pnp_restore(gauss_denoiser, ops.AvgPoolSR(2, SHAPE), torch.zeros(1, 1, 19, 16), [0.1, 0.2])
 
 
 @pytest.mark.parametrize("name", ["inpaint", "sr4"])

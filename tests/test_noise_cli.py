@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+from PIL import Image
 import pytest
 from typer.testing import CliRunner
 
@@ -69,6 +70,10 @@ def test_noise_command_with_a_clean_prior_reports_blind_gaussian(tiny_model, ima
         assert 0.5 * row["classical"] <= row["sigma"] <= row["classical"]
         if not extra:
             assert row["sigma"] == row["classical"]
+    png = images / "s8.png"  # 8-bit: sigma, sigma_pd and classical all in input units (0–255)
+    Image.fromarray(np.round(np.clip(np.load(images / "s.npy"), 0, 1) * 255).astype(np.uint8)).save(png)
+    row = _json(runner.invoke(app, ["noise", str(png), "--json"]))["results"][0]
+    assert row["classical"] == pytest.approx(0.05 * 255, rel=0.15) and row["sigma"] == row["classical"]
     r = runner.invoke(app, ["noise", str(images / "a.npy")])
     assert r.exit_code == 0 and "a.npy\tgaussian\tsigma=" in r.stdout and "pd_ratio=" in r.stdout
     r = runner.invoke(app, ["noise", str(images), "--noise", "poisson"])

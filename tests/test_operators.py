@@ -139,3 +139,31 @@ def test_gaussian_kernel_known_values():
     assert ops.gaussian_kernel(2.0).shape == (13, 13)  # 2·⌈3·std⌉ + 1
     g = np.exp(-0.5 * np.array([-1.5, -0.5, 0.5, 1.5]) ** 2)  # an even size is centred between two pixels
     np.testing.assert_allclose(ops.gaussian_kernel(1.0, 4), np.outer(g, g) / np.outer(g, g).sum(), atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["avgpool2", "avgpool4", "colorize", "inpaint", "cs", "blur_gauss"])
+def test_singular_gains_are_inverse_singular_values(name):
+    """`singular_gains` against an SVD of the dense matrix of A on a small image without edge blocks:
+    the gains are 1/s_i for the components A† keeps (one shared value, or one per frequency for Blur)."""
+    c = 3 if name == "colorize" else 1
+    shape = (c, 8, 8)
+    op = {"avgpool2": lambda: ops.AvgPoolSR(2, shape), "avgpool4": lambda: ops.AvgPoolSR(4, shape),
+          "colorize": lambda: ops.Colorize(shape), "cs": lambda: ops.CompressedSensing(0.25, shape, block=4, seed=3),
+          "inpaint": lambda: ops.Inpaint(ops.random_known_mask((8, 8), 0.5, torch.Generator().manual_seed(2)), shape),
+          "blur_gauss": lambda: ops.Blur(ops.gaussian_kernel(1.0), shape)}[name]()
+    n = c * 64
+    dense = op.A(torch.eye(n, dtype=torch.float64).reshape(n, *shape)).reshape(n, -1).T  # (M, N)
+    s = torch.linalg.svdvals(dense)
+    gains = op.singular_gains()
+    if gains.ndim == 0:
+        kept = s[s > 1e-9]
+        torch.testing.assert_close(1 / kept, torch.full_like(kept, gains.item()))
+    else:
+        kept = gains.flatten()[gains.flatten() > 0].sort().values
+        torch.testing.assert_close(kept, (1 / s[: kept.numel()]).sort().values.to(kept.dtype))
+
+
+def test_singular_gains_unknown_for_separable_and_composed_operators():
+    for op in (ops.BicubicSR(2, (1, 8, 8)), ops.Blur(ops.gaussian_kernel(1.0), (1, 8, 8)).then(ops.AvgPoolSR(2, (1, 8, 8)))):
+        with pytest.raises(ValueError, match="singular values"):
+            op.singular_gains()

@@ -119,7 +119,7 @@ def blind_sigma(model: Model, y: torch.Tensor, classical: float, seed: int = 0) 
     crop = y[:1, :, top:top + PRIOR_CHECK_SIDE, left:left + PRIOR_CHECK_SIDE]
     sigma, evaluations = classical, 0
     if not is_clipped(crop.cpu().numpy()):
-        sigma, evaluations = nz.prior_sigma(model.configured(precision="fp32"), crop, classical,
+        sigma, evaluations = nz.prior_sigma(model.configured(precision="fp32"), crop, classical, only_lower=True,
                                             generator=torch.Generator().manual_seed(seed))
         sigma = min(classical, max(sigma, 0.5 * classical))
     return {"family": "gaussian", "parameter": max(sigma, SIGMA_FLOOR), "classical": classical,
@@ -142,7 +142,7 @@ def tweedie_denoise(image: np.ndarray, noise: str = "gaussian", parameter: float
         image: noisy image on the [0,1] scale (H, W), (H, W, C) or (F, H, W, C), unclipped float.
         noise: gaussian, poisson, gamma, or auto (family and parameter estimated; Noise2Score models only).
         parameter: σ (gaussian), ζ (poisson) or k (gamma) on the [0,1] scale; None → estimated
-            (a Gaussian σ with a clean prior: blind.estimate_sigma; any family with a Noise2Score model).
+            (a Gaussian σ with a clean prior: `blind_sigma`; any family with a Noise2Score model).
         negative: poisson/gamma data with values < 0: "error" (default) or "clip" (set to 0, counted).
     Returns:
         (x̂ same shape float32 unclipped, report dict: method, family, parameter_name, parameter, estimated,

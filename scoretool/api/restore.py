@@ -1,5 +1,5 @@
 """Zero-shot restoration with a score prior: deterministic plug-and-play with DDNM's null-space data step
-(the default, `ddnm.pnp_restore`; Zhang et al., DPIR, TPAMI 2021) or DDNM / DDNM+ posterior sampling
+(`ddnm.pnp_restore`, run for inpainting by default; Zhang et al., DPIR, TPAMI 2021) or DDNM / DDNM+ posterior sampling
 (`ddnm.ddnm_sample`; Wang, Yu & Zhang, *Zero-shot image restoration using denoising diffusion null-space
 model*, ICLR 2023): x̂ = A†y + (I − A†A)·x̄ at every step; tasks are linear operators (scoretool.operators)."""
 
@@ -20,6 +20,7 @@ __all__ = ["SAMPLERS", "gaussian_kernel", "random_mask", "restore", "sampler_for
 # which stay on DDNM, as do colourisation and compressed sensing (not measured with pnp).
 SAMPLERS = {"pnp": {"steps": 25, "sigma_max": 0.15}, "ddnm": {"steps": 100, "sigma_max": 1.0}}
 AUTO_SAMPLER = {"inpaint": "pnp"}
+DDNM_ONLY = {"eta": 1.0, "travel": 0, "start": "pinv", "samples": 1}  # ddnm_sample's settings and defaults
 
 
 def sampler_for(task: str, sampler: str = "auto") -> str:
@@ -29,7 +30,6 @@ def sampler_for(task: str, sampler: str = "auto") -> str:
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler {sampler!r}: expected auto, {' or '.join(SAMPLERS)}")
     return sampler
-DDNM_ONLY = {"eta": 1.0, "travel": 0, "start": "pinv", "samples": 1}  # ddnm_sample's settings and defaults
 
 
 def random_mask(shape: tuple[int, int], missing: float, seed: int = 0) -> np.ndarray:

@@ -9,7 +9,7 @@ from .common import JsonUsageErrors
 
 app = typer.Typer(
     name="scoretool",
-    help="Restore images with score priors: Tweedie denoising, Noise2Score training, DDNM restoration, "
+    help="Restore images with score priors: Tweedie denoising, Noise2Score training, zero-shot restoration, "
     "OOD scoring and unsupervised evaluation. Run `scoretool COMMAND --help` for each command.",
     no_args_is_help=True,
     cls=JsonUsageErrors,

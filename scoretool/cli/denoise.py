@@ -159,10 +159,13 @@ def denoise(
                           f"{', '.join(f'{v * (hi - lo):.3g}' for v in cam['sigmas'])} (input units); --no-real-noise to turn off")
         elif report.get("estimate"):
             est = report["estimate"]
-            row["estimate"] = {k: est[k] for k in ("family", "power", "parameters", "method") if k in est}
+            row["estimate"] = {k: est[k] for k in ("family", "power", "parameters", "method", "prior_evaluations") if k in est}
+            if "classical" in est:
+                row["estimate"]["classical"] = est["classical"] * (hi - lo)  # input units, like sigma
             what = f"σ = {report['parameter'] * (hi - lo):.4g} (input units)" if report["family"] == "gaussian" else \
                 f"{'ζ' if report['family'] == 'poisson' else 'k'} = {report['parameter']:.4g}"
-            how = f"power p = {est['power']:.2f}" if "power" in est else "blind, weak-texture patches"
+            how = f"power p = {est['power']:.2f}" if "power" in est else "blind, weak-texture patches" + (
+                f", lowered from {est['classical'] * (hi - lo):.4g} by the prior" if est.get("classical", 0) > est["parameter"] else "")
             common.notice(f"{job.label}: estimated {report['family']} noise, {what}; {how}")
         guards = report.get("guards")
         if guards:

@@ -95,7 +95,7 @@ def noise(
             raise InputError(job.src, str(e)) from None
         row = {**est, "sigma": est["parameters"]["sigma"] * (hi - lo), "value_range": [lo, hi]}
         if not n2s:
-            row["sigma_pd"] = est["sigma_pd"] * (hi - lo)
+            row["sigma_pd"], row["classical"] = est["sigma_pd"] * (hi - lo), est["classical"] * (hi - lo)
         return row
 
     rows, code = run_batch(common, jobs, process, "estimating noise")

@@ -1,4 +1,4 @@
-"""`scoretool restore`: zero-shot DDNM / DDNM+ restoration (SR, inpainting, colourisation, deblurring, CS)."""
+"""`scoretool restore`: zero-shot restoration (SR, inpainting, colourisation, deblurring, CS) by plug-and-play or DDNM / DDNM+."""
 
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def restore(
     mask_random: Annotated[float | None, typer.Option("--mask-random", help="inpaint: fraction (0–1) of pixels taken as missing at random (seeded by --seed) instead of --mask.")] = None,
     kernel: Annotated[str | None, typer.Option("--kernel", help="deblur: gaussian:STD (std in pixels), uniform:SIZE (pixels) or a .npy file with a 2-D kernel; circular boundary.")] = None,
     ratio: Annotated[float, typer.Option("--ratio", help="cs: fraction (0–1] of measurements kept per 32×32 block (random orthonormal transform, seeded by --seed).")] = 0.25,
-    sigma_y: Annotated[float, typer.Option("--sigma-y", help="Measurement noise std in the input's pixel units (0–255 for 8-bit); > 0 switches to DDNM+.")] = 0.0,
+    sigma_y: Annotated[float, typer.Option("--sigma-y", help="Measurement noise std in the input's pixel units (0–255 for 8-bit); > 0: DDNM+ (ddnm) or the Wiener data step (pnp).")] = 0.0,
     sampler: Annotated[str, typer.Option("--sampler", help="pnp: deterministic plug-and-play with the null-space data step (25 evaluations); ddnm: a DDNM / DDNM+ posterior sample (100 evaluations; --eta, --travel, --samples, --start); auto: pnp for inpainting, ddnm for the other tasks (measured best, README).")] = "auto",
     steps: Annotated[int | None, typer.Option("--steps", help="Network evaluations on the noise schedule (ddnm: before time-travel); default 25 (pnp), 100 (ddnm).")] = None,
     sigma_max: Annotated[float | None, typer.Option("--sigma-max", help="First noise level on the [0,1] scale (ddnm: the chain starts at the start image + σ·noise; 10 = from noise); default 0.15 (pnp), 1 (ddnm).")] = None,
