@@ -87,10 +87,9 @@ def _weak_texture_variance(x: np.ndarray, xi: np.ndarray, tau0: float, iteration
     return max(sig2, 0.0), float(mean[sel].mean())
 
 
-def is_clipped(img: np.ndarray) -> bool:
-    """Data clipped to [0,1]: more than 0.1% of the values exactly at 0 or 1 (unclipped float noise goes
-    past them and almost never lands on them)."""
-    return float(np.mean((img == 0) | (img == 1))) > 1e-3
+def is_clipped(img: np.ndarray, fraction: float = 1e-3) -> bool:
+    """Data clipped to [0,1] (or noise going past it): more than `fraction` of the values at or beyond 0 or 1."""
+    return float(np.mean((img <= 0) | (img >= 1))) > fraction
 
 
 def weak_texture_sigma(img: np.ndarray, d: int = PATCH, stride: int = 2, iterations: int = 4,
