@@ -100,16 +100,20 @@ def test_dihedral_cycling_changes_nothing_for_an_invariant_prior_and_turns_the_n
     assert not torch.allclose(c, d, atol=1e-3)
 
 
-def test_ddnm_plus_beats_plain_ddnm_on_noisy_measurements():
-    """Known pixels observed with noise σ_y = 2τ: DDNM copies the noise (MSE ≈ σ_y²); DDNM+ shrinks
-    towards the prior (a posterior sample, MSE ≈ 2·τ²σ_y²/(τ²+σ_y²) = 0.4·σ_y²)."""
+def _noisy_inpainting():
+    """Half the pixels known, observed with noise σ_y = 2τ: (x, op, y, known-pixel mask, σ_y, generator)."""
     x = _sample()
     g = torch.Generator().manual_seed(7)
     known = ops.random_known_mask(SHAPE[1:], 0.5, g)
     op = ops.Inpaint(known, SHAPE)
     sy = 2 * TAU
-    y = op.A(x + sy * torch.randn(x.shape, generator=g))
-    k = (known == 1).expand_as(x)
+    return x, op, op.A(x + sy * torch.randn(x.shape, generator=g)), (known == 1).expand_as(x), sy, g
+
+
+def test_ddnm_plus_beats_plain_ddnm_on_noisy_measurements():
+    """Known pixels observed with noise σ_y = 2τ: DDNM copies the noise (MSE ≈ σ_y²); DDNM+ shrinks
+    towards the prior (a posterior sample, MSE ≈ 2·τ²σ_y²/(τ²+σ_y²) = 0.4·σ_y²)."""
+    x, op, y, k, sy, g = _noisy_inpainting()
     mse = {}
     for s in (0.0, sy):
         xh, _ = ddnm_sample(gauss_denoiser, op, y, edm_sigmas(30, 1.0), sigma_y=s, clip=None, generator=torch.Generator().manual_seed(1))
@@ -232,13 +236,7 @@ def test_pnp_wiener_step_shrinks_noisy_measurements():
     with the Wiener step they move towards the prior (about 0.34·σ_y² here: half-quadratic splitting on a
     falling σ is not the exact posterior mean, whose MSE on them is τ²σ_y²/(τ²+σ_y²) = 0.2·σ_y²).
     Deblurring: noise amplification stays bounded."""
-    x = _sample()
-    g = torch.Generator().manual_seed(7)
-    known = ops.random_known_mask(SHAPE[1:], 0.5, g)
-    op = ops.Inpaint(known, SHAPE)
-    sy = 2 * TAU
-    y = op.A(x + sy * torch.randn(x.shape, generator=g))
-    k = (known == 1).expand_as(x)
+    x, op, y, k, sy, g = _noisy_inpainting()
     mse = {s: ((pnp_restore(gauss_denoiser, op, y, geometric_sigmas(25), sigma_y=s, clip=None)[0] - x)[k] ** 2).mean().item()
            for s in (0.0, sy)}
     assert mse[0.0] == pytest.approx(sy**2, rel=0.1)
