@@ -3,8 +3,8 @@
 import json
 
 import numpy as np
-from PIL import Image
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 import scoretool.api as api
