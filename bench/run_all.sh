@@ -70,6 +70,8 @@ stream_h() {  # earlier versions of the bundled models, as the model cards' stag
 }
 stream_p() {
   python bench/realnoise.py blind --images 8
+  python bench/realnoise.py blind --sets BSD68 --images 20 --out realnoise-blind-first20-bsd68
+  python bench/realnoise.py blind --sets CBSD68 --images 20 --out realnoise-blind-first20-cbsd68
   python bench/realnoise.py camera --images 8 --peer-images 0 --out realnoise-camera-polyu-first8
   python bench/realnoise.py camera --images 2 --peer-images 2 --out realnoise-camera-polyu-peers-first2
   python bench/realnoise.py montage
