@@ -69,6 +69,7 @@ stream_h() {  # earlier versions of the bundled models, as the model cards' stag
   python bench/restore.py --sets CBSD68 --tasks sr4 --images 4 --no-dihedral --name restore-cbsd68-sr4-first4
 }
 stream_p() {
+  # realnoise-blind.json (first 8 images) predates the prior's σ check (git revision 5f35f0a); this command now gives the checked σ̂
   python bench/realnoise.py blind --images 8
   python bench/realnoise.py blind --sets BSD68 --images 20 --out realnoise-blind-first20-bsd68
   python bench/realnoise.py blind --sets CBSD68 --images 20 --out realnoise-blind-first20-cbsd68
