@@ -267,8 +267,8 @@ def prior_variance_fn(family: str, param: float) -> Callable[[torch.Tensor], tor
 
 # ---------------------------------------------------------------- Gaussian σ that a clean prior agrees with
 
-def prior_sigma(denoiser, y: torch.Tensor, sigma0: float, *, tol: float = 0.05, evaluations: int = 5,
-                only_lower: bool = False, generator: torch.Generator | None = None,
+def prior_sigma(denoiser, y: torch.Tensor, sigma0: float, *, bounds: tuple[float, float] = (0.0, math.inf),
+                tol: float = 0.05, evaluations: int = 5, generator: torch.Generator | None = None,
                 eps: float = 1e-3) -> tuple[float, int]:
     """The noise std σ of y = x + σ·n that an MMSE denoiser D(·, σ) is consistent with, from a first guess.
 
@@ -279,8 +279,8 @@ def prior_sigma(denoiser, y: torch.Tensor, sigma0: float, *, tol: float = 0.05, 
     otherwise F(σ) = σ is solved by the secant method (first step σ0 → F(σ0)) until a step is below 0.5%
     or after `evaluations` values of F (two network passes each). A classical σ̂ counts faint texture as noise on
     images with little flat area; the prior sees the texture as signal (BSD68 test001 at σ = 5: weak-texture
-    σ̂ = 1.71·σ). only_lower: keep a guess that the prior would raise (one evaluation). Call with an fp32
-    denoiser: the probe's difference is small.
+    σ̂ = 1.71·σ). Every step moves by at most ×2 and stays within `bounds`; a guess at a bound that F would
+    move past it is returned after one evaluation. Call with an fp32 denoiser: the probe's difference is small.
     Returns (σ, values of F computed).
     """
     b = torch.randn(y.shape, generator=generator).to(y)
@@ -291,15 +291,20 @@ def prior_sigma(denoiser, y: torch.Tensor, sigma0: float, *, tol: float = 0.05, 
         div = float((b * (denoiser(y + eps * s * b, sb).to(y.dtype) - d)).sum()) / (eps * s)
         return math.sqrt(float(((y - d) ** 2).sum()) / max(y.numel() - div, 1.0))
 
+    lo, hi = bounds
+
+    def move(s: float, to: float) -> float:
+        return min(max(to, 0.5 * s, lo), 2 * s, hi)
+
     s, h = sigma0, f(sigma0) - sigma0
-    if abs(h) <= tol * s or (only_lower and h > 0):
+    if abs(h) <= tol * s or (h > 0 and s >= hi) or (h < 0 and s <= lo):
         return s, 1
-    s_prev, h_prev, s = s, h, min(max(s + h, 0.5 * s), 2 * s)  # each move at most ×2 either way
+    s_prev, h_prev, s = s, h, move(s, s + h)
     n = 1
     while n < evaluations:
         h, n = f(s) - s, n + 1
         step = h * (s - s_prev) / (h - h_prev) if h != h_prev else -h  # flat: the plain step s → F(s)
-        s_prev, h_prev, s = s, h, min(max(s - step, 0.5 * s), 2 * s)
+        s_prev, h_prev, s = s, h, move(s, s - step)
         if abs(step) <= 0.005 * s:
             break
     return s, n

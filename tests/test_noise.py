@@ -291,7 +291,7 @@ def test_prior_sigma_is_a_fixed_point_of_the_mmse_denoiser():
         est, evaluations = noise.prior_sigma(mmse, y, guess, generator=torch.Generator().manual_seed(1))
         assert est == pytest.approx(sigma, rel=0.03) and 2 <= evaluations <= 5
     assert noise.prior_sigma(mmse, y, 1.02 * sigma, generator=torch.Generator().manual_seed(1)) == (1.02 * sigma, 1)
-    assert noise.prior_sigma(mmse, y, 0.5 * sigma, only_lower=True, generator=torch.Generator().manual_seed(1)) == (0.5 * sigma, 1)
+    assert noise.prior_sigma(mmse, y, 0.5 * sigma, bounds=(0.0, 0.5 * sigma), generator=torch.Generator().manual_seed(1)) == (0.5 * sigma, 1)
     # a denoiser that removes nothing (D = y) is consistent with no noise: F(s) = 0, the guess halves each time
     low, evaluations = noise.prior_sigma(lambda x, s: x, y, sigma, generator=torch.Generator().manual_seed(1))
     assert low < 0.1 * sigma and evaluations == 5

@@ -20,7 +20,7 @@ _MODULES = {
     ".noise": ("describe_noise", "estimate_noise", "image_noise", "tweedie_denoise"),
     ".evaluate": ("MSEEstimate", "SPLIT_BIAS_NOTE", "evaluate_split", "evaluate_sure", "psnr_from_mse", "ssim", "umse"),
     ".uncertainty": ("METHODS", "posterior_components", "posterior_std", "std_map_image"),
-    ".restore": ("SAMPLERS", "gaussian_kernel", "random_mask", "restore", "sampler_for", "uniform_kernel"),
+    ".restore": ("SAMPLERS", "gaussian_kernel", "random_mask", "restore", "sampler_for", "sampler_settings", "uniform_kernel"),
     ".ood": ("OODModel", "detection_metrics", "histogram_image", "ood_check_prior", "ood_features", "ood_fit",
              "ood_prior", "ood_score", "ood_spec"),
     ".models": ("bundled_models", "device_report", "is_noise2score", "model_channels", "model_summary", "select_device"),

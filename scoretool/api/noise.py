@@ -119,9 +119,8 @@ def blind_sigma(model: Model, y: torch.Tensor, classical: float, seed: int = 0) 
     crop = y[:1, :, top:top + PRIOR_CHECK_SIDE, left:left + PRIOR_CHECK_SIDE]
     sigma, evaluations = classical, 0
     if not is_clipped(crop.cpu().numpy(), fraction=0.01):
-        sigma, evaluations = nz.prior_sigma(model.configured(precision="fp32"), crop, classical, only_lower=True,
-                                            generator=torch.Generator().manual_seed(seed))
-        sigma = min(classical, max(sigma, 0.5 * classical))
+        sigma, evaluations = nz.prior_sigma(model.configured(precision="fp32"), crop, classical,
+                                            bounds=(0.5 * classical, classical), generator=torch.Generator().manual_seed(seed))
     return {"family": "gaussian", "parameter": max(sigma, SIGMA_FLOOR), "classical": classical,
             "prior_evaluations": evaluations,
             "method": "weak-texture PCA (blind.weak_texture_sigma), checked against the prior (noise.prior_sigma)"}

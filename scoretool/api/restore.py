@@ -12,7 +12,7 @@ from ..ddnm import data_consistency, ddnm_sample, edm_sigmas, geometric_sigmas, 
 from ..model import as_batch, loaded
 from ..operators import build_operator, gaussian_kernel, random_known_mask, uniform_kernel
 
-__all__ = ["SAMPLERS", "gaussian_kernel", "random_mask", "restore", "sampler_for", "uniform_kernel"]
+__all__ = ["SAMPLERS", "gaussian_kernel", "random_mask", "restore", "sampler_for", "sampler_settings", "uniform_kernel"]
 
 # Each sampler's schedule defaults (network evaluations, first σ), and the sampler `auto` picks per task,
 # measured in bench/restore.py (first 6 Set12 images, same run): pnp in 25 evaluations beats 100 DDNM steps
@@ -28,8 +28,33 @@ def sampler_for(task: str, sampler: str = "auto") -> str:
     if sampler == "auto":
         return AUTO_SAMPLER.get(task, "ddnm")
     if sampler not in SAMPLERS:
-        raise ValueError(f"sampler {sampler!r}: expected auto, {' or '.join(SAMPLERS)}")
+        raise ValueError(f"--sampler {sampler}: expected auto, {' or '.join(SAMPLERS)}")
     return sampler
+
+
+def sampler_settings(task: str, sampler: str = "auto", *, steps: int | None = None, sigma_max: float | None = None,
+                     **ddnm_given) -> dict:
+    """Every setting of the sampler that runs for `task`, checked: {sampler, steps, sigma_max} (None:
+    `SAMPLERS`) and for ddnm its own eta, travel, start, samples (None: `DDNM_ONLY`). The keys are
+    `restore`'s arguments and `scoretool restore`'s options; ValueError names the option at fault
+    (ddnm's settings given to pnp included)."""
+    chosen = sampler_for(task, sampler)
+    given = {k: v for k, v in ddnm_given.items() if v is not None}
+    if given.keys() - DDNM_ONLY.keys():
+        raise TypeError(f"unknown sampler settings {sorted(given.keys() - DDNM_ONLY.keys())}")
+    if chosen == "pnp" and given:
+        raise ValueError(f"{', '.join('--' + k for k in given)}: options of --sampler ddnm"
+                         + (" (auto picks pnp for inpainting)" if sampler == "auto" else ""))
+    settings = {"sampler": chosen, "steps": SAMPLERS[chosen]["steps"] if steps is None else steps,
+                "sigma_max": SAMPLERS[chosen]["sigma_max"] if sigma_max is None else sigma_max,
+                **({**DDNM_ONLY, **given} if chosen == "ddnm" else {})}
+    if settings["steps"] < 1 or not settings["sigma_max"] > 0:
+        raise ValueError(f"--steps {settings['steps']}, --sigma-max {settings['sigma_max']}: need ≥ 1 and > 0")
+    if chosen == "ddnm" and not (0 <= settings["eta"] <= 1 and settings["travel"] >= 0 and settings["samples"] >= 1
+                                 and settings["start"] in ("pinv", "smooth")):
+        raise ValueError("--eta in [0, 1], --travel ≥ 0, --samples ≥ 1 and --start pinv or smooth are required "
+                         f"(got {settings['eta']}, {settings['travel']}, {settings['samples']}, {settings['start']})")
+    return settings
 
 
 def random_mask(shape: tuple[int, int], missing: float, seed: int = 0) -> np.ndarray:
@@ -81,24 +106,16 @@ def restore(image: np.ndarray, task: str, *, scale: int = 4, sr_kernel: str = "a
         sampler: pnp (deterministic, `pnp_restore` on `geometric_sigmas`), ddnm (a posterior sample,
             `ddnm_sample` on `edm_sigmas`) or auto (`sampler_for`: pnp for inpainting, else ddnm).
             steps, sigma_max: its schedule (None: `SAMPLERS`).
-        eta, travel, start, samples: ddnm only (None: `DDNM_ONLY`). samples averages that many
+        eta, travel, start, samples: ddnm only (None: `DDNM_ONLY`; all checked by `sampler_settings`). samples averages that many
             posterior samples (one chain each, ×samples time); the average tends to the posterior mean
             E[x | y], the MSE-optimal estimate pnp aims at directly. Each sample is data-consistent, so
             is the mean.
     Returns:
         (x̂ float32 unclipped, same layout as the input with the output's size and channels,
-         info {"nfe", "residual" = ‖A·x̂ − y‖/‖y‖, "x_shape", "weights", "sampler", "steps", "sigma_max"}
-         plus the ddnm settings used).
+         info {"nfe", "residual" = ‖A·x̂ − y‖/‖y‖, "x_shape", "weights"} plus `sampler_settings`).
     """
-    sampler = sampler_for(task, sampler)
-    ddnm = {k: v for k, v in {"eta": eta, "travel": travel, "start": start, "samples": samples}.items() if v is not None}
-    if sampler == "pnp" and ddnm:
-        raise ValueError(f"{', '.join(ddnm)}: settings of the ddnm sampler, not of pnp")
-    ddnm = {**DDNM_ONLY, **ddnm} if sampler == "ddnm" else {}
-    steps = SAMPLERS[sampler]["steps"] if steps is None else steps
-    sigma_max = SAMPLERS[sampler]["sigma_max"] if sigma_max is None else sigma_max
-    if ddnm and ddnm["samples"] < 1:
-        raise ValueError(f"samples {ddnm['samples']}: must be ≥ 1")
+    settings = sampler_settings(task, sampler, steps=steps, sigma_max=sigma_max, eta=eta, travel=travel, start=start,
+                                samples=samples)
     y_img, _ = as_batch(image)
     if y_img.shape[0] != 1:
         raise ValueError("restore takes one image (H, W) or (H, W, C), not a stack")
@@ -112,22 +129,23 @@ def restore(image: np.ndarray, task: str, *, scale: int = 4, sr_kernel: str = "a
     if task in ("cs", "inpaint"):  # measurements: the known pixels / the block coefficients
         y = op.A(y)
     callback = progress and (lambda _: progress(1))
-    if sampler == "pnp":
-        x, nfe = pnp_restore(model, op, y, geometric_sigmas(steps, sigma_max), sigma_y=sigma_y,
+    st = settings
+    if st["sampler"] == "pnp":
+        x, nfe = pnp_restore(model, op, y, geometric_sigmas(st["steps"], st["sigma_max"]), sigma_y=sigma_y,
                              cycle_dihedral=cycle_dihedral, callback=callback)
     else:
         gen = torch.Generator().manual_seed(seed)
         x, nfe = None, 0
-        for _ in range(ddnm["samples"]):
-            xk, n = ddnm_sample(model, op, y, edm_sigmas(steps, sigma_max), eta=ddnm["eta"], sigma_y=sigma_y,
-                                travel=ddnm["travel"], start=ddnm["start"], cycle_dihedral=cycle_dihedral, generator=gen,
+        for _ in range(st["samples"]):
+            xk, n = ddnm_sample(model, op, y, edm_sigmas(st["steps"], st["sigma_max"]), eta=st["eta"], sigma_y=sigma_y,
+                                travel=st["travel"], start=st["start"], cycle_dihedral=cycle_dihedral, generator=gen,
                                 callback=callback)
             x = xk if x is None else x + xk
             nfe += n
-        x = x / ddnm["samples"]
+        x = x / st["samples"]
     residual = float(data_consistency(op, x, y)[0])
     out = x.permute(0, 2, 3, 1).cpu().numpy()[0]
     if np.ndim(image) == 2 and out.shape[-1] == 1:
         out = out[..., 0]
     return out.astype(np.float32), {"nfe": nfe, "residual": residual, "x_shape": list(x_shape), "weights": model.info.get("name"),
-                                    "sampler": sampler, "steps": steps, "sigma_max": sigma_max, **ddnm}
+                                    **settings}

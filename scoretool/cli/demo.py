@@ -31,7 +31,7 @@ def demo(
     with common.progress("demo", 10) as advance:
         rows = run_demo(output, steps=steps, device=common.device, seed=common.seed, progress=lambda name: advance(1, status=name))
     with atomic_output(output / "results.json") as tmp:
-        Path(tmp).write_text(jsonlib.dumps(rows, indent=2))
+        tmp.write_text(jsonlib.dumps(rows, indent=2))
     if common.json:
         common.emit({"command": "demo", "output": str(output), "results": rows})
     else:

@@ -122,7 +122,7 @@ def restore(
     """Restore images with a score prior (plug-and-play, or DDNM / DDNM+ sampling): y = A·x (+ noise), x̂ consistent with y."""
     import numpy as np
 
-    from ..api import random_mask, sampler_for
+    from ..api import random_mask, sampler_settings
     from ..api import restore as restore_array
     from ..io import read_image, write_image
 
@@ -146,19 +146,12 @@ def restore(
     if task == "cs" and not 0 < ratio <= 1:
         raise ScoretoolError(f"--ratio {ratio}: must be in (0, 1]")
     try:
-        chosen = sampler_for(task, sampler)
-    except ValueError:
-        raise ScoretoolError(f"--sampler {sampler}: expected auto, pnp or ddnm") from None
-    ddnm_only = {"--eta": eta, "--travel": travel, "--samples": samples, "--start": start}
-    if chosen == "pnp" and any(v is not None for v in ddnm_only.values()):
-        raise ScoretoolError(f"{', '.join(k for k, v in ddnm_only.items() if v is not None)}: options of --sampler ddnm"
-                             + (" (auto picks pnp for inpainting)" if sampler == "auto" else ""))
-    if start not in (None, "smooth", "pinv"):
-        raise ScoretoolError(f"--start {start}: expected smooth or pinv")
-    if sigma_y < 0 or (steps is not None and steps < 1) or (eta is not None and not 0 <= eta <= 1) \
-            or (travel is not None and travel < 0) or (sigma_max is not None and sigma_max <= 0) \
-            or (samples is not None and samples < 1):
-        raise ScoretoolError("--sigma-y ≥ 0, --steps ≥ 1, --eta in [0, 1], --travel ≥ 0, --sigma-max > 0, --samples ≥ 1 are required")
+        settings = sampler_settings(task, sampler, steps=steps, sigma_max=sigma_max, eta=eta, travel=travel, start=start,
+                                    samples=samples)
+    except ValueError as e:
+        raise ScoretoolError(str(e)) from None
+    if sigma_y < 0:
+        raise ScoretoolError(f"--sigma-y {sigma_y}: must be ≥ 0")
     vrange = parse_range(value_range)
     common.reads([Path(p) for p in (kernel,) if p and Path(p).is_file()] + (list_images(mask)[0] if mask else []))
     jobs = plan_jobs(common, inputs, output, fmt)
@@ -185,8 +178,7 @@ def restore(
         for f in range(frames):
             try:
                 out, info = restore_array(image.pixels[f], task, scale=s, sr_kernel=sr_kernel, mask=missing, kernel=k,
-                                          ratio=ratio, sigma_y=sy, sampler=chosen, steps=steps, sigma_max=sigma_max, eta=eta,
-                                          travel=travel, start=start, samples=samples, cycle_dihedral=cycle_dihedral, weights=weights, device=common.device, precision=precision,
+                                          ratio=ratio, sigma_y=sy, **settings, cycle_dihedral=cycle_dihedral, weights=weights, device=common.device, precision=precision,
                                           tile=tile, seed=common.seed + f)
             except ValueError as e:
                 raise InputError(job.src, str(e)) from None
@@ -204,7 +196,7 @@ def restore(
         mp = pixels.shape[0] * pixels.shape[1] * pixels.shape[2] / 1e6
         return {"task": task, "weights": info["weights"], "shape_in": [h, w, ch], "shape_out": list(pixels.shape[1:]),
                 "residual": max(residuals), "residual_per_frame": residuals, "nfe": nfe, "sigma_y": sigma_y,
-                "sigma_y_unit": sy, **{k: info[k] for k in ("sampler", "steps", "sigma_max", "eta", "travel", "start", "samples") if k in info},
+                "sigma_y_unit": sy, **settings,
                 "dihedral": cycle_dihedral, "seconds": round(seconds, 3),
                 "seconds_per_megapixel": round(seconds / mp, 3)}
 
