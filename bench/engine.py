@@ -71,6 +71,9 @@ def main() -> None:
     ap.add_argument("--small-size", type=int, default=128)
     ap.add_argument("--large", type=int, default=2048, help="side of the one large image")
     ap.add_argument("--images", type=int, default=5, help="BSD68 images for the bf16 accuracy check")
+    ap.add_argument("--restore", type=int, default=0,
+                    help="side of a grey image restored by the default path of api.restore (SR ×4, 50%% inpainting), "
+                         "timed per precision (0 = skip)")
     ap.add_argument("--name", default=None, help="results file bench/results/NAME.json (default engine-DEVICE)")
     args = ap.parse_args()
     device = select_device(args.device)
@@ -111,6 +114,24 @@ def main() -> None:
             per_image.append({"weights": name, "input": k, "images": args.small if "small" in k else 1,
                               "MP": mp[k] / 1e6, "seconds": best[k], "s/MP": best[k] / (mp[k] / 1e6),
                               "vs one large": best[k] / mp[k] / (best["one large"] / mp["one large"])})
+    restore_rows = []
+    if args.restore:
+        n = args.restore
+        clean = np.random.default_rng(1).random((n, n), dtype=np.float32)
+        low = clean.reshape(n // 4, 4, n // 4, 4).mean(axis=(1, 3))
+        holes = np.random.default_rng(2).random((n, n)) < 0.5
+        tasks = {"sr ×4": lambda p: api.restore(low, "sr", scale=4, device=args.device, precision=p),
+                 "inpaint 50%": lambda p: api.restore(np.where(holes, 0, clean), "inpaint", mask=holes,
+                                                      device=args.device, precision=p)}
+        for task, fn in tasks.items():
+            for p in precisions:
+                report = fn(p)[1]  # warm-up
+                sync(device)
+                t0 = time.perf_counter()
+                fn(p)
+                sync(device)
+                restore_rows.append({"task": task, "precision": p, "side": n, "seconds": time.perf_counter() - t0,
+                                     "evaluations": report.get("nfe", report.get("steps"))})
     accuracy = {}
     if "bf16" in precisions and args.images > 0:
         net, _ = load_model(args.weights.split(",")[0])
@@ -133,10 +154,14 @@ def main() -> None:
     if per_image:
         print()
         print_table(per_image, ["weights", "input", "images", "MP", "seconds", "s/MP", "vs one large"])
+    if restore_rows:
+        print()
+        print_table(restore_rows, ["task", "precision", "side", "seconds", "evaluations"])
     if accuracy:
         print("bf16 accuracy on BSD68 σ=25:", accuracy)
     save_results(args.name or f"engine-{device.type}", {"bench": "engine", **summary, "models": models, "rows": rows,
-                                                        "per_image": per_image, "bf16_accuracy": accuracy})
+                                                        "per_image": per_image, "restore": restore_rows,
+                                                        "bf16_accuracy": accuracy})
 
 
 if __name__ == "__main__":

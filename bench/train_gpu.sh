@@ -4,10 +4,11 @@
 #   SET=grey-rgb-n2s DATA=../shared/data MINUTES=6.5 MORE_MINUTES=3.6 OUT=runs/gpu bash bench/train_gpu.sh     (2026-11-26, f9117ff)
 #   SET=grey-continue CHECK=0 DATA=../shared/data MINUTES=8.2 MORE_MINUTES=3.2 MORE_LR=1.5e-4 OUT=runs/gpu bash bench/train_gpu.sh  (2026-11-26, 29a7460)
 #   SET=rgb CHECK=0 WORKERS=4 DATA=../shared/data MINUTES=8.3 OUT=runs/gpu bash bench/train_gpu.sh                  (colour prior)
+#   SET=rgb-continue SMOKE=0 CHECK=0 WORKERS=6 DATA=../shared/data MINUTES=6 OUT=runs/gpu bash bench/train_gpu.sh  (colour prior, 128² patches)
 #
-# The jobs of a set (grey-rgb-n2s: five, grey-continue: three, rgb: three) share the GPU, each with --lr-schedule time so that its cosine
+# The jobs of a set (grey-rgb-n2s: five, grey-continue: three, rgb: three, rgb-continue: two) share the GPU, each with --lr-schedule time so that its cosine
 # decay ends at --time-limit whatever the throughput. A 10-second smoke run of every job comes first and
-# stops the script if any fails (device time is scarce). MORE_MINUTES > 0 then resumes every run from
+# stops the script if any fails (device time is scarce; SMOKE=0 skips it). MORE_MINUTES > 0 then resumes every run from
 # its checkpoint for that long with a warm restart at lr MORE_LR (default 3e-4; the bundled models were
 # made with this second phase run as a second call of the same commands). Models and logs land in $OUT.
 set -u
@@ -18,7 +19,7 @@ WORK=${WORK:-/tmp/scoretool-gpu}
 mkdir -p "$OUT" "$WORK"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 DEVICE=${DEVICE:-cuda}
-SET=${SET:-grey-rgb-n2s}  # which set of jobs: grey-rgb-n2s, grey-continue or rgb (below)
+SET=${SET:-grey-rgb-n2s}  # which set of jobs: grey-rgb-n2s, grey-continue, rgb or rgb-continue (below)
 WORKERS=${WORKERS:-2}
 ST="python3 -m scoretool train --device $DEVICE --workers $WORKERS --lr-schedule time --steps 1000000 --quiet"
 
@@ -47,20 +48,28 @@ jobs_rgb() {  # colour prior: prior-rgb grown wider (nets.widen keeps its functi
   $ST "$DATA/CBSD432" -o "$d/prior-rgb.safetensors" --clean --init weights/prior-rgb.safetensors --patch 96 --batch 64 --lr 2e-4 --time-limit "$m" $x >"$d/prior-rgb$L.log" 2>&1 &
 }
 
+jobs_rgb-continue() {  # prior-rgb continued on 128² patches as it is, and with half the patches' channels reordered
+  local m=$1 d=$2 x=${3:-} L=${4:-}
+  $ST "$DATA/CBSD432" -o "$d/prior-rgb.safetensors" --clean --init weights/prior-rgb.safetensors --patch 128 --batch 64 --lr 2e-4 --time-limit "$m" $x >"$d/prior-rgb$L.log" 2>&1 &
+  $ST "$DATA/CBSD432" -o "$d/prior-rgb-permute.safetensors" --clean --init weights/prior-rgb.safetensors --colour-permute --patch 128 --batch 64 --lr 2e-4 --time-limit "$m" $x >"$d/prior-rgb-permute$L.log" 2>&1 &
+}
+
 jobs_at() {  # $1 = minutes, $2 = folder for the models, $3 = extra options (each job's log: $4.log)
   mkdir -p "$2"
   "jobs_$SET" "$@"
   wait
 }
 
-jobs_at 0.15 "$WORK/smoke"
-ok=1
-for f in "$WORK"/smoke/*.log; do
-  m=${f%.log}.safetensors
-  if [ ! -s "$m" ]; then ok=0; echo "SMOKE FAILED: $m"; tail -n 15 "$f"; fi
-done
-[ $ok = 1 ] || exit 3
-echo "smoke ok: $(ls "$WORK"/smoke/*.log | wc -l) jobs"
+if [ "${SMOKE:-1}" != 0 ]; then
+  jobs_at 0.15 "$WORK/smoke"
+  ok=1
+  for f in "$WORK"/smoke/*.log; do
+    m=${f%.log}.safetensors
+    if [ ! -s "$m" ]; then ok=0; echo "SMOKE FAILED: $m"; tail -n 15 "$f"; fi
+  done
+  [ $ok = 1 ] || exit 3
+  echo "smoke ok: $(ls "$WORK"/smoke/*.log | wc -l) jobs"
+fi
 [ "$DEVICE" = cpu ] || [ "${CHECK:-1}" = 0 ] || python3 bench/device_check.py --device "$DEVICE" 2>&1 | tee "$OUT/device_check.json"
 
 jobs_at "$MINUTES" "$WORK/main"

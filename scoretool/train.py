@@ -68,14 +68,24 @@ class TrainConfig:
     noise: dict = field(default_factory=dict)  # Noise2Score: family and parameter of the data
     command: str = ""
     cache_mb: int = 1024
+    colour_permute: bool = False  # colour images: half the patches get a random other channel order
+
+
+OTHER_CHANNEL_ORDERS = [[0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]]
 
 
 class PatchDataset(Dataset):
     """Random augmented patches; sample i is a pure function of (seed, i). Images stream from disk
-    through a bounded in-memory cache, so folders larger than memory train."""
+    through a bounded in-memory cache, so folders larger than memory train.
 
-    def __init__(self, files: list[Path], patch: int, seed: int, channels: int, cache_mb: int):
+    Augmentation: a random crop, one of the 8 flips/rotations, and with `colour_permute` (colour only)
+    one of the 5 other channel orders for half the patches: spatial structure and each channel's
+    statistics stay natural, the hues seen widen beyond one photo collection's."""
+
+    def __init__(self, files: list[Path], patch: int, seed: int, channels: int, cache_mb: int,
+                 colour_permute: bool = False):
         self.files, self.patch, self.seed, self.channels = files, patch, seed, channels
+        self.colour_permute = colour_permute and channels == 3
         self.cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self.cache_bytes, self.cache_limit = 0, cache_mb * 2**20
 
@@ -109,6 +119,8 @@ class PatchDataset(Dataset):
         crop = np.rot90(crop, int(rng.integers(4)))
         if rng.integers(2):
             crop = crop[:, ::-1]
+        if self.colour_permute and rng.integers(2):
+            crop = crop[:, :, OTHER_CHANNEL_ORDERS[int(rng.integers(len(OTHER_CHANNEL_ORDERS)))]]
         return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))
 
 
@@ -307,7 +319,7 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, stop: StopRequ
         "patch": cfg.patch, "batch": cfg.batch * world, "processes": world,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
     }
-    data = PatchDataset(files, cfg.patch, cfg.seed, cfg.channels, cfg.cache_mb)
+    data = PatchDataset(files, cfg.patch, cfg.seed, cfg.channels, cfg.cache_mb, cfg.colour_permute)
     loader = iter(DataLoader(data, batch_size=cfg.batch, sampler=StepSampler(start, cfg.batch, rank, world),
                              num_workers=cfg.workers, pin_memory=device.type == "cuda",
                              prefetch_factor=4 if cfg.workers else None, persistent_workers=cfg.workers > 0))

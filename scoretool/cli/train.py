@@ -40,6 +40,7 @@ def train(
     checkpoint_minutes: Annotated[float, typer.Option("--checkpoint-minutes", help="Minutes between checkpoints.")] = 5.0,
     lr_schedule: Annotated[str, typer.Option("--lr-schedule", help="steps: the cosine decay spans --steps; time: it ends at --time-limit if that comes first (a fixed time budget ends annealed; resuming is then not step-exact).")] = "steps",
     workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes that cut patches (0: in the training process).", min=0)] = 0,
+    colour_permute: Annotated[bool, typer.Option("--colour-permute", help="Colour data: half the patches get a random other channel order (RGB → GBR, …), widening the hues seen.")] = False,
     precision: Opt.Precision = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start afresh over an existing model and checkpoint (default: refuse them; --resume continues the checkpoint).")] = False,
 ) -> None:
@@ -80,7 +81,7 @@ def train(
         sigma_min=sigma_min or (0.001 if noisy else 0.002), sigma_max=sigma_max or (0.1 if noisy else 10.0),
         sigma_focus=None if noisy else (0.01, 0.5), seed=common.seed, widths=width_list, blocks_per_level=blocks, checkpoint_minutes=checkpoint_minutes,
         time_limit_minutes=time_limit, precision=precision, init=init, noise=noise_info,
-        device=common.device, workers=workers, lr_schedule=lr_schedule, teacher=teacher,
+        device=common.device, workers=workers, lr_schedule=lr_schedule, teacher=teacher, colour_permute=colour_permute,
         command="scoretool train " + shlex.join(a for a in sys.argv[2:] if a != "--resume"),
     )
     with common.progress("training", steps) as advance:
