@@ -277,7 +277,10 @@ def count_parameters(net: nn.Module) -> int:
 
 
 def macs_per_pixel(net: EDMPrecond, size: int = 64) -> float:
-    """Multiply-accumulates of one forward pass per image pixel (convolutions only)."""
+    """Multiply-accumulates of one forward pass per image pixel (convolutions only).
+
+    Counted on a batch of two images at two σ: with one σ for the whole batch, ResBlock folds the σ
+    modulation into conv1's weights and calls the convolution functionally, which no module hook sees."""
     total = 0
 
     def hook(mod, inp, out):
@@ -290,7 +293,7 @@ def macs_per_pixel(net: EDMPrecond, size: int = 64) -> float:
 
     handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
     with torch.no_grad():
-        net(torch.zeros(1, net.config.channels, size, size), 0.1)
+        net(torch.zeros(2, net.config.channels, size, size), torch.tensor([0.1, 0.2]))
     for h in handles:
         h.remove()
     return total / (size * size)

@@ -56,3 +56,13 @@ def test_model_files_keep_their_tensor_names(tmp_path):
     with safe_open(str(tmp_path / "m.safetensors"), framework="pt") as f:
         names = set(f.keys())
     assert names == {f"net.{k}" for k in net.net.state_dict()} and "net.stem.weight" in names
+
+
+def test_macs_per_pixel_counts_every_convolution():
+    """Widths 4/8, one block per level, grey: stem 36, level-0 block 144 + 144, down 16, level-1 block
+    72 + 144 + skip 8, up 32, decoder block 288 + 144 + skip 32, head 36 = 1096 (conv1 included, which
+    the one-σ fast path calls without its module)."""
+    from scoretool.nets import macs_per_pixel
+
+    net = EDMPrecond(UNetConfig(channels=1, widths=[4, 8], blocks_per_level=1))
+    assert macs_per_pixel(net, size=16) == 1096
