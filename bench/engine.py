@@ -10,8 +10,9 @@ Peak: the best of a few (N×N)·(N×N) matmuls in each precision on the same thr
 datasheet, limit: convolutions go through the same matrix units). FLOP/s = 2 · MACs/pixel · pixels/s
 (MACs of the convolutions only, `nets.macs_per_pixel`). "many small" denoises a stack of `--small`
 images of `--small-size`² in one `scoretool.api.denoise` call (what a folder costs through the Python
-API), "one by one" calls it per image; "one large" is one `--large`² image (tiled). Seconds are the
-minimum of `--repeats` interleaved runs (the machine may be shared).
+API), "one by one" calls it per image; "one large" is one `--large`² image (tiled). `--restore N`
+times an N² restoration (SR ×4 and 50% inpainting, default grey prior and sampler) per precision.
+Seconds are the minimum of `--repeats` runs (interleaved for the folder rows; the machine may be shared).
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ def main() -> None:
     restore_rows = []
     if args.restore:
         n = args.restore
+        if n % 4:
+            raise SystemExit(f"--restore {n}: the side must be a multiple of 4 (SR ×4)")
         clean = np.random.default_rng(1).random((n, n), dtype=np.float32)
         low = clean.reshape(n // 4, 4, n // 4, 4).mean(axis=(1, 3))
         holes = np.random.default_rng(2).random((n, n)) < 0.5
@@ -125,13 +128,10 @@ def main() -> None:
                                                       device=args.device, precision=p)}
         for task, fn in tasks.items():
             for p in precisions:
-                report = fn(p)[1]  # warm-up
-                sync(device)
-                t0 = time.perf_counter()
-                fn(p)
-                sync(device)
-                restore_rows.append({"task": task, "precision": p, "side": n, "seconds": time.perf_counter() - t0,
-                                     "evaluations": report.get("nfe", report.get("steps"))})
+                report = fn(p)[1]
+                sec = best_seconds(lambda fn=fn, p=p: fn(p), args.repeats, device)
+                restore_rows.append({"task": task, "precision": p, "side": n, "weights": report["weights"],
+                                     "seconds": sec, "evaluations": report["nfe"]})
     accuracy = {}
     if "bf16" in precisions and args.images > 0:
         net, _ = load_model(args.weights.split(",")[0])
@@ -156,7 +156,7 @@ def main() -> None:
         print_table(per_image, ["weights", "input", "images", "MP", "seconds", "s/MP", "vs one large"])
     if restore_rows:
         print()
-        print_table(restore_rows, ["task", "precision", "side", "seconds", "evaluations"])
+        print_table(restore_rows, ["task", "precision", "side", "weights", "seconds", "evaluations"])
     if accuracy:
         print("bf16 accuracy on BSD68 σ=25:", accuracy)
     save_results(args.name or f"engine-{device.type}", {"bench": "engine", **summary, "models": models, "rows": rows,

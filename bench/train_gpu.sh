@@ -57,8 +57,12 @@ jobs_rgb-continue() {  # prior-rgb continued on 128² patches as it is, and with
 jobs_at() {  # $1 = minutes, $2 = folder for the models, $3 = extra options (each job's log: $4.log)
   mkdir -p "$2"
   "jobs_$SET" "$@"
-  wait
+  local failed=0 pid
+  for pid in $(jobs -p); do wait "$pid" || failed=$((failed + 1)); done
+  [ $failed = 0 ] || { echo "$failed TRAINING JOB(S) FAILED (logs in $2)"; tail -n 5 "$2"/*.log; exit 4; }
 }
+
+rm -rf "$WORK/smoke" "$WORK/main"  # no model of an earlier run on a warm machine can pass for this one's
 
 if [ "${SMOKE:-1}" != 0 ]; then
   jobs_at 0.15 "$WORK/smoke"

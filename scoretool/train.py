@@ -71,7 +71,7 @@ class TrainConfig:
     colour_permute: bool = False  # colour images: half the patches get a random other channel order
 
 
-OTHER_CHANNEL_ORDERS = [[0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]]
+OTHER_CHANNEL_ORDERS = ((0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
 
 
 class PatchDataset(Dataset):
@@ -79,8 +79,8 @@ class PatchDataset(Dataset):
     through a bounded in-memory cache, so folders larger than memory train.
 
     Augmentation: a random crop, one of the 8 flips/rotations, and with `colour_permute` (colour only)
-    one of the 5 other channel orders for half the patches: spatial structure and each channel's
-    statistics stay natural, the hues seen widen beyond one photo collection's."""
+    one of the 5 other channel orders for half the patches: spatial structure and the statistics of
+    each channel are kept (moved to another channel), the hues seen widen beyond one photo collection's."""
 
     def __init__(self, files: list[Path], patch: int, seed: int, channels: int, cache_mb: int,
                  colour_permute: bool = False):
@@ -120,7 +120,7 @@ class PatchDataset(Dataset):
         if rng.integers(2):
             crop = crop[:, ::-1]
         if self.colour_permute and rng.integers(2):
-            crop = crop[:, :, OTHER_CHANNEL_ORDERS[int(rng.integers(len(OTHER_CHANNEL_ORDERS)))]]
+            crop = crop[:, :, list(OTHER_CHANNEL_ORDERS[int(rng.integers(len(OTHER_CHANNEL_ORDERS)))])]
         return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))
 
 
@@ -277,6 +277,8 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, stop: StopRequ
         raise ScoretoolError(f"{cfg.data}: no readable images to train on")
     if cfg.channels is None:
         cfg.channels = 3 if read_image(files[0]).pixels.shape[-1] == 3 else 1
+    if cfg.colour_permute and cfg.channels != 3:
+        raise ScoretoolError("--colour-permute: the data are grey (one channel); it reorders colour channels")
     torch.manual_seed(cfg.seed)
     if cfg.init:
         net, _ = load_model(cfg.init)
@@ -316,7 +318,7 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, stop: StopRequ
         "training_data": f"{cfg.data} ({len(files)} {'clean' if cfg.mode == 'clean' else 'noisy'} images)",
         "command": cfg.command, "git_revision": _git_revision(), "scoretool_version": __version__,
         "noise": cfg.noise, "init": cfg.init, "teacher": cfg.teacher,
-        "patch": cfg.patch, "batch": cfg.batch * world, "processes": world,
+        "patch": cfg.patch, "batch": cfg.batch * world, "processes": world, "colour_permute": cfg.colour_permute,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
     }
     data = PatchDataset(files, cfg.patch, cfg.seed, cfg.channels, cfg.cache_mb, cfg.colour_permute)

@@ -229,25 +229,24 @@ def test_distillation_regresses_on_the_teacher(toy_folder, tmp_path):
     assert distance_to_teacher(str(teacher_path)) < 0.7 * distance_to_teacher(None)
 
 
-def test_colour_permute_reorders_channels_of_half_the_patches(tmp_path):
+def test_colour_permute_reorders_channels_of_half_the_patches(tmp_path, toy_folder):
     """Each permuted patch is the unpermuted patch (same seed, same crop and flip) with its channels
-    in another order; about half the patches are permuted; grey data is untouched."""
+    in another order; about half the patches are permuted, over all five other orders; grey data are
+    refused."""
     import imageio.v3 as iio
 
-    from scoretool.train import PatchDataset
+    from scoretool.train import OTHER_CHANNEL_ORDERS, PatchDataset
 
     rng = np.random.default_rng(0)
     iio.imwrite(tmp_path / "a.png", rng.integers(0, 256, (24, 20, 3), dtype=np.uint8))
     files = [tmp_path / "a.png"]
     plain = PatchDataset(files, 8, 3, 3, 16)
     permuted = PatchDataset(files, 8, 3, 3, 16, colour_permute=True)
-    changed = 0
+    orders = []
     for i in range(200):
         p, q = plain[i], permuted[i]
         if not torch.equal(p, q):
-            changed += 1
-            assert any(torch.equal(p[list(order)], q) for order in
-                       ([0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]))
-    assert 70 < changed < 130
-    grey = PatchDataset(files, 8, 3, 1, 16, colour_permute=True)
-    assert torch.equal(grey[5], PatchDataset(files, 8, 3, 1, 16)[5])
+            orders += [o for o in OTHER_CHANNEL_ORDERS if torch.equal(p[list(o)], q)]
+    assert 70 < len(orders) < 130 and set(orders) == set(OTHER_CHANNEL_ORDERS)
+    with pytest.raises(ScoretoolError, match="colour-permute"):
+        train(tiny_config(toy_folder, steps=1, colour_permute=True), tmp_path / "m.safetensors")
