@@ -170,8 +170,7 @@ def pd_denoise(denoise, image: np.ndarray, stride: int = 2, scale: float = 3.0, 
         denoise: f(image, σ) → image, a Gaussian denoiser on [0,1] numpy arrays.
         image: (H, W) or (H, W, C) on [0,1].
         refine_denoise: the denoiser of the light second pass (default `denoise`); a smaller prior does
-            it as well (all 55 PolyU-Canon crops: prior-rgb-fast after prior-rgb, 38.22 dB as with prior-rgb
-            twice, 1.8× instead of 2.1× a given-σ denoise; bench/realnoise.py camera).
+            it as well at a fraction of the cost (bench/realnoise.py camera measures both).
     Returns:
         (x̂, report: stride, sigmas (σ̂_k per sub-image, [0,1] scale), scale, sigma_refine).
     """
