@@ -170,7 +170,7 @@ def pd_denoise(denoise, image: np.ndarray, stride: int = 2, scale: float = 3.0, 
         denoise: f(image, σ) → image, a Gaussian denoiser on [0,1] numpy arrays.
         image: (H, W) or (H, W, C) on [0,1].
         refine_denoise: the denoiser of the light second pass (default `denoise`); a smaller prior does
-            it as well at a fraction of the cost (bench/realnoise.py camera measures both).
+            it as well at a fraction of the cost (CHANGELOG: PolyU-Canon with either).
     Returns:
         (x̂, report: stride, sigmas (σ̂_k per sub-image, [0,1] scale), scale, sigma_refine).
     """
