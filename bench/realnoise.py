@@ -95,8 +95,10 @@ def bench_camera(args) -> tuple[list[dict], dict]:
     grid = [g / 255 for g in (1, 2, 3, 4, 5, 6, 8, 10, 12)]
     per = {m: [] for m in ("noisy", "scoretool", "scoretool-gaussian", "scoretool-sk-sigma", "CBM3D-sk-sigma", "oracle")}
     rows, seconds, mpix, mpix_given = [], {"scoretool": 0.0, "scoretool_peers": 0.0, "given": 0.0}, 0.0, 0.0
+    cbm3d_images = args.peer_images if args.cbm3d_images is None else args.cbm3d_images
     warm = read_image(files[0]).pixels[0][:64, :64]  # load the models before anything is timed
-    camera_denoise(warm), scoretool.denoise(warm, 0.01)
+    camera_denoise(warm)
+    scoretool.denoise(warm, 0.01)
     for i, f in enumerate(files):
         y = read_image(f).pixels[0]
         x = read_image(root / "clean" / f.name).pixels[0]
@@ -114,7 +116,7 @@ def bench_camera(args) -> tuple[list[dict], dict]:
             mpix_given += y.shape[0] * y.shape[1] / 1e6
             est["scoretool-gaussian"] = tweedie_denoise(y)[0]
             est["oracle"] = max((scoretool.denoise(y, g) for g in grid), key=lambda o: psnr(o, x))
-        if i < (args.peer_images if args.cbm3d_images is None else args.cbm3d_images):
+        if i < cbm3d_images:
             est["CBM3D-sk-sigma"] = bm3d.bm3d_rgb(y, max(s_sk, 1e-4))
         noise = y - x
         lag1 = float(np.mean([np.corrcoef(noise[:, :-1, c].ravel(), noise[:, 1:, c].ravel())[0, 1] for c in range(3)]))
@@ -130,23 +132,20 @@ def bench_camera(args) -> tuple[list[dict], dict]:
               + (f"  CBM3D {row['psnr_CBM3D-sk-sigma']:.2f}" if "CBM3D-sk-sigma" in est else "")
               + (f"  oracle {row['psnr_oracle']:.2f}" if "oracle" in est else ""),
               flush=True)
+    def summary_row(label: str, m: str, idx: list[int]) -> dict:
+        """Means of method m's PSNR, SSIM and gains over the images idx (over CBM3D: where it ran)."""
+        vs_cbm3d = [rows[i][f"psnr_{m}"] - rows[i]["psnr_CBM3D-sk-sigma"] for i in idx if "psnr_CBM3D-sk-sigma" in rows[i]]
+        return {"method": label, "images": len(idx), "psnr": float(np.mean([rows[i][f"psnr_{m}"] for i in idx])),
+                "ssim": float(np.mean([rows[i][f"ssim_{m}"] for i in idx])),
+                "gain_over_noisy": float(np.mean([rows[i][f"psnr_{m}"] - rows[i]["psnr_noisy"] for i in idx])),
+                "gain_over_cbm3d": float(np.mean(vs_cbm3d)) if vs_cbm3d else None}
+
     summary = []
     for m, idx in per.items():
-        if not idx:
-            continue
-        summary.append({"method": m, "images": len(idx), "psnr": float(np.mean([rows[i][f"psnr_{m}"] for i in idx])),
-                        "ssim": float(np.mean([rows[i][f"ssim_{m}"] for i in idx])),
-                        "gain_over_noisy": float(np.mean([rows[i][f"psnr_{m}"] - rows[i]["psnr_noisy"] for i in idx])),
-                        "gain_over_cbm3d": float(np.mean([rows[i][f"psnr_{m}"] - rows[i]["psnr_CBM3D-sk-sigma"]
-                                                          for i in idx if "psnr_CBM3D-sk-sigma" in rows[i]])) if per["CBM3D-sk-sigma"] else None})
+        if idx:
+            summary.append(summary_row(m, m, idx))
         if m == "scoretool" and per["oracle"] and len(per["oracle"]) < len(idx):  # like for like with the peers
-            sub = per["oracle"]
-            summary.append({"method": f"scoretool (first {len(sub)})", "images": len(sub),
-                            "psnr": float(np.mean([rows[i]["psnr_scoretool"] for i in sub])),
-                            "ssim": float(np.mean([rows[i]["ssim_scoretool"] for i in sub])),
-                            "gain_over_noisy": float(np.mean([rows[i]["psnr_scoretool"] - rows[i]["psnr_noisy"] for i in sub])),
-                            "gain_over_cbm3d": float(np.mean([rows[i]["psnr_scoretool"] - rows[i]["psnr_CBM3D-sk-sigma"] for i in sub
-                                                              if "psnr_CBM3D-sk-sigma" in rows[i]])) if per["CBM3D-sk-sigma"] else None})
+            summary.append(summary_row(f"scoretool (first {len(per['oracle'])})", m, per["oracle"]))
     print()
     print_table(summary, ["method", "images", "psnr", "ssim", "gain_over_noisy", "gain_over_cbm3d"])
     speed = {"s_per_mp_scoretool": seconds["scoretool"] / mpix,

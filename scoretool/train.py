@@ -85,7 +85,7 @@ class PatchDataset(Dataset):
     def __init__(self, files: list[Path], patch: int, seed: int, channels: int, cache_mb: int,
                  colour_permute: bool = False):
         self.files, self.patch, self.seed, self.channels = files, patch, seed, channels
-        self.colour_permute = colour_permute and channels == 3
+        self.colour_permute = colour_permute  # colour only: `train` refuses it for grey data
         self.cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self.cache_bytes, self.cache_limit = 0, cache_mb * 2**20
 
