@@ -18,7 +18,8 @@ scoretool's best single σ from a grid chosen against the reference (not a metho
 single σ). PSNR (data range 1) and SSIM. The peers run on the first --peer-images crops, CBM3D alone
 on the first --cbm3d-images when that is given.
 pg: y = a·Poisson(x/a) + √b·n on [0,1] (float, unclipped; seed = image index): (â, b̂) from
-blind.estimate_poisson_gaussian (median relative errors), and the PSNR of the noisy image, of the
+blind.estimate_poisson_gaussian (median relative errors; beside them the median Cramér–Rao relative std
+of a variance-based estimator that knows the clean image, `oracle_relative_std`), and the PSNR of the noisy image, of the
 generalised Anscombe transform + BM3D (CBM3D for colour) with the true (a, b) and the exact unbiased
 inverse, and of scoretool (the same transform and inverse around the prior, blind.pg_denoise) with the
 estimated and with the true (a, b).
@@ -159,6 +160,18 @@ def bench_camera(args) -> tuple[list[dict], dict]:
 PG_PAIRS = ((0.01, 0.0004), (0.04, 0.0001), (0.002, 0.0025))
 
 
+def oracle_relative_std(x: np.ndarray, a: float, b: float) -> tuple[float, float]:
+    """Cramér–Rao bound on the relative std of (â, b̂) for an estimator that knows the clean image x and
+    reads only the variance (y_i ~ N(x_i, a·x_i + b), Fisher information ½·Σ [x², x; x, 1]/v²): the best
+    any variance-based estimator can do on this image; the count lattice (blind.count_lattice) is not
+    in this model."""
+    x = np.asarray(x, np.float64).ravel()
+    v2 = (a * x + b) ** 2
+    info = 0.5 * np.array([[np.sum(x * x / v2), np.sum(x / v2)], [np.sum(x / v2), np.sum(1 / v2)]])
+    cov = np.linalg.inv(info)
+    return float(np.sqrt(cov[0, 0]) / a), float(np.sqrt(cov[1, 1]) / b)
+
+
 def bench_pg(args) -> list[dict]:
     import bm3d
 
@@ -171,13 +184,16 @@ def bench_pg(args) -> list[dict]:
     for set_name in args.sets.split(","):
         images = load_set(set_name, args.images)
         for a, b in PG_PAIRS:
-            cols = {k: [] for k in ("a_err", "b_err", "noisy", "bm3d_true", "scoretool_est", "scoretool_true")}
+            cols = {k: [] for k in ("a_err", "b_err", "a_oracle", "b_oracle", "noisy", "bm3d_true", "scoretool_est",
+                                    "scoretool_true")}
             for i, (_, x) in enumerate(images):
                 rng = np.random.default_rng(i)
                 y = (a * rng.poisson(x / a) + np.sqrt(b) * rng.standard_normal(x.shape)).astype(np.float32)
                 a_hat, b_hat = estimate_poisson_gaussian(y)
                 cols["a_err"].append(a_hat / a - 1)
                 cols["b_err"].append(b_hat / b - 1)
+                for k, v in zip(("a_oracle", "b_oracle"), oracle_relative_std(x, a, b)):
+                    cols[k].append(v)
                 cols["noisy"].append(psnr(y, x))
                 cols["bm3d_true"].append(psnr(pg_denoise(bm3d_denoise, y, a, b)[0], x))
                 cols["scoretool_est"].append(psnr(pg_denoise(scoretool.denoise, y, a_hat, b_hat)[0], x))
@@ -185,14 +201,17 @@ def bench_pg(args) -> list[dict]:
             row = {"set": set_name, "a": a, "b": b, "images": len(images),
                    "median_abs_rel_err_a": float(np.median(np.abs(cols["a_err"]))),
                    "median_abs_rel_err_b": float(np.median(np.abs(cols["b_err"]))),
-                   **{f"psnr_{k}": float(np.mean(v)) for k, v in cols.items() if not k.endswith("err")}}
+                   "oracle_rel_std_a": float(np.median(cols["a_oracle"])), "oracle_rel_std_b": float(np.median(cols["b_oracle"])),
+                   **{f"psnr_{k}": float(np.mean(v)) for k, v in cols.items() if not k.endswith(("err", "oracle"))}}
             row["margin_over_bm3d"] = row["psnr_scoretool_est"] - row["psnr_bm3d_true"]
             rows.append(row)
             print(f"{set_name:7s} a={a:g} b={b:g}  |Δa| {row['median_abs_rel_err_a']:.3f} |Δb| {row['median_abs_rel_err_b']:.3f}  "
+                  f"(oracle std {row['oracle_rel_std_a']:.3f} / {row['oracle_rel_std_b']:.3f})  "
                   f"BM3D {row['psnr_bm3d_true']:.2f}  ours {row['psnr_scoretool_est']:.2f} (true a,b {row['psnr_scoretool_true']:.2f})",
                   flush=True)
     print()
-    print_table(rows, ["set", "a", "b", "images", "median_abs_rel_err_a", "median_abs_rel_err_b", "psnr_noisy",
+    print_table(rows, ["set", "a", "b", "images", "median_abs_rel_err_a", "median_abs_rel_err_b", "oracle_rel_std_a",
+                       "oracle_rel_std_b", "psnr_noisy",
                        "psnr_bm3d_true", "psnr_scoretool_est", "psnr_scoretool_true", "margin_over_bm3d"])
     return rows
 
