@@ -220,7 +220,7 @@ def estimate_poisson_gaussian(image: np.ndarray, d: int = PATCH, stride: int | N
     is fitted to (bin mean, variance) robustly (`_fit_variance_line`). The part of the variance that
     dominates is found well; a part under ~20% of the total at mid-grey is not (and matters little):
     where the read noise is too weak to hide the lattice of photon counts (√b ≲ a/2), `count_lattice`
-    reads (a, b) from it instead, exactly. stride: patch spacing (None: `PG_PATCHES`)."""
+    reads (a, b) from the lattice instead. stride: patch spacing (None: `PG_PATCHES`)."""
     arr = np.asarray(image, dtype=np.float64)
     frames = arr if arr.ndim == 4 else _as_hwc(arr)[None]
     need = 2 * 8 * d * d  # two intensity bins of at least 8 patches per dimension
@@ -230,7 +230,9 @@ def estimate_poisson_gaussian(image: np.ndarray, d: int = PATCH, stride: int | N
                    for f in frames if min(f.shape[:2]) >= d)
 
     if stride is None:
-        stride = next(s for s in range(1, max(frames.shape[1:3]) + 1) if patch_count(s) <= PG_PATCHES)
+        stride = max(1, math.ceil(math.sqrt(patch_count(1) / PG_PATCHES)))
+        while patch_count(stride) > PG_PATCHES and stride < max(frames.shape[1:3]):
+            stride += 1
     found = patch_count(stride)
     if found < need:
         raise ScoretoolError(f"image too small to estimate Poisson–Gaussian noise ({found} patches of {d}×{d}; "
@@ -261,9 +263,17 @@ def estimate_poisson_gaussian(image: np.ndarray, d: int = PATCH, stride: int | N
 
 LATTICE_SIGNIFICANCE = 12.0
 """`count_lattice` takes the lattice as found when |φ| at its frequency exceeds this many times 1/√N, the
-typical |φ| of N values without one (a search over a few hundred frequencies stays below ~4/√N)."""
+typical |φ| of N values without one (a search over a few hundred frequencies stays below ~4/√N), and
+four times the median |φ| over the searched frequencies."""
 LATTICE_VALUES = 1 << 21
 """`count_lattice` reads at most this many values (an even stride through larger images)."""
+
+
+def _phi_magnitude(omega: np.ndarray, values: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
+    """|mean(e^{iωy})| over `values` for each ω, about `chunk` complex numbers at a time."""
+    rows = max(1, chunk // max(values.size, 1))
+    return np.concatenate([np.abs(np.exp(1j * np.outer(omega[i:i + rows], values)).mean(1))
+                           for i in range(0, len(omega), rows)])
 
 
 def count_lattice(image: np.ndarray, a: float, b: float, span: float = 0.3) -> tuple[float, float] | None:
@@ -271,50 +281,54 @@ def count_lattice(image: np.ndarray, a: float, b: float, span: float = 0.3) -> t
 
     For y = a·k + c + g with k an integer count (any distribution), c an offset and g ~ N(0, b), the
     characteristic function φ(ω) = mean(e^{iωy}) has |φ(2π/a)| = e^{−b·(2π/a)²/2}, since e^{i2πk} = 1:
-    the peak of |φ| near ω = 2π/a (searched within ±`span` of the variance fit's a) gives
-    a = 2π/ω* and b = −2·ln|φ(ω*)|/ω*². This is the Poisson–Gaussian law itself, not its variance, so the
-    minor term is read as well as the major one (a variance fit cannot: for a = 0.04, b = 10⁻⁴ even the
-    clean image known exactly bounds b̂'s spread at ~90% on a BSD68 image, bench/realnoise.py pg).
+    the peak of |φ| in ω ∈ 2π/a·[1 − span, 1 + span] (a from the variance fit) gives a = 2π/ω* and
+    b = −2·ln|φ(ω*)|/ω*². This reads the Poisson–Gaussian law itself, not its variance, so the minor term
+    comes out as well as the major one, where a variance fit cannot: for a = 0.04, b = 10⁻⁴ even a
+    variance-based estimator that knows the clean image has a Cramér–Rao std of b̂ of 89% (median over
+    the first 12 BSD68 images; `oracle_relative_std` in bench/realnoise.py pg).
     The peak stands out when √b ≲ a/2: high-gain sensors, photon counting. Values on a quantisation grid
-    of step q (8- or 16-bit files) have |φ| damped by sinc(ωq/2) (Widrow's quantisation model), taken out.
-    Refused (None) when the peak is not significant (`LATTICE_SIGNIFICANCE`), when a is under two
-    quantisation steps (the model needs ω < π/q) or a whole number of them (gaps in a stretched
-    histogram, not counts), or when a·x + b disagrees with the variance fit (a, b) by more than 30% at
-    mid-range.
+    of step q (8- or 16-bit files) have |φ| damped by sinc(ωq/2) (Widrow's quantisation model, which
+    needs read noise of at least about half a step), taken out.
+    Refused (None) when the peak is not significant (`LATTICE_SIGNIFICANCE`) or lies at the edge of the
+    search; on a grid, when a is under two steps (the model needs ω < π/q), a whole number of them, or
+    √b under half a step (the gaps of a stretched histogram, not counts); and when a·x + b disagrees with
+    the variance fit (a, b) by more than 30% at the median or the 10th percentile of the values.
     """
     values = np.asarray(image, np.float64).ravel()
-    values = values[(values > 0) & (values < 1)]  # clipped values are off the lattice
-    values = values[:: max(1, values.size // LATTICE_VALUES)]
-    q = next((q for q in (1 / 255, 1 / 65535) if np.allclose(values / q, np.round(values / q), atol=1e-3)), 0.0)
-    if a <= 0 or a * (1 + span) < 2 * q or values.size < 1000:
+    values = values[:: -(-values.size // LATTICE_VALUES)]
+    values = values[(values != 0) & (values != 1)]  # values clipped to 0 or 1 are off the lattice
+    q = next((q for q in (1 / 255, 1 / 65535) if np.allclose(values / q, np.round(values / q), rtol=0, atol=0.01)), 0.0)
+    if a <= 0 or a / (1 - span) < 2 * q or values.size < 1000:
         return None
-    floor = 1 / math.sqrt(values.size)
-
-    def magnitude(omega: np.ndarray, v: np.ndarray) -> np.ndarray:
-        return np.abs(np.exp(1j * np.outer(omega, v)).mean(1))
-
     coarse = 2 * math.pi / a * np.linspace(1 - span, 1 + span, 241)
-    step = coarse[1] - coarse[0]
-    k = int(np.argmax(np.concatenate([magnitude(coarse[i:i + 16], values[:: max(1, values.size // 20000)])
-                                      for i in range(0, len(coarse), 16)])))
-    fine = coarse[k] + step * np.linspace(-1.5, 1.5, 31)
-    subset = values[:: max(1, values.size // (1 << 18))]
-    mags = np.concatenate([magnitude(fine[i:i + 4], subset) for i in range(0, len(fine), 4)])
-    j = int(np.clip(np.argmax(mags), 1, len(fine) - 2))
-    lo, mid, hi = np.log(np.maximum(mags[j - 1:j + 2], 1e-300))
-    curvature = lo - 2 * mid + hi
-    omega = fine[j] + (0.5 * (lo - hi) / curvature * (fine[1] - fine[0]) if curvature < 0 else 0.0)
-    peak = float(magnitude(np.array([omega]), values)[0])
-    if peak < LATTICE_SIGNIFICANCE * floor:
+    if q:
+        coarse = coarse[coarse < 0.95 * math.pi / q]  # |φ| of grid data mirrors about π/q
+        if coarse.size < 8:
+            return None
+    coarse_mags = _phi_magnitude(coarse, values[:: max(1, values.size // 20000)])
+    k = int(np.argmax(coarse_mags))
+    fine = coarse[k] + (coarse[1] - coarse[0]) * np.linspace(-1.5, 1.5, 31)
+    mags = _phi_magnitude(fine, values[:: max(1, values.size // (1 << 18))])
+    j = int(np.argmax(mags))
+    if j in (0, len(fine) - 1):
+        return None
+    lo, top, hi = np.log(np.maximum(mags[j - 1:j + 2], 1e-300))
+    curvature = lo - 2 * top + hi
+    shift = float(np.clip(0.5 * (lo - hi) / curvature, -1, 1)) if curvature < 0 else 0.0
+    omega = fine[j] + shift * (fine[1] - fine[0])
+    peak = float(_phi_magnitude(np.array([omega]), values)[0])
+    if peak < max(LATTICE_SIGNIFICANCE / math.sqrt(values.size), 4 * float(np.median(coarse_mags))):
         return None
     a_lat = 2 * math.pi / omega
-    if q and (a_lat < 2 * q or abs(a_lat / q - round(a_lat / q)) < 0.05):  # finer than the grid, or its gaps
-        return None
     damping = float(np.sinc(omega * q / (2 * math.pi))) if q else 1.0  # np.sinc(t) = sin(πt)/(πt)
-    b_lat = max(-2 * math.log(min(peak / damping, 1.0)) / omega**2, 0.0)
-    mid_range = float(np.median(values))
-    if abs((a_lat * mid_range + b_lat) / max(a * mid_range + b, 1e-12) - 1) > 0.3:
+    if peak >= damping:
         return None
+    b_lat = -2 * math.log(peak / damping) / omega**2
+    if q and (a_lat < 2 * q or abs(a_lat / q - round(a_lat / q)) < 0.05 or b_lat < (q / 2) ** 2):
+        return None
+    for level in np.quantile(values, [0.1, 0.5]):
+        if abs((a_lat * level + b_lat) / max(a * level + b, 1e-12) - 1) > 0.3:
+            return None
     return float(a_lat), float(b_lat)
 
 

@@ -172,15 +172,20 @@ def test_pg_denoise_of_a_flat_image_with_its_mean_as_denoiser(rng):
     assert out.mean() == pytest.approx(x0, rel=0.02) and rep["sigma_stabilised"] > 0
 
 
-@pytest.mark.parametrize("a,b", [(0.01, 0.0004), (0.002, 0.0025), (0.04, 0.0001), (0.0, 0.0016)])
-def test_estimate_poisson_gaussian_known_pair(a, b):
-    """Known (a, b) on a scene spanning [0.05, 0.95] (gradients, flat areas and edges): within 10% where
-    that part of the variance is at least a fifth of the total at mid-grey."""
+def pg_scene(a, b, seed=3, top=1.0):
+    """Poisson–Gaussian noise (a, b) on a scene spanning top·[0.05, 0.95]: gradients, flat areas and edges."""
     yy, xx = np.mgrid[0:384, 0:384] / 384
     x = (0.05 + 0.9 * xx).clip(0, 1)
     x[100:200, 50:300] = 0.5
     x[250:300] = 0.05 + 0.9 * yy[250:300] ** 2
-    y = poisson_gaussian(x, a, b, np.random.default_rng(3))
+    return poisson_gaussian(top * x, a, b, np.random.default_rng(seed))
+
+
+@pytest.mark.parametrize("a,b", [(0.01, 0.0004), (0.002, 0.0025), (0.04, 0.0001), (0.0, 0.0016)])
+def test_estimate_poisson_gaussian_known_pair(a, b):
+    """Known (a, b): within 10% where that part of the variance is at least a fifth of the total at
+    mid-grey."""
+    y = pg_scene(a, b)
     a_hat, b_hat = estimate_poisson_gaussian(y)
     total = a * 0.5 + b
     assert a * 0.5 < 0.2 * total or a_hat == pytest.approx(a, rel=0.1)
@@ -190,32 +195,33 @@ def test_estimate_poisson_gaussian_known_pair(a, b):
     assert estimate_poisson_gaussian(np.stack([y, y], -1))[0] == pytest.approx(a_hat, rel=0.05)  # channels pooled
 
 
-def lattice_scene(a, b, seed=3):
-    """The scene of test_estimate_poisson_gaussian_known_pair with Poisson–Gaussian noise (a, b)."""
-    yy, xx = np.mgrid[0:384, 0:384] / 384
-    x = (0.05 + 0.9 * xx).clip(0, 1)
-    x[100:200, 50:300] = 0.5
-    return poisson_gaussian(x, a, b, np.random.default_rng(seed))
-
-
 def test_count_lattice_reads_the_minor_term_that_a_variance_fit_cannot():
     """a = 0.04, b = 10⁻⁴: b is 0.5% of the variance at mid-grey, out of a variance fit's reach; the count
-    lattice gives both within a few percent, from float data and from clipped 8-bit data."""
-    y = lattice_scene(0.04, 0.0001)
+    lattice gives both within a few percent, from float data and from clipped 8-bit data. At a = 3.3 grey
+    levels, b = (a/4)², the quantisation damping is 13% of b: taken out, b stays within 5%."""
+    y = pg_scene(0.04, 0.0001)
     a_hat, b_hat = estimate_poisson_gaussian(y)
     assert a_hat == pytest.approx(0.04, rel=0.01) and b_hat == pytest.approx(0.0001, rel=0.05)
     y8 = np.round(np.clip(y, 0, 1) * 255) / 255
     a8, b8 = count_lattice(y8, 0.8 * 0.04, 0.0001)  # from a rough variance fit
     assert a8 == pytest.approx(0.04, rel=0.01) and b8 == pytest.approx(0.0001, rel=0.05)
+    a, b = 3.3 / 255, (3.3 / 255 / 4) ** 2
+    fine = count_lattice(np.round(np.clip(pg_scene(a, b), 0, 1) * 255) / 255, a, b)
+    assert fine[0] == pytest.approx(a, rel=0.01) and fine[1] == pytest.approx(b, rel=0.05)
 
 
 def test_count_lattice_refuses_what_is_not_a_count_lattice(rng):
-    """None where read noise hides the lattice (√b = 2a), for Gaussian noise (a = 0), and for the gaps of a
-    stretched 8-bit histogram (values on every third grey level: a lattice of quantisation steps)."""
-    assert count_lattice(lattice_scene(0.01, 0.0004), 0.01, 0.0004) is None
-    assert count_lattice(lattice_scene(0.0, 0.0004), 0.0, 0.0004) is None
-    stretched = np.clip(np.round((0.5 + 0.02 * rng.standard_normal((256, 256))) * 85) * 3 / 255, 0, 1)
-    assert count_lattice(stretched, 3 / 255, 0.0) is None
+    """None where read noise hides the lattice (√b = 2a), for Gaussian noise even when the variance fit
+    reports a spurious a, and for the gaps of stretched 8-bit histograms: values on every third grey level,
+    and an 8-bit image stretched ×2.5 (gaps 2.5 levels apart, given the stretched pair as a variance fit
+    would)."""
+    assert count_lattice(pg_scene(0.01, 0.0004), 0.01, 0.0004) is None
+    assert count_lattice(pg_scene(0.0, 0.0004), 0.01, 0.0004) is None
+    thirds = np.clip(np.round((0.5 + 0.02 * rng.standard_normal((256, 256))) * 85) * 3 / 255, 0, 1)
+    assert count_lattice(thirds, 3 / 255, 0.0) is None
+    dark = np.round(np.clip(pg_scene(0.004, 0.0001, top=0.4), 0, 1) * 255) / 255
+    stretched = np.round(np.clip(dark * 2.5, 0, 1) * 255) / 255
+    assert count_lattice(stretched, 0.004 * 2.5, 0.0001 * 2.5**2) is None
 
 
 def test_cli_poisson_gaussian_estimates_reports_and_refuses(tmp_path, random_model):
