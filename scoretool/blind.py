@@ -295,7 +295,7 @@ def count_lattice(image: np.ndarray, a: float, b: float, span: float = 0.3) -> t
     the variance fit (a, b) by more than 30% at the median or the 10th percentile of the values.
     """
     values = np.asarray(image, np.float64).ravel()
-    values = values[:: -(-values.size // LATTICE_VALUES)]
+    values = values[:: max(1, -(-values.size // LATTICE_VALUES))]
     values = values[(values != 0) & (values != 1)]  # values clipped to 0 or 1 are off the lattice
     q = next((q for q in (1 / 255, 1 / 65535) if np.allclose(values / q, np.round(values / q), rtol=0, atol=0.01)), 0.0)
     if a <= 0 or a / (1 - span) < 2 * q or values.size < 1000:
