@@ -55,6 +55,25 @@ def _weak_texture_patches(img: np.ndarray, d: int, stride: int) -> tuple[np.ndar
     return np.concatenate(xs), np.concatenate(xis)
 
 
+PATCH_BUDGET = 1 << 19
+"""The most 7×7 patches a weak-texture estimate builds (~200 MB as float64): a larger image is read at a
+wider stride (`patch_stride`), so memory stays bounded whatever its size."""
+
+
+def _patch_count(shapes: list[tuple[int, ...]], d: int, stride: int) -> int:
+    """Patches of d×d every `stride` pixels in every channel of the (H, W, C) images of these shapes."""
+    return sum(((h - d) // stride + 1) * ((w - d) // stride + 1) * c for h, w, c in shapes if min(h, w) >= d)
+
+
+def patch_stride(shapes: list[tuple[int, ...]], d: int = PATCH, minimum: int = 1) -> int:
+    """The smallest stride ≥ `minimum` at which (H, W, C) images of these shapes give at most
+    `PATCH_BUDGET` patches of d×d."""
+    stride = max(minimum, math.ceil(math.sqrt(_patch_count(shapes, d, 1) / PATCH_BUDGET)))
+    while _patch_count(shapes, d, stride) > PATCH_BUDGET and stride < max(max(s[:2]) for s in shapes):
+        stride += 1
+    return stride
+
+
 def _texture_threshold(d: int, confidence: float) -> float:
     """τ₀: the `confidence` quantile of ξ/σ² for a patch of pure noise, ξ/σ² ~ Gamma(r/2, 2·tr(DᵀD)/r)."""
     from scipy.stats import gamma
@@ -92,7 +111,7 @@ def is_clipped(img: np.ndarray, fraction: float = 1e-3) -> bool:
     return float(np.mean((img <= 0) | (img >= 1))) > fraction
 
 
-def weak_texture_sigma(img: np.ndarray, d: int = PATCH, stride: int = 2, iterations: int = 4,
+def weak_texture_sigma(img: np.ndarray, d: int = PATCH, stride: int | None = None, iterations: int = 4,
                        confidence: float = 0.99, clipped: bool | None = None) -> float:
     """Noise std from weak-texture patches (Liu, Tanaka & Okutomi, *Single-image noise level estimation
     for blind denoising*, IEEE TIP 2013), with the eigenvalue rule of
@@ -104,9 +123,10 @@ def weak_texture_sigma(img: np.ndarray, d: int = PATCH, stride: int = 2, iterati
     The paper's confidence is 1 − 10⁻⁶; 0.99 with four rounds keeps less faint texture.
     clipped: data clipped to [0,1] (None: detected, > 0.1% of values at 0 or 1); clipping shrinks the
     noise near 0 and 1, so patches whose mean is within 2σ̂ of either end are left out.
+    stride: patch spacing (None: every 2nd pixel, wider where `PATCH_BUDGET` needs it).
     """
     img = _as_hwc(img)
-    x, xi = _weak_texture_patches(img, d, stride)
+    x, xi = _weak_texture_patches(img, d, patch_stride([img.shape], d, minimum=2) if stride is None else stride)
     clipped = is_clipped(img) if clipped is None else clipped
     return math.sqrt(_weak_texture_variance(x, xi, _texture_threshold(d, confidence), iterations, clipped)[0])
 
@@ -202,13 +222,6 @@ def describe_noise(image: np.ndarray, stride: int = 2) -> dict:
             "method": "weak-texture PCA (clean prior)"}
 
 
-PG_PATCHES = 1 << 19
-"""`estimate_poisson_gaussian` takes patches every pixel while that gives at most this many (~200 MB of
-7×7 float64 patches), else every 2nd, 3rd, … pixel: on BSD68 (first 12, bench/realnoise.py pg) every
-pixel instead of every 2nd took the median error of the minor term from 37% to 19% (b, a = 0.01) and from
-57% to 17% (a, b = 0.0025)."""
-
-
 def estimate_poisson_gaussian(image: np.ndarray, d: int = PATCH, stride: int | None = None, bins: int = 10,
                               confidence: float = 0.99, clipped: bool | None = None) -> tuple[float, float]:
     """(a, b) of signal-dependent noise Var[y | x] = a·x + b from one image on [0,1] ((H, W), (H, W, C) or
@@ -220,20 +233,16 @@ def estimate_poisson_gaussian(image: np.ndarray, d: int = PATCH, stride: int | N
     is fitted to (bin mean, variance) robustly (`_fit_variance_line`). The part of the variance that
     dominates is found well; a part under ~20% of the total at mid-grey is not (and matters little):
     where the read noise is too weak to hide the lattice of photon counts (√b ≲ a/2), `count_lattice`
-    reads (a, b) from the lattice instead. stride: patch spacing (None: `PG_PATCHES`)."""
+    reads (a, b) from the lattice instead.
+    stride: patch spacing (None: every pixel, wider where `PATCH_BUDGET` needs it; on BSD68, first 12,
+    bench/realnoise.py pg, every pixel instead of every 2nd took the minor term's median error from 37%
+    to 19% (b, a = 0.01) and from 57% to 17% (a, b = 0.0025))."""
     arr = np.asarray(image, dtype=np.float64)
     frames = arr if arr.ndim == 4 else _as_hwc(arr)[None]
     need = 2 * 8 * d * d  # two intensity bins of at least 8 patches per dimension
-
-    def patch_count(step: int) -> int:
-        return sum(((f.shape[0] - d) // step + 1) * ((f.shape[1] - d) // step + 1) * f.shape[2]
-                   for f in frames if min(f.shape[:2]) >= d)
-
-    if stride is None:
-        stride = max(1, math.ceil(math.sqrt(patch_count(1) / PG_PATCHES)))
-        while patch_count(stride) > PG_PATCHES and stride < max(frames.shape[1:3]):
-            stride += 1
-    found = patch_count(stride)
+    shapes = [f.shape for f in frames]
+    stride = patch_stride(shapes, d) if stride is None else stride
+    found = _patch_count(shapes, d, stride)
     if found < need:
         raise ScoretoolError(f"image too small to estimate Poisson–Gaussian noise ({found} patches of {d}×{d}; "
                              f"{need} needed, about {int(math.sqrt(need) * stride + d)}² grey pixels): give a and b (--a, --b)")

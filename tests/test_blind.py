@@ -13,6 +13,7 @@ from scoretool.blind import (
     estimate_poisson_gaussian,
     estimate_sigma,
     inverse_anscombe,
+    patch_stride,
     pd_denoise,
     pg_denoise,
     pixel_shuffle,
@@ -193,6 +194,21 @@ def test_estimate_poisson_gaussian_known_pair(a, b):
     assert (a_hat * 0.5 + b_hat) == pytest.approx(total, rel=0.05)
     assert a or a_hat * 0.5 < 0.1 * b  # Gaussian noise is found to be Gaussian
     assert estimate_poisson_gaussian(np.stack([y, y], -1))[0] == pytest.approx(a_hat, rel=0.05)  # channels pooled
+
+
+def test_patch_budget_widens_the_stride_and_keeps_the_estimates(monkeypatch):
+    """Under a small patch budget the weak-texture estimates read the image at a wider stride, stay
+    within the budget, and still find the noise (σ within 5%, (a, b) total variance within 10%)."""
+    import scoretool.blind as blind
+
+    y = pg_scene(0.0, 0.0004)
+    assert patch_stride([y[..., None].shape], minimum=2) == 2  # the default budget: every 2nd pixel here
+    monkeypatch.setattr(blind, "PATCH_BUDGET", 20000)
+    stride = patch_stride([y[..., None].shape], minimum=2)
+    assert stride > 2 and blind._patch_count([y[..., None].shape], 7, stride) <= 20000
+    assert weak_texture_sigma(y) == pytest.approx(0.02, rel=0.05)
+    a_hat, b_hat = estimate_poisson_gaussian(pg_scene(0.01, 0.0004))
+    assert a_hat * 0.5 + b_hat == pytest.approx(0.0054, rel=0.1)
 
 
 def test_count_lattice_reads_the_minor_term_that_a_variance_fit_cannot():
