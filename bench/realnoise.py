@@ -2,6 +2,7 @@
 
     python bench/realnoise.py blind                 # BSD68 + CBSD68 first 20, σ = 5..50, float and clipped 8-bit
     python bench/realnoise.py camera                # PolyU-Canon (all 55), no noise flags, CBM3D, grid oracle
+    python bench/realnoise.py camera-noise          # PolyU-Canon noise: std, correlations, the blind σ̂ of it
     python bench/realnoise.py blind --images 3 --sigmas 25     # quick
     python bench/realnoise.py montage               # noisy | CBM3D | scoretool crops, PolyU-Canon and RNI15
     python bench/realnoise.py pg                    # Poisson–Gaussian: BSD68 + CBSD68 first 12, three (a, b)
@@ -17,6 +18,11 @@ default `scoretool denoise` path for 8-bit colour (api.camera_denoise), the blin
 scoretool's best single σ from a grid chosen against the reference (not a method: a bound for any
 single σ). PSNR (data range 1) and SSIM. The peers run on the first --peer-images crops, CBM3D alone
 on the first --cbm3d-images when that is given.
+camera-noise: the noise of each PolyU-Canon crop (noisy − reference): its std (grey levels), its
+correlation with itself 1 pixel across and down, 2 and 4 across, and between colours; beside it what
+`scoretool noise` reports (blind.describe_noise: σ, sigma_pd, pd_ratio, the correlated flag) and the
+weak-texture σ̂ before the floor. Medians per camera body, and the rank correlation of pd_ratio with the
+lag-1 correlation (does the blind measure order the crops as the true correlation does?).
 pg: y = a·Poisson(x/a) + √b·n on [0,1] (float, unclipped; seed = image index): (â, b̂) from
 blind.estimate_poisson_gaussian (median relative errors; beside them the median Cramér–Rao relative std
 of a variance-based estimator that knows the clean image, `oracle_relative_std`: an estimator at that
@@ -84,6 +90,46 @@ def bench_blind(args) -> list[dict]:
     return rows
 
 
+def lag_correlation(noise: np.ndarray, dy: int, dx: int) -> float:
+    """Correlation of an (H, W, C) noise image with itself shifted by (dy, dx) ≥ 0, mean over channels."""
+    h, w = noise.shape[:2]
+    return float(np.mean([np.corrcoef(noise[:h - dy, :w - dx, c].ravel(), noise[dy:, dx:, c].ravel())[0, 1]
+                          for c in range(noise.shape[2])]))
+
+
+def bench_camera_noise(args) -> tuple[list[dict], dict]:
+    """The noise of the PolyU-Canon crops (noisy − reference) beside what the blind estimators see of it."""
+    from scipy.stats import spearmanr
+
+    from scoretool.blind import describe_noise, weak_texture_sigma
+    from scoretool.files import list_images
+    from scoretool.io import read_image
+
+    root = DATA / "PolyU-Canon"
+    files, _ = list_images(root / "noisy")
+    rows = []
+    for f in files[: args.images]:
+        y = read_image(f).pixels[0]
+        noise = y - read_image(root / "clean" / f.name).pixels[0]
+        blind = describe_noise(y)
+        rows.append({"image": f.name, "body": f.name.split("_")[0], "noise_std": float(noise.std() * 255),
+                     **{f"corr_lag_{dy}{dx}": lag_correlation(noise, dy, dx) for dy, dx in ((0, 1), (1, 0), (0, 2), (0, 4))},
+                     "corr_channels": float(np.mean(np.corrcoef(noise.reshape(-1, 3).T)[np.triu_indices(3, 1)])),
+                     "weak_texture_sigma": weak_texture_sigma(y) * 255, "sigma": blind["parameter"] * 255,
+                     "sigma_pd": blind["sigma_pd"] * 255, "pd_ratio": blind["pd_ratio"], "correlated": blind["correlated"]})
+    columns = ["noise_std", "corr_lag_01", "corr_lag_10", "corr_lag_02", "corr_lag_04", "corr_channels", "sigma_pd", "pd_ratio"]
+    summary = []
+    for body in sorted({r["body"] for r in rows}) + ["all"]:
+        part = [r for r in rows if body in ("all", r["body"])]
+        summary.append({"body": body, "crops": len(part), **{f"median_{c}": float(np.median([r[c] for r in part])) for c in columns},
+                        "weak_texture_sigma_zero": sum(r["weak_texture_sigma"] == 0 for r in part),
+                        "flagged_correlated": sum(r["correlated"] for r in part)})
+    print_table(summary, list(summary[0]))
+    rank = spearmanr([r["pd_ratio"] for r in rows], [r["corr_lag_01"] for r in rows])
+    print(f"Spearman rank correlation of pd_ratio with the lag-1 noise correlation: {rank.statistic:.2f}")
+    return rows, {"summary": summary, "spearman_pd_ratio_lag1": float(rank.statistic)}
+
+
 def bench_camera(args) -> tuple[list[dict], dict]:
     import bm3d
     from skimage.restoration import estimate_sigma as sk_sigma
@@ -121,8 +167,8 @@ def bench_camera(args) -> tuple[list[dict], dict]:
         if i < cbm3d_images:
             est["CBM3D-sk-sigma"] = bm3d.bm3d_rgb(y, max(s_sk, 1e-4))
         noise = y - x
-        lag1 = float(np.mean([np.corrcoef(noise[:, :-1, c].ravel(), noise[:, 1:, c].ravel())[0, 1] for c in range(3)]))
-        row = {"image": f.name, "noise_std": float(noise.std() * 255), "lag1_corr": lag1, "sk_sigma": s_sk * 255,
+        row = {"image": f.name, "noise_std": float(noise.std() * 255), "lag1_corr": lag_correlation(noise, 0, 1),
+               "sk_sigma": s_sk * 255,
                "sigma_hat": rep["sigma"] * 255}
         for m, o in est.items():
             o = np.clip(o, 0, 1)
@@ -245,7 +291,7 @@ def montage(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=["blind", "camera", "montage", "pg"])
+    ap.add_argument("part", choices=["blind", "camera", "camera-noise", "montage", "pg"])
     ap.add_argument("--sets", default="BSD68,CBSD68")
     ap.add_argument("--sigmas", default="5,10,15,25,50", help="noise std in grey levels (of 255)")
     ap.add_argument("--images", type=int, default=None, help="first N images (default: 20 for blind, all for camera)")
@@ -264,6 +310,10 @@ def main() -> None:
         args.images = args.images or 12
         rows = bench_pg(args)
         save_results(args.out or "realnoise-poisson-gaussian", {"bench": "realnoise pg", "args": vars(args), "rows": rows})
+    elif args.part == "camera-noise":
+        rows, summary = bench_camera_noise(args)
+        save_results(args.out or "realnoise-camera-noise-polyu", {"bench": "realnoise camera-noise", "args": vars(args),
+                                                                  **summary, "rows": rows})
     else:
         rows, summary = bench_camera(args)
         save_results(args.out or "realnoise-camera-polyu", {"bench": "realnoise camera", "args": vars(args), **summary,

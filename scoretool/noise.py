@@ -283,6 +283,8 @@ def prior_sigma(denoiser, y: torch.Tensor, sigma0: float, *, bounds: tuple[float
     move past it is returned after one evaluation. Call with an fp32 denoiser: the probe's difference is small.
     Returns (σ, values of F computed).
     """
+    if not sigma0 > 0:
+        raise ValueError(f"prior_sigma needs a positive first guess, got {sigma0}")
     b = torch.randn(y.shape, generator=generator).to(y)
 
     def f(s: float) -> float:

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 import scoretool.api as api
 import scoretool.api.noise as noise_api
+from scoretool.blind import SIGMA_FLOOR
 from scoretool.cli import app
 from scoretool.weights import load_model, save_model
 
@@ -78,6 +79,19 @@ def test_noise_command_with_a_clean_prior_reports_blind_gaussian(tiny_model, ima
     assert r.exit_code == 0 and "a.npy\tgaussian\tsigma=" in r.stdout and "pd_ratio=" in r.stdout
     r = runner.invoke(app, ["noise", str(images), "--noise", "poisson"])
     assert r.exit_code == 2 and "Noise2Score" in r.output and "Traceback" not in r.output
+
+
+def test_noise_command_on_an_image_without_fine_scale_noise(images):
+    """A noiseless piecewise-constant image (like JPEG'd camera noise in flat areas, where the weak-texture
+    σ̂ is 0): the blind σ is the floor, so the prior's check has a σ to start from (it divided by 0)."""
+    flat = np.full((64, 80), 0.4, np.float32)
+    flat[16:48, 20:60] = 0.7
+    np.save(images / "flat.npy", flat)
+    r = runner.invoke(app, ["noise", str(images / "flat.npy"), "--json"])
+    assert r.exit_code == 0, r.output
+    row = _json(r)["results"][0]
+    assert row["status"] == "ok" and row["classical"] == row["sigma_pd"] == pytest.approx(SIGMA_FLOOR)
+    assert row["pd_ratio"] == pytest.approx(1.0) and not row["correlated"]
 
 
 def test_denoise_gaussian_prior_unchanged(tiny_model, images, tmp_path):

@@ -32,7 +32,7 @@ def _line(row: dict) -> str:
     if "pd_ratio" not in row:  # a Noise2Score model's estimate
         return f"{row['family']}\t{_fmt(row['family'], row)}\tpower p={row['power']:.2f}"
     pg = row["poisson_gaussian"]
-    return (f"gaussian\tsigma={row['sigma']:.4g} (input units)\tpd_ratio={row['pd_ratio']:.2f}"
+    return (f"gaussian\tsigma={row['sigma']:.4g} (input units)\tsigma_pd={row['sigma_pd']:.4g}\tpd_ratio={row['pd_ratio']:.2f}"
             f"{' (correlated: real-noise mode suits it)' if row['correlated'] else ''}"
             + (f"\tpoisson-gaussian a={pg['a']:.3g} b={pg['b']:.3g} ([0,1] scale)" if pg else ""))
 
