@@ -3,6 +3,7 @@
     python bench/realnoise.py blind                 # BSD68 + CBSD68 first 20, σ = 5..50, float and clipped 8-bit
     python bench/realnoise.py camera                # PolyU-Canon (all 55), no noise flags, CBM3D, grid oracle
     python bench/realnoise.py camera-noise          # PolyU-Canon noise: std, correlations, the blind σ̂ of it
+    python bench/realnoise.py route                 # default path on white 8-bit colour noise; its choice on real photos
     python bench/realnoise.py blind --images 3 --sigmas 25     # quick
     python bench/realnoise.py montage               # noisy | CBM3D | scoretool crops, PolyU-Canon and RNI15
     python bench/realnoise.py pg                    # Poisson–Gaussian: BSD68 + CBSD68 first 12, three (a, b)
@@ -23,6 +24,10 @@ correlation with itself 1 pixel across and down, 2 and 4 across, and between col
 `scoretool noise` reports (blind.describe_noise: σ, sigma_pd, pd_ratio, the correlated flag) and the
 weak-texture σ̂ before the floor. Medians per camera body, and the rank correlation of pd_ratio with the
 lag-1 correlation (does the blind measure order the crops as the true correlation does?).
+route: the default path for 8-bit colour images (api.denoise_image, no noise flags) on CBSD68 (first
+--images, default 12) with white Gaussian noise, clipped and quantised to 8 bits, beside the real-noise mode
+forced (api.camera_denoise) and D(y, σ) with the true σ; then which images of PolyU-Canon and RNI15 the
+default sends to the blind Gaussian path (blind.white_noise_sigma).
 pg: y = a·Poisson(x/a) + √b·n on [0,1] (float, unclipped; seed = image index): (â, b̂) from
 blind.estimate_poisson_gaussian (median relative errors; beside them the median Cramér–Rao relative std
 of a variance-based estimator that knows the clean image, `oracle_relative_std`: an estimator at that
@@ -95,6 +100,44 @@ def lag_correlation(noise: np.ndarray, dy: int, dx: int) -> float:
     h, w = noise.shape[:2]
     return float(np.mean([np.corrcoef(noise[:h - dy, :w - dx, c].ravel(), noise[dy:, dx:, c].ravel())[0, 1]
                           for c in range(noise.shape[2])]))
+
+
+def bench_route(args) -> tuple[list[dict], dict]:
+    """The default `scoretool denoise` path for 8-bit colour (api.denoise_image, no noise flags) on white
+    Gaussian noise, beside the real-noise mode forced (the default for every 8-bit colour image before
+    blind.white_noise_sigma) and the true σ; and which mode the default takes on PolyU-Canon and RNI15."""
+    from scoretool.api import denoise_image
+    from scoretool.blind import white_noise_sigma
+    from scoretool.files import list_images
+    from scoretool.io import read_image
+
+    rows = []
+    images = load_set("CBSD68", args.images)
+    for s in (float(v) for v in args.sigmas.split(",")):
+        cols = {k: [] for k in ("noisy", "default", "real_noise", "true_sigma")}
+        white = 0
+        for i, (_, x) in enumerate(images):
+            y = quantise(gaussian_noisy(x, s / 255, seed=i))
+            out, rep = denoise_image(y, eight_bit=True)
+            white += "white_noise" in rep
+            est = {"noisy": y, "default": out, "real_noise": camera_denoise(y)[0], "true_sigma": scoretool.denoise(y, s / 255)}
+            for k, o in est.items():
+                cols[k].append(psnr(np.clip(o, 0, 1), x))
+        row = {"set": "CBSD68", "sigma": s, "noise": "clipped 8-bit", "images": len(images), "routed_white": white,
+               **{f"psnr_{k}": float(np.mean(v)) for k, v in cols.items()}}
+        rows.append(row)
+        print(f"CBSD68 σ={s:4.0f}  white {white}/{len(images)}  default {row['psnr_default']:.2f}  "
+              f"real-noise mode {row['psnr_real_noise']:.2f}  true σ {row['psnr_true_sigma']:.2f}", flush=True)
+    routes = {}
+    for folder in (DATA / "PolyU-Canon" / "noisy", DATA / "RNI15"):
+        files, _ = list_images(folder)
+        routes[folder.name if folder.name != "noisy" else "PolyU-Canon"] = {
+            f.name: white_noise_sigma(read_image(f).pixels[0]) for f in files}
+    for name, r in routes.items():
+        print(f"{name}: blind Gaussian path (white noise) for {sum(v is not None for v in r.values())} of {len(r)}: "
+              + ", ".join(f"{k} (σ̂ {v * 255:.1f})" for k, v in r.items() if v is not None))
+    print_table(rows, list(rows[0]))
+    return rows, {"white_noise_sigma": {n: {k: (v * 255 if v is not None else None) for k, v in r.items()} for n, r in routes.items()}}
 
 
 def bench_camera_noise(args) -> tuple[list[dict], dict]:
@@ -265,11 +308,12 @@ def bench_pg(args) -> list[dict]:
 
 def montage(args) -> None:
     """A PNG of 128² crops, rows: two PolyU-Canon and two RNI15 images; columns: noisy | CBM3D given
-    skimage's σ | scoretool (no noise flags: the real-noise mode)."""
+    skimage's σ | scoretool (no noise flags: the default path for 8-bit colour, api.denoise_image)."""
     import bm3d
     from PIL import Image
     from skimage.restoration import estimate_sigma as sk_sigma
 
+    from scoretool.api import denoise_image
     from scoretool.io import read_image
 
     picks = [(DATA / "PolyU-Canon" / "noisy" / "Canon5D2_5_160_6400_reciever_4.JPG", (200, 200)),
@@ -281,7 +325,7 @@ def montage(args) -> None:
         y = np.repeat(y, 3, -1) if y.shape[-1] == 1 else y
         s = max(float(np.mean(sk_sigma(y, channel_axis=-1))), 1e-4)
         rows.append(np.concatenate([y, np.full((128, 4, 3), 1.0), bm3d.bm3d_rgb(y, s), np.full((128, 4, 3), 1.0),
-                                    camera_denoise(y)[0]], 1))
+                                    denoise_image(y, eight_bit=True)[0]], 1))
         rows.append(np.full((4, rows[-1].shape[1], 3), 1.0))
     grid = np.clip(np.concatenate(rows[:-1]), 0, 1)
     out = Path(__file__).resolve().parent / "results" / "realnoise-montage.png"
@@ -291,7 +335,7 @@ def montage(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=["blind", "camera", "camera-noise", "montage", "pg"])
+    ap.add_argument("part", choices=["blind", "camera", "camera-noise", "route", "montage", "pg"])
     ap.add_argument("--sets", default="BSD68,CBSD68")
     ap.add_argument("--sigmas", default="5,10,15,25,50", help="noise std in grey levels (of 255)")
     ap.add_argument("--images", type=int, default=None, help="first N images (default: 20 for blind, all for camera)")
@@ -310,6 +354,10 @@ def main() -> None:
         args.images = args.images or 12
         rows = bench_pg(args)
         save_results(args.out or "realnoise-poisson-gaussian", {"bench": "realnoise pg", "args": vars(args), "rows": rows})
+    elif args.part == "route":
+        args.images = args.images or 12
+        rows, routes = bench_route(args)
+        save_results(args.out or "realnoise-route", {"bench": "realnoise route", "args": vars(args), "rows": rows, **routes})
     elif args.part == "camera-noise":
         rows, summary = bench_camera_noise(args)
         save_results(args.out or "realnoise-camera-noise-polyu", {"bench": "realnoise camera-noise", "args": vars(args),

@@ -203,6 +203,25 @@ def pd_denoise(denoise, image: np.ndarray, stride: int = 2, scale: float = 3.0, 
     return out, {"stride": stride, "sigmas": sigmas, "scale": scale, "sigma_refine": second}
 
 
+WHITE_NOISE_MIN = 2 / 255
+"""`white_noise_sigma`: the least σ̂ (2 grey levels) taken as white noise rather than the finest-scale trace
+of JPEG'd camera noise (at most 0.81 grey levels on the 55 PolyU-Canon crops, bench/realnoise.py camera-noise)."""
+
+
+def white_noise_sigma(image: np.ndarray, stride: int = 2) -> float | None:
+    """σ̂ of an image (H, W) or (H, W, C) on [0,1] whose noise is white, or None: the real-noise mode
+    (`pd_denoise`) would smooth such noise at three times its level. White: the mean σ̂ of the stride²
+    pixel-shuffled sub-images is at most CORRELATED_RATIO times the image's σ̂, and both are at least
+    WHITE_NOISE_MIN (`weak_texture_sigma`; the image's own, from every 4th pixel, only where the
+    sub-images pass: the test costs a few % of a denoise)."""
+    image = _as_hwc(image)
+    sigma_pd = float(np.mean([weak_texture_sigma(p) for p in pixel_shuffle(image, stride)]))
+    if sigma_pd < WHITE_NOISE_MIN:
+        return None
+    sigma = weak_texture_sigma(image, stride=patch_stride([image.shape], minimum=4))
+    return sigma if sigma >= WHITE_NOISE_MIN and sigma_pd <= CORRELATED_RATIO * sigma else None
+
+
 def describe_noise(image: np.ndarray, stride: int = 2) -> dict:
     """The blind noise model of one image (H, W) or (H, W, C) on [0,1], for `scoretool noise` with a clean
     prior: sigma = `estimate_sigma` of the image (white Gaussian noise; what `denoise --no-real-noise` starts

@@ -108,21 +108,45 @@ def test_denoise_without_sigma_is_blind(tiny_model, tmp_path, rng):
         assert "estimated gaussian noise" in r.stderr and out.exists()
 
 
-def test_8bit_colour_photo_defaults_to_real_noise(tiny_model, tmp_path, rng):
+def test_8bit_colour_photo_defaults_to_real_noise_unless_the_noise_is_white(tiny_model, tmp_path, rng):
+    """Correlated noise (blurred over 2×2 neighbours): the real-noise mode; white noise: the blind Gaussian
+    path (the real-noise mode would smooth it at 3× its σ); --real-noise / --no-real-noise force either."""
+    from scipy.ndimage import uniform_filter
+
     x = scene(channels=3)
-    y = np.round(np.clip(x + 0.03 * rng.standard_normal(x.shape), 0, 1) * 255).astype(np.uint8)
-    Image.fromarray(y).save(tmp_path / "p.png")
-    r = runner.invoke(app, ["denoise", str(tmp_path / "p.png"), "-o", str(tmp_path / "o.png"), "--weights",
-                            str(tiny_model(3)), "--json"])
-    assert r.exit_code == 0, r.output
-    row = _json(r)["results"][0]
+    n = uniform_filter(rng.standard_normal(x.shape), size=(2, 2, 1))
+    for name, noise in (("c", n / n.std()), ("w", rng.standard_normal(x.shape))):
+        Image.fromarray(np.round(np.clip(x + 0.03 * noise, 0, 1) * 255).astype(np.uint8)).save(tmp_path / f"{name}.png")
+
+    def run(name, *extra):
+        r = runner.invoke(app, ["denoise", str(tmp_path / f"{name}.png"), "-o", str(tmp_path / f"o{name}{''.join(extra)}.png"),
+                                "--weights", str(tiny_model(3)), "--json", *extra])
+        assert r.exit_code == 0, r.output
+        return _json(r)["results"][0], r.stderr
+
+    row, err = run("c")
     assert row["method"].startswith("pixel-shuffle") and len(row["camera"]["sigmas_input_units"]) == 4
-    assert "real-noise mode" in r.stderr
-    r = runner.invoke(app, ["denoise", str(tmp_path / "p.png"), "-o", str(tmp_path / "o2.png"), "--weights",
-                            str(tiny_model(3)), "--json", "--no-real-noise"])
-    assert r.exit_code == 0, r.output
-    row = _json(r)["results"][0]
+    assert "real-noise mode" in err
+    row, err = run("w")
+    assert row["method"] == "prior D(y, sigma)" and row["white_noise"] == pytest.approx(0.03 * 255, rel=0.1)
+    assert "looks white" in err
+    assert run("w", "--real-noise")[0]["method"].startswith("pixel-shuffle")
+    row, err = run("w", "--no-real-noise")
     assert row["method"] == "prior D(y, sigma)" and row["estimated"] and row["sigma"] == pytest.approx(0.03 * 255, rel=0.1)
+    assert "white_noise" not in row and "looks white" not in err
+
+
+def test_white_noise_sigma(rng):
+    """σ̂ for white noise of 2 grey levels or more; None for noise correlated between neighbours or fainter."""
+    from scipy.ndimage import uniform_filter
+
+    from scoretool.blind import white_noise_sigma
+
+    x = scene(channels=3)
+    assert white_noise_sigma(x + 0.03 * rng.standard_normal(x.shape)) == pytest.approx(0.03, rel=0.1)
+    n = uniform_filter(rng.standard_normal(x.shape), size=(2, 2, 1))
+    assert white_noise_sigma(x + 0.03 * n / n.std()) is None
+    assert white_noise_sigma(x + 0.004 * rng.standard_normal(x.shape)) is None
 
 
 @pytest.mark.parametrize("args,msg", [(["--sigma", "abc"], "auto"), (["--real-noise", "--sigma", "5"], "--real-noise"),

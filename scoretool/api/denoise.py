@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..bigtiff import denoise_tiff, out_of_core_range
-from ..blind import estimate_poisson_gaussian, pd_denoise, pg_denoise
+from ..blind import estimate_poisson_gaussian, pd_denoise, pg_denoise, white_noise_sigma
 from ..errors import ScoretoolError
 from ..model import as_batch, channels_of, from_batch, loaded
 from ..weights import FAST_SIBLING
@@ -111,7 +111,8 @@ def denoise_image(image: np.ndarray, *, noise: str | None = None, parameter: flo
     """The denoiser `scoretool denoise` uses for one image, and its result.
 
     Camera noise (`camera_denoise`) when `real_noise`, or by default for an 8-bit (`eight_bit`) colour
-    image with a clean prior and no noise named; a clean prior's D(y, σ) (`denoise`) for a given Gaussian
+    image with a clean prior and no noise named, unless its first frame's noise is white (blind.white_noise_sigma:
+    then the blind Gaussian path, and the report's white_noise holds that σ̂); a clean prior's D(y, σ) (`denoise`) for a given Gaussian
     σ; `poisson_gaussian_denoise` for noise poisson-gaussian (a, b given or estimated); else
     `tweedie_denoise` (Noise2Score models, other families, parameters to estimate).
 
@@ -129,6 +130,8 @@ def denoise_image(image: np.ndarray, *, noise: str | None = None, parameter: flo
     clean_prior = model.kind != "noise2score"
     opts = {"weights": weights, "device": device, "precision": precision, "tile": tile}
     camera = real_noise if real_noise is not None else (noise is None and clean_prior and ch == 3 and eight_bit)
+    white = white_noise_sigma(np.asarray(image)[0] if np.ndim(image) == 4 else image) if camera and real_noise is None else None
+    camera = camera and white is None
     if camera:
         if not clean_prior:
             raise ScoretoolError(f"--real-noise needs a clean prior; {model.info['name']} is a Noise2Score model")
@@ -146,4 +149,5 @@ def denoise_image(image: np.ndarray, *, noise: str | None = None, parameter: flo
         out = denoise(image, parameter, ensemble=ensemble, **opts)
         return out, {"weights": model.info["name"], "method": "prior D(y, sigma)", "family": "gaussian",
                      "parameter_name": "sigma", "parameter": parameter, "estimated": False, "guards": None}
-    return tweedie_denoise(image, family, parameter, sigma_a=sigma_a, negative=negative, seed=seed, **opts)
+    out, report = tweedie_denoise(image, family, parameter, sigma_a=sigma_a, negative=negative, seed=seed, **opts)
+    return out, report if white is None else {**report, "white_noise": white}

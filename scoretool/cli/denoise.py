@@ -89,7 +89,7 @@ def denoise(
     k: Annotated[float | None, typer.Option("--k", help="Gamma shape k (> 1; mean x, variance x²/k; paper: 100). Left out: estimated (Noise2Score model).")] = None,
     a: Annotated[float | None, typer.Option("--a", min=0, help="Poisson–Gaussian shot-noise gain a in Var[y|x] = a·x + b, on the [0,1] intensity scale (with --b; implies --noise poisson-gaussian). Left out: a and b estimated per image and reported.")] = None,
     b: Annotated[float | None, typer.Option("--b", min=0, help="Poisson–Gaussian read-noise variance b on the [0,1] scale (with --a).")] = None,
-    real_noise: Annotated[bool | None, typer.Option("--real-noise/--no-real-noise", help="Camera noise (signal-dependent, correlated between neighbouring pixels by demosaicing and JPEG): pixel-shuffle 2×2 down-sampling, a σ estimated per sub-image, then a light second pass. Default: on for 8-bit colour images with a clean prior and no noise option; --no-real-noise uses the blind Gaussian σ instead.")] = None,
+    real_noise: Annotated[bool | None, typer.Option("--real-noise/--no-real-noise", help="Camera noise (signal-dependent, correlated between neighbouring pixels by demosaicing and JPEG): pixel-shuffle 2×2 down-sampling, a σ estimated per sub-image, then a light second pass. Default: on for 8-bit colour images with a clean prior and no noise option, unless their noise looks white (sub-image σ̂ ≤ 1.3 × the image's, both ≥ 2 grey levels); --no-real-noise uses the blind Gaussian σ instead.")] = None,
     negative: Annotated[str, typer.Option("--negative", help="Poisson/Gamma input with values < 0: error (default; the file is reported) or clip (set to 0, counted in the report).")] = "error",
     sigma_a: Annotated[float | None, typer.Option("--sigma-a", help="AR-DAE σ_a on the [0,1] scale at which a Noise2Score model's score s(y, σ_a) is read. Default: 0.3 × the noise std, within the model's trained σ range (its smoothing is corrected for).")] = None,
     weights: Opt.Weights = None,
@@ -166,6 +166,9 @@ def denoise(
                 f"{'ζ' if report['family'] == 'poisson' else 'k'} = {report['parameter']:.4g}"
             how = f"power p = {est['power']:.2f}" if "power" in est else "blind, weak-texture patches" + (
                 f", lowered from {est['classical'] * (hi - lo):.4g} by the prior" if est.get("classical", 0) > est["parameter"] else "")
+            if "white_noise" in report:
+                row["white_noise"] = report["white_noise"] * (hi - lo)
+                how += "; the noise looks white, so not the real-noise mode (--real-noise to force it)"
             common.notice(f"{job.label}: estimated {report['family']} noise, {what}; {how}")
         guards = report.get("guards")
         if guards:
