@@ -130,9 +130,11 @@ def ddnm_plus_correction(op, r: torch.Tensor, sigma_next: float, sigma_y: float)
 
 
 def data_consistency(op, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-image relative residual ‖A·x − y‖ / ‖y‖ (B,)."""
-    r = (op.A(x) - y).flatten(1).norm(dim=1)
-    return r / y.flatten(1).norm(dim=1).clamp_min(1e-12)
+    """Per-image relative residual ‖A·x − y‖ / ‖y‖ (B,); ‖y‖ is taken as at least that of a uniform image
+    of 1/255 (one grey level), so measurements of a black image do not divide by zero."""
+    y = y.flatten(1)
+    r = (op.A(x).flatten(1) - y).norm(dim=1)
+    return r / y.norm(dim=1).clamp_min(y.shape[1] ** 0.5 / 255)
 
 
 @torch.no_grad()

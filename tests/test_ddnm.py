@@ -141,6 +141,8 @@ def test_colour_batch_and_bad_eta():
     assert xh.shape == (2, 3, 37, 31)
     assert (data_consistency(op, xh, y) < 1e-5).all()  # each image matches its own measurements
     assert (data_consistency(op, xh.flip(0), y) > 0.01).all()
+    black = torch.zeros_like(y)  # ‖y‖ = 0: relative to one grey level, not to 0
+    assert data_consistency(op, torch.full_like(xh, 1e-6), black).max() < 1e-3
     with pytest.raises(ValueError, match="eta"):
         ddnm_sample(gauss_denoiser, op, y, edm_sigmas(5, 1.0), eta=1.5)
 
