@@ -308,12 +308,13 @@ def bench_pg(args) -> list[dict]:
 
 def montage(args) -> None:
     """A PNG of 128² crops, rows: two PolyU-Canon and two RNI15 images; columns: noisy | CBM3D given
-    skimage's σ | scoretool (no noise flags: the default path for 8-bit colour, api.denoise_image)."""
+    skimage's σ | scoretool (no noise flags: the path the default takes for the whole photo, api.denoise_image)."""
     import bm3d
     from PIL import Image
     from skimage.restoration import estimate_sigma as sk_sigma
 
     from scoretool.api import denoise_image
+    from scoretool.blind import white_noise_sigma
     from scoretool.io import read_image
 
     picks = [(DATA / "PolyU-Canon" / "noisy" / "Canon5D2_5_160_6400_reciever_4.JPG", (200, 200)),
@@ -321,11 +322,12 @@ def montage(args) -> None:
              (DATA / "RNI15" / "Dog.png", (60, 60)), (DATA / "RNI15" / "Frog.png", (60, 60))]
     rows = []
     for path, (r, c) in picks:
-        y = read_image(path).pixels[0][r:r + 128, c:c + 128]
-        y = np.repeat(y, 3, -1) if y.shape[-1] == 1 else y
+        photo = read_image(path).pixels[0]
+        photo = np.repeat(photo, 3, -1) if photo.shape[-1] == 1 else photo
+        y = photo[r:r + 128, c:c + 128]
         s = max(float(np.mean(sk_sigma(y, channel_axis=-1))), 1e-4)
         rows.append(np.concatenate([y, np.full((128, 4, 3), 1.0), bm3d.bm3d_rgb(y, s), np.full((128, 4, 3), 1.0),
-                                    denoise_image(y, eight_bit=True)[0]], 1))
+                                    denoise_image(y, real_noise=white_noise_sigma(photo) is None)[0]], 1))
         rows.append(np.full((4, rows[-1].shape[1], 3), 1.0))
     grid = np.clip(np.concatenate(rows[:-1]), 0, 1)
     out = Path(__file__).resolve().parent / "results" / "realnoise-montage.png"

@@ -295,3 +295,5 @@ def test_prior_sigma_is_a_fixed_point_of_the_mmse_denoiser():
     # a denoiser that removes nothing (D = y) is consistent with no noise: F(s) = 0, the guess halves each time
     low, evaluations = noise.prior_sigma(lambda x, s: x, y, sigma, generator=torch.Generator().manual_seed(1))
     assert low < 0.1 * sigma and evaluations == 5
+    with pytest.raises(ValueError, match="positive first guess"):  # F would divide by ε·0
+        noise.prior_sigma(mmse, y, 0.0)

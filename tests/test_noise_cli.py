@@ -91,7 +91,7 @@ def test_noise_command_on_an_image_without_fine_scale_noise(images):
     assert r.exit_code == 0, r.output
     row = _json(r)["results"][0]
     assert row["status"] == "ok" and row["classical"] == row["sigma_pd"] == pytest.approx(SIGMA_FLOOR)
-    assert row["pd_ratio"] == pytest.approx(1.0) and not row["correlated"]
+    assert row["pd_ratio"] == pytest.approx(1.0) and not row["correlated"] and not row["white"]
 
 
 def test_denoise_gaussian_prior_unchanged(tiny_model, images, tmp_path):

@@ -125,6 +125,7 @@ def denoise_image(image: np.ndarray, *, noise: str | None = None, parameter: flo
         (x̂ float32, report: weights, method, family, parameter_name, parameter, estimated, guards, and as
         the method gives them camera, estimate, negative_clipped).
     """
+    check_finite(image)
     ch = channels_of(image)
     model = loaded(weights, model_channels(weights, ch), device, precision, tile)
     clean_prior = model.kind != "noise2score"
