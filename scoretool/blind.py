@@ -16,10 +16,7 @@ from .errors import ScoretoolError
 
 PATCH = 7  # patch side (Liu et al. 2013 use 7)
 SIGMA_FLOOR = 0.002  # the bundled priors' smallest trained σ (half a grey level)
-CORRELATED_RATIO = 1.6
-"""Sub-image σ̂ over image σ̂ above this: correlated noise (describe_noise, white_noise_sigma). Texture raises
-the ratio too, more so at low noise: white noise σ = 5 grey levels on the most textured of the first 12
-CBSD68 images gives 1.32–1.36, σ = 3 gives 1.54–1.63."""
+CORRELATED_RATIO = 1.3  # describe_noise: sub-image σ̂ over image σ̂ above this = correlated noise
 
 
 def _patches(img: np.ndarray, d: int, stride: int) -> np.ndarray:
@@ -207,51 +204,44 @@ def pd_denoise(denoise, image: np.ndarray, stride: int = 2, scale: float = 3.0, 
 
 
 WHITE_NOISE_MIN = 2 / 255
-"""The least image σ̂ (2 grey levels) taken as white noise rather than the finest-scale trace of JPEG'd
-camera noise (at most 0.81 grey levels on the 55 PolyU-Canon crops, bench/realnoise.py camera-noise)."""
+"""The least finest-scale σ̂ (2 grey levels) taken as the noise level itself: JPEG'd camera noise, for which
+the real-noise mode scales σ̂ three-fold, shows at most 0.81 grey levels there on the 55 PolyU-Canon crops
+(bench/realnoise.py camera-noise), while white noise of 2 grey levels or more shows about its own level."""
 
 
-def sub_image_sigma(image: np.ndarray, stride: int = 2) -> float:
-    """The mean `estimate_sigma` of the stride² pixel-shuffled sub-images of an (H, W) or (H, W, C) image."""
-    return float(np.mean([estimate_sigma(p) for p in pixel_shuffle(np.asarray(image), stride)]))
-
-
-def _looks_white(sigma: float, sigma_pd: float) -> bool:
-    """White noise: the sub-image σ̂ at most CORRELATED_RATIO × the image's σ̂, both at least WHITE_NOISE_MIN."""
-    return min(sigma, sigma_pd) >= WHITE_NOISE_MIN and sigma_pd <= CORRELATED_RATIO * sigma
-
-
-def white_noise_sigma(image: np.ndarray, stride: int = 2) -> float | None:
-    """`estimate_sigma` of an image (H, W) or (H, W, C) on [0,1] whose noise looks white (`_looks_white`),
-    or None: the real-noise mode (`pd_denoise`) would smooth such noise at three times its level. The
-    image's own σ̂ is computed only where the sub-images' passes WHITE_NOISE_MIN."""
-    sigma_pd = sub_image_sigma(image, stride)
-    if sigma_pd < WHITE_NOISE_MIN:
-        return None
+def white_noise_sigma(image: np.ndarray) -> float | None:
+    """`estimate_sigma` of an image (H, W) or (H, W, C) on [0,1] whose finest scale shows noise of at least
+    WHITE_NOISE_MIN, else None. Such noise is its own level: the real-noise mode (`pd_denoise`) would smooth
+    it at three times that (−9 dB on CBSD68 with white noise of 3 grey levels, bench/realnoise.py route), so
+    `denoise` takes the blind Gaussian path. The sub-images' σ̂ is no test: texture raises it as correlation
+    does (white noise of 2 grey levels on the most textured of the first 12 CBSD68 images: sub-image σ̂
+    1.8–2.0 × the image's). Patches every 2nd pixel, as for the blind σ: fewer make the estimate unstable
+    on correlated noise (RNI15 Window: 1.39 grey levels from every 2nd pixel, 3.95 from every 4th)."""
     sigma = estimate_sigma(image)
-    return sigma if _looks_white(sigma, sigma_pd) else None
+    return sigma if sigma >= WHITE_NOISE_MIN else None
 
 
 def describe_noise(image: np.ndarray, stride: int = 2) -> dict:
     """The blind noise model of one image (H, W) or (H, W, C) on [0,1], for `scoretool noise` with a clean
     prior: sigma = `estimate_sigma` of the image (white Gaussian noise; what `denoise --no-real-noise` starts
-    from), sigma_pd = `sub_image_sigma` (what the real-noise mode, `pd_denoise`, scales), and pd_ratio =
-    sigma_pd / sigma. Pixels `stride` apart share less correlated noise, so pd_ratio ≈ 1 for independent
-    noise and grows with the correlation between neighbours (demosaicing, JPEG): above CORRELATED_RATIO
-    `correlated`; `white` where `white_noise_sigma` would return σ̂ (then `denoise` takes the blind Gaussian
-    path for an 8-bit colour image, otherwise the real-noise mode). Both σ̂ are at least SIGMA_FLOOR: JPEG
-    can leave flat areas with no finest-scale noise at all (weak-texture σ̂ = 0 on 33 of the 55 PolyU-Canon
-    crops, whose noise std is 2–6 grey levels; their pd_ratio is against the floor).
+    from), sigma_pd = its mean over the stride² pixel-shuffled sub-images (what the real-noise mode,
+    `pd_denoise`, scales), and pd_ratio = sigma_pd / sigma. Pixels `stride` apart share less correlated
+    noise, so pd_ratio ≈ 1 for independent noise and grows with the correlation between neighbours
+    (demosaicing, JPEG): above CORRELATED_RATIO `correlated`. `white`: `white_noise_sigma` finds noise at the
+    finest scale (then `denoise` takes the blind Gaussian path for an 8-bit colour image, otherwise the
+    real-noise mode). Both σ̂ are at least SIGMA_FLOOR: JPEG can leave flat areas with no finest-scale noise
+    at all (weak-texture σ̂ = 0 on 33 of the 55 PolyU-Canon crops, whose noise std is 2–6 grey levels;
+    their pd_ratio is against the floor).
     poisson_gaussian: (a, b) of Var[y | x] = a·x + b (`estimate_poisson_gaussian`), for signal-dependent noise."""
     sigma = estimate_sigma(image)
     try:
         pair = dict(zip("ab", estimate_poisson_gaussian(image)))
     except ScoretoolError:  # too small for the intensity bins
         pair = None
-    sigma_pd = sub_image_sigma(image, stride)
+    sigma_pd = float(np.mean([estimate_sigma(p) for p in pixel_shuffle(np.asarray(image), stride)]))
     ratio = sigma_pd / sigma
     return {"family": "gaussian", "parameter_name": "sigma", "parameter": sigma, "sigma_pd": sigma_pd,
-            "pd_ratio": ratio, "correlated": ratio > CORRELATED_RATIO, "white": _looks_white(sigma, sigma_pd),
+            "pd_ratio": ratio, "correlated": ratio > CORRELATED_RATIO, "white": white_noise_sigma(image) is not None,
             "poisson_gaussian": pair, "method": "weak-texture PCA (clean prior)"}
 
 

@@ -67,8 +67,8 @@ def noise(
     the input's pixel units; ζ and k on the [0,1] scale) from its score. Otherwise (the default): a blind
     Gaussian σ from weak-texture patches, sigma_pd, the σ seen in 2×2 pixel-shuffled sub-images, their
     ratio pd_ratio (≈ 1 for independent noise, larger for noise correlated between neighbours: flagged
-    "correlated" above 1.6, "white" at most 1.6 with both σ at least 2 grey levels, where `denoise` takes
-    the blind Gaussian path rather than the real-noise mode for an 8-bit colour image), and the
+    "correlated" above 1.3), "white" where σ is at least 2 grey levels (then `denoise` takes the blind
+    Gaussian path rather than the real-noise mode for an 8-bit colour image), and the
     Poisson–Gaussian a, b of Var[y|x] = a·x + b on the [0,1] scale (signal-dependent noise)."""
     from ..api import image_noise, is_noise2score
     from ..io import read_image
