@@ -14,7 +14,8 @@ the median and largest relative error of σ̂ (and the largest of the weak-textu
 D(y, σ̂) beside D(y, σ) (seed = image index); seconds per megapixel of the blind path (estimate + denoise)
 and of the given-σ one, warm.
 camera: PolyU-Canon noisy JPEGs with their references (the mean of ~500 shots): the noisy input, the
-default `scoretool denoise` path for 8-bit colour (api.camera_denoise), the blind Gaussian σ
+default `scoretool denoise` path for 8-bit colour (api.denoise_image: the real-noise mode,
+api.camera_denoise, unless the noise is white), the blind Gaussian σ
 (--no-real-noise), CBM3D and scoretool given skimage.restoration.estimate_sigma's σ, and an oracle:
 scoretool's best single σ from a grid chosen against the reference (not a method: a bound for any
 single σ). PSNR (data range 1) and SSIM. The peers run on the first --peer-images crops, CBM3D alone
@@ -49,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA, Timer, gaussian_noisy, load_set, print_table, psnr, save_results  # noqa: E402
 
 import scoretool  # noqa: E402
-from scoretool.api import camera_denoise, tweedie_denoise  # noqa: E402
+from scoretool.api import camera_denoise, denoise_image, tweedie_denoise  # noqa: E402
 from scoretool.metrics import ssim  # noqa: E402
 
 
@@ -106,7 +107,6 @@ def bench_route(args) -> tuple[list[dict], dict]:
     """The default `scoretool denoise` path for 8-bit colour (api.denoise_image, no noise flags) on white
     Gaussian noise, beside the real-noise mode forced (the default for every 8-bit colour image before
     blind.white_noise_sigma) and the true σ; and which mode the default takes on PolyU-Canon and RNI15."""
-    from scoretool.api import denoise_image
     from scoretool.blind import white_noise_sigma
     from scoretool.files import list_images
     from scoretool.io import read_image
@@ -188,14 +188,14 @@ def bench_camera(args) -> tuple[list[dict], dict]:
     rows, seconds, mpix, mpix_given = [], {"scoretool": 0.0, "scoretool_peers": 0.0, "given": 0.0}, 0.0, 0.0
     cbm3d_images = args.peer_images if args.cbm3d_images is None else args.cbm3d_images
     warm = read_image(files[0]).pixels[0][:64, :64]  # load the models before anything is timed
-    camera_denoise(warm)
+    denoise_image(warm, eight_bit=True)
     scoretool.denoise(warm, 0.01)
     for i, f in enumerate(files):
         y = read_image(f).pixels[0]
         x = read_image(root / "clean" / f.name).pixels[0]
         s_sk = float(np.mean(sk_sigma(y, channel_axis=-1)))
         with Timer() as t:
-            out, rep = camera_denoise(y)
+            out, rep = denoise_image(y, eight_bit=True)
         seconds["scoretool"] += t.seconds
         mpix += y.shape[0] * y.shape[1] / 1e6
         est = {"noisy": y, "scoretool": out}
@@ -212,7 +212,7 @@ def bench_camera(args) -> tuple[list[dict], dict]:
         noise = y - x
         row = {"image": f.name, "noise_std": float(noise.std() * 255), "lag1_corr": lag_correlation(noise, 0, 1),
                "sk_sigma": s_sk * 255,
-               "sigma_hat": rep["sigma"] * 255}
+               "sigma_hat": rep["parameter"] * 255}
         for m, o in est.items():
             o = np.clip(o, 0, 1)
             row[f"psnr_{m}"] = psnr(o, x)
@@ -313,7 +313,6 @@ def montage(args) -> None:
     from PIL import Image
     from skimage.restoration import estimate_sigma as sk_sigma
 
-    from scoretool.api import denoise_image
     from scoretool.blind import white_noise_sigma
     from scoretool.io import read_image
 

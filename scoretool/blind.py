@@ -227,8 +227,8 @@ def describe_noise(image: np.ndarray, stride: int = 2) -> dict:
     from), sigma_pd = its mean over the stride² pixel-shuffled sub-images (what the real-noise mode,
     `pd_denoise`, scales), and pd_ratio = sigma_pd / sigma. Pixels `stride` apart share less correlated
     noise, so pd_ratio ≈ 1 for independent noise and grows with the correlation between neighbours
-    (demosaicing, JPEG): above CORRELATED_RATIO `correlated`. `white`: `white_noise_sigma` finds noise at the
-    finest scale (then `denoise` takes the blind Gaussian path for an 8-bit colour image, otherwise the
+    (demosaicing, JPEG): above CORRELATED_RATIO `correlated`. `white`: sigma ≥ WHITE_NOISE_MIN, as in
+    `white_noise_sigma` (then `denoise` takes the blind Gaussian path for an 8-bit colour image, otherwise the
     real-noise mode). Both σ̂ are at least SIGMA_FLOOR: JPEG can leave flat areas with no finest-scale noise
     at all (weak-texture σ̂ = 0 on 33 of the 55 PolyU-Canon crops, whose noise std is 2–6 grey levels;
     their pd_ratio is against the floor).
@@ -241,7 +241,7 @@ def describe_noise(image: np.ndarray, stride: int = 2) -> dict:
     sigma_pd = float(np.mean([estimate_sigma(p) for p in pixel_shuffle(np.asarray(image), stride)]))
     ratio = sigma_pd / sigma
     return {"family": "gaussian", "parameter_name": "sigma", "parameter": sigma, "sigma_pd": sigma_pd,
-            "pd_ratio": ratio, "correlated": ratio > CORRELATED_RATIO, "white": white_noise_sigma(image) is not None,
+            "pd_ratio": ratio, "correlated": ratio > CORRELATED_RATIO, "white": sigma >= WHITE_NOISE_MIN,
             "poisson_gaussian": pair, "method": "weak-texture PCA (clean prior)"}
 
 
