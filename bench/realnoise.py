@@ -241,7 +241,7 @@ def bench_camera(args) -> tuple[list[dict], dict]:
     print_table(summary, ["method", "images", "psnr", "ssim", "gain_over_noisy", "gain_over_cbm3d"])
     speed = {"s_per_mp_scoretool": seconds["scoretool"] / mpix,
              "s_per_mp_given_sigma": seconds["given"] / mpix_given if mpix_given else None,
-             # the real-noise mode against a given σ on the same (peer) images, each pair timed back to back
+             # the default path against a given σ on the same (peer) images, each pair timed back to back
              "cost_ratio_same_images": seconds["scoretool_peers"] / seconds["given"] if seconds["given"] else None}
     print(speed)
     return rows, {"summary": summary, **speed}
@@ -339,11 +339,12 @@ def main() -> None:
     ap.add_argument("part", choices=["blind", "camera", "camera-noise", "route", "montage", "pg"])
     ap.add_argument("--sets", default="BSD68,CBSD68")
     ap.add_argument("--sigmas", default="5,10,15,25,50", help="noise std in grey levels (of 255)")
-    ap.add_argument("--images", type=int, default=None, help="first N images (default: 20 for blind, all for camera)")
+    ap.add_argument("--images", type=int, default=None, help="first N images (default: 20 for blind, 12 for route and pg, "
+                    "all for camera and camera-noise)")
     ap.add_argument("--peer-images", type=int, default=12, help="camera: CBM3D, the blind Gaussian path and the "
                     "σ-grid oracle on the first N only")
     ap.add_argument("--cbm3d-images", type=int, default=None, help="camera: CBM3D on the first N (default: --peer-images)")
-    ap.add_argument("--out", default=None, help="results name (default realnoise-blind / realnoise-camera-polyu)")
+    ap.add_argument("--out", default=None, help="results name (default realnoise-blind / -camera-polyu / -camera-noise-polyu / -route / -poisson-gaussian)")
     args = ap.parse_args()
     if args.part == "blind":
         args.images = args.images or 20

@@ -75,6 +75,10 @@ stream_p() {
   python bench/realnoise.py blind --sets CBSD68 --images 20 --out realnoise-blind-first20-cbsd68
   python bench/realnoise.py camera --images 8 --peer-images 0 --out realnoise-camera-polyu-first8
   python bench/realnoise.py camera --images 2 --peer-images 2 --out realnoise-camera-polyu-peers-first2
+  python bench/realnoise.py camera --peer-images 0 --cbm3d-images 55 --out realnoise-camera-polyu-stage4
+  python bench/realnoise.py camera --images 6 --peer-images 6 --out realnoise-camera-polyu-first6-peers
+  python bench/realnoise.py camera-noise
+  python bench/realnoise.py route --images 12 --sigmas 2,3,5,15,25,50
   python bench/realnoise.py montage
   python bench/realnoise.py pg
   python bench/loop_api.py

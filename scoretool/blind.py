@@ -213,10 +213,10 @@ def white_noise_sigma(image: np.ndarray) -> float | None:
     """`estimate_sigma` of an image (H, W) or (H, W, C) on [0,1] whose finest scale shows noise of at least
     WHITE_NOISE_MIN, else None. Such noise is its own level: the real-noise mode (`pd_denoise`) would smooth
     it at three times that (−9 dB on CBSD68 with white noise of 3 grey levels, bench/realnoise.py route), so
-    `denoise` takes the blind Gaussian path. The sub-images' σ̂ is no test: texture raises it as correlation
-    does (white noise of 2 grey levels on the most textured of the first 12 CBSD68 images: sub-image σ̂
-    1.8–2.0 × the image's). Patches every 2nd pixel, as for the blind σ: fewer make the estimate unstable
-    on correlated noise (RNI15 Window: 1.39 grey levels from every 2nd pixel, 3.95 from every 4th)."""
+    `denoise` takes the blind Gaussian path. Strong noise that is correlated too shows ≥ 2 grey levels at the
+    finest scale and takes that path as well: the sub-images' σ̂ is no test of correlation here, since
+    texture raises it as correlation does, most at low noise. Patches every 2nd pixel, as for the blind σ:
+    fewer make the estimate unstable on correlated noise."""
     sigma = estimate_sigma(image)
     return sigma if sigma >= WHITE_NOISE_MIN else None
 

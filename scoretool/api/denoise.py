@@ -123,7 +123,7 @@ def denoise_image(image: np.ndarray, *, noise: str | None = None, parameter: flo
         parameter: σ, ζ or k on the [0,1] scale; None: estimated.
     Returns:
         (x̂ float32, report: weights, method, family, parameter_name, parameter, estimated, guards, and as
-        the method gives them camera, estimate, negative_clipped).
+        the method gives them camera, estimate, negative_clipped, white_noise).
     """
     check_finite(image)
     ch = channels_of(image)

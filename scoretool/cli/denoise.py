@@ -168,7 +168,7 @@ def denoise(
                 f", lowered from {est['classical'] * (hi - lo):.4g} by the prior" if est.get("classical", 0) > est["parameter"] else "")
             if "white_noise" in report:
                 row["white_noise"] = report["white_noise"] * (hi - lo)
-                how += "; the noise looks white, so not the real-noise mode (--real-noise to force it)"
+                how += "; white noise of 2 grey levels or more at the finest scale, so not the real-noise mode (--real-noise to force it)"
             common.notice(f"{job.label}: estimated {report['family']} noise, {what}; {how}")
         guards = report.get("guards")
         if guards:

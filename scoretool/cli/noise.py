@@ -33,7 +33,7 @@ def _line(row: dict) -> str:
         return f"{row['family']}\t{_fmt(row['family'], row)}\tpower p={row['power']:.2f}"
     pg = row["poisson_gaussian"]
     return (f"gaussian\tsigma={row['sigma']:.4g} (input units)\tsigma_pd={row['sigma_pd']:.4g}\tpd_ratio={row['pd_ratio']:.2f}"
-            f"{' (correlated)' if row['correlated'] else ' (white)' if row['white'] else ''}"
+            + "".join(f" ({flag})" for flag in ("correlated", "white") if row[flag])
             + (f"\tpoisson-gaussian a={pg['a']:.3g} b={pg['b']:.3g} ([0,1] scale)" if pg else ""))
 
 
@@ -67,8 +67,9 @@ def noise(
     the input's pixel units; ζ and k on the [0,1] scale) from its score. Otherwise (the default): a blind
     Gaussian σ from weak-texture patches, sigma_pd, the σ seen in 2×2 pixel-shuffled sub-images, their
     ratio pd_ratio (≈ 1 for independent noise, larger for noise correlated between neighbours: flagged
-    "correlated" above 1.3), "white" where σ is at least 2 grey levels (then `denoise` takes the blind
-    Gaussian path rather than the real-noise mode for an 8-bit colour image), and the
+    "correlated" above 1.3), "white" where the weak-texture σ (`classical`, before the prior's check) is at
+    least 2 grey levels (then `denoise` takes the blind Gaussian path rather than the real-noise mode for
+    an 8-bit colour image), and the
     Poisson–Gaussian a, b of Var[y|x] = a·x + b on the [0,1] scale (signal-dependent noise)."""
     from ..api import image_noise, is_noise2score
     from ..io import read_image
