@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from scoretool.engine import apply_tiled, select_device
+from scoretool.engine import apply_tiled, select_device, tile_grid
 from scoretool.errors import ScoretoolError
 from scoretool.nets import EDMPrecond, UNetConfig
 
@@ -124,3 +124,19 @@ def test_small_images_go_through_the_network_together():
     assert calls == [4] * 9 + [1] and sum(counted) == 37  # 48² holds 4 images of 24×20
     one = torch.cat([fn(xi[None]) for xi in x])
     torch.testing.assert_close(out, one, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("length", [513, 520, 768, 1001, 1024, 2048, 4000])
+def test_tile_grid_is_the_fewest_smallest_tiles(length):
+    """The tiles cover the side with neighbours overlapping by ≥ overlap, on the U-Net's grid, and the network
+    computes as few pixels as that allows (the fewest tiles of side ≤ 512, then the smallest side)."""
+    tile, overlap, multiple = 512, 64, 8
+    side, _, starts, _ = tile_grid(length, 64, tile, overlap, multiple)
+    assert starts[0] == 0 and starts[-1] + side == length and side <= tile and side % multiple == 0
+    assert all(s % multiple == 0 for s in starts[:-1])
+    assert all(overlap <= a + side - b for a, b in zip(starts, starts[1:]))
+    fewest = -(-(length - overlap) // (tile - overlap))
+    assert len(starts) == fewest
+    assert side < -(-(length + (fewest - 1) * overlap) // fewest) + 2 * multiple
+    if length == 2048:
+        assert (side, len(starts)) == (464, 5)  # 1.28× the pixels, where 5 tiles of 512 cost 1.56×
