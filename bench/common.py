@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import platform
+import shlex
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -73,10 +77,34 @@ def fmt(v) -> str:
     return "–" if v is None else str(v)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_revision() -> str | None:
+    """HEAD's commit, with "+changes" when tracked files differ from it; None outside a checkout."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return rev + ("+changes" if dirty else "")
+
+
 def save_results(name: str, payload: dict) -> Path:
+    """Write bench/results/NAME.json: the payload after what reproduces it (machine, command, git revision, date)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                           "torch": torch.__version__}, **payload}
+    payload = {"machine": {"cpu": cpu_model(), "threads": torch.get_num_threads(), "torch": torch.__version__},
+               "command": shlex.join(["python", *sys.argv]),
+               "git_revision": git_revision(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               **payload}
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2))
     print(f"\nwrote {path}")
