@@ -89,10 +89,11 @@ def cpu_model() -> str:
 
 
 def git_revision() -> str | None:
-    """HEAD's commit, with "+changes" when tracked files differ from it; None outside a checkout."""
+    """HEAD's commit, with "+changes" when tracked files other than bench results differ from it; None
+    outside a checkout."""
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", ".", ":!bench/results"], cwd=ROOT).returncode != 0
     except (OSError, subprocess.CalledProcessError):
         return None
     return rev + ("+changes" if dirty else "")

@@ -16,6 +16,8 @@ after clamping to [0,1]. Tasks and peers:
   colorize    colour sets only: each sampler vs A†y (grey copied to RGB); residual ‖mean_c(x̂) − y‖/‖y‖; montage PNG
   deblur      Gaussian kernel std 2, circular, σ_y = 0.01: each sampler given σ_y vs skimage Wiener and
               Richardson–Lucy (both with their best parameter from a small grid per image: an oracle in their favour)
+  deblur8     the same blur, no added noise, rounded to 8 bits like a saved file: each sampler given σ_y = the
+              rounding std (io.ROUNDING_STD, what `scoretool restore` takes for an integer file) and σ_y = 0, same peers
 The `residual` column is ‖A·x̂ − y‖/‖y‖ (noise-free tasks: ≤ 1e-3 expected). Seconds are per image.
 --steps and --sigma-max default to each sampler's own (scoretool.api.SAMPLERS); --eta, --travel,
 --samples and --start go to ddnm only.
@@ -35,9 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, load_set, print_table, psnr, save_results  # noqa: E402
 
 import scoretool.api as api  # noqa: E402
+from scoretool.io import ROUNDING_STD  # noqa: E402
 from scoretool.operators import AvgPoolSR, Blur, gaussian_kernel  # noqa: E402
 
-ALL_TASKS = ["sr4", "sr4_noisy", "inpaint50", "inpaint80", "colorize", "deblur"]
+ALL_TASKS = ["sr4", "sr4_noisy", "inpaint50", "inpaint80", "colorize", "deblur", "deblur8"]
 COLOUR_SETS = {"CBSD68"}
 
 
@@ -155,11 +158,16 @@ def run_task(task, name, x, idx, weights, args, montage):
         add("A†y (grey copy)", np.repeat(grey[..., None], 3, -1), 0.0)
         if len(montage) < args.montage_images:
             montage.append(np.concatenate([np.repeat(grey[..., None], 3, -1), np.clip(out, 0, 1), x], 1))
-    elif task == "deblur":
+    elif task in ("deblur", "deblur8"):
         k = gaussian_kernel(2.0)
         op = Blur(k, shape_of(x))
-        y = (from_t(op.A(to_t(x))) + 0.01 * rng.standard_normal(x.shape)).astype(np.float32)
-        restore("(σ_y=0.01)", y, task="deblur", kernel=k, sigma_y=0.01)
+        if task == "deblur":
+            y = (from_t(op.A(to_t(x))) + 0.01 * rng.standard_normal(x.shape)).astype(np.float32)
+            restore("(σ_y=0.01)", y, task="deblur", kernel=k, sigma_y=0.01)
+        else:
+            y = (np.round(np.clip(from_t(op.A(to_t(x))), 0, 1) * 255) / 255).astype(np.float32)
+            restore("(σ_y = rounding std)", y, task="deblur", kernel=k, sigma_y=ROUNDING_STD / 255)
+            restore("(σ_y = 0)", y, task="deblur", kernel=k)
         for label, fn in (("Wiener (best balance)", wiener_best), ("Richardson–Lucy (best iters)", rl_best)):
             t0 = time.perf_counter()
             est, note = fn(y, k, x)

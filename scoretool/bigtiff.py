@@ -26,7 +26,7 @@ import torch
 from .engine import _axis_weight, tile_grid
 from .errors import InputError, ScoretoolError
 from .files import atomic_output
-from .io import from_unit, integer_range, to_unit
+from .io import from_unit, sample_range, to_unit
 from .model import loaded
 
 OUT_OF_CORE_PIXELS = 2**24
@@ -99,7 +99,7 @@ def out_of_core_range(src, dest, weights: str | None, value_range: tuple[float, 
     layout = tiff_layout(src)
     if read_metadata(resolve_weights(weights, layout.channels))[1].get("kind") == "noise2score":
         return None
-    return integer_range(layout.dtype) if layout.dtype.kind in "ui" else (value_range or (0.0, 1.0))
+    return sample_range(layout.dtype, value_range)
 
 
 def apply_tiled_bands(
@@ -177,7 +177,7 @@ def denoise_tiff(src, dest, sigma: float, weights: str | None = None, device: st
     if model.kind == "noise2score":
         raise InputError(src, f"out-of-core denoising takes a clean prior; {model.info['name']} is a Noise2Score model")
     engine = model.engine
-    vrange = integer_range(layout.dtype) if layout.dtype.kind in "ui" else (value_range or (0.0, 1.0))
+    vrange = sample_range(layout.dtype, value_range)
     h, w = layout.height, layout.width
 
     def read_rows(r0: int, r1: int) -> torch.Tensor:

@@ -47,19 +47,32 @@ class Image:
         return replace(self, pixels=pixels.astype(np.float32, copy=False))
 
 
-def integer_range(dtype: np.dtype) -> tuple[float, float]:
-    info = np.iinfo(dtype)
-    return float(max(info.min, 0)), float(info.max)
+ROUNDING_STD = 1 / 12**0.5
+"""Std of the error of rounding to whole levels, in levels: the measurement noise an integer file carries.
+`restore --task deblur` takes it as σ_y by default (the inverse filter would amplify it into artefacts)."""
+
+
+def sample_range(dtype: np.dtype, value_range: tuple[float, float] | None = None) -> tuple[float, float]:
+    """(lo, hi): the sample values that map to 0 and 1. 8- and 16-bit integers by their full range (0–255,
+    0–65535; bool 0–1), floats by value_range (default 0..1). Wider integers have no standard full scale
+    (0–2³¹ would make any real image black), so they need value_range."""
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return 0.0, 1.0
+    if np.issubdtype(dtype, np.integer) and dtype.itemsize <= 2:
+        info = np.iinfo(dtype)
+        return float(max(info.min, 0)), float(info.max)
+    if np.issubdtype(dtype, np.integer) and value_range is None:
+        raise ScoretoolError(f"{dtype.itemsize * 8}-bit integer samples have no standard full scale: give the values "
+                             f"that map to black and white with --range MIN,MAX, or save them as 8/16-bit or float")
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise ScoretoolError(f"unsupported sample type {dtype}")
+    return value_range or (0.0, 1.0)
 
 
 def to_unit(arr: np.ndarray, value_range: tuple[float, float] | None = None) -> tuple[np.ndarray, tuple[float, float]]:
-    """Samples → float32 on [0,1]: integers by their full range, floats by value_range (default 0..1)."""
-    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
-        lo, hi = integer_range(arr.dtype) if arr.dtype != np.bool_ else (0.0, 1.0)
-    elif np.issubdtype(arr.dtype, np.floating):
-        lo, hi = value_range or (0.0, 1.0)
-    else:
-        raise ValueError(f"unsupported sample type {arr.dtype}")
+    """Samples → float32 on [0,1] by `sample_range`; also returns that range."""
+    lo, hi = sample_range(arr.dtype, value_range)
     return ((arr.astype(np.float32) - lo) / (hi - lo)).astype(np.float32), (lo, hi)
 
 
@@ -155,12 +168,15 @@ def _read_raw(path: Path) -> tuple[np.ndarray, bool]:
     if suffix == ".png" and _png_bit_depth(path) == 16:
         return _read_png16(path)[None], True
     import imageio.v3 as iio
+    from PIL import ImageOps
 
+    # Pixels as the image is shown: an EXIF orientation (a camera held upright) is applied, and the
+    # output is written upright without the tag.
     with _pillow() as pil:
         with pil.open(path) as im:
             if im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):  # imageio would hand these channels over as RGB(A)
-                return np.asarray(im.convert("RGB"))[None], True
-        arr = iio.imread(path)
+                return np.asarray(ImageOps.exif_transpose(im.convert("RGB")))[None], True
+        arr = iio.imread(path, rotate=True)
     if arr.ndim == 4 or (arr.ndim == 3 and arr.shape[-1] not in (1, 2, 3, 4)):
         return arr.reshape((-1,) + arr.shape[-3 if arr.ndim == 4 else -2 :]), False
     return arr[None], True
@@ -226,7 +242,10 @@ def read_image(path, value_range: tuple[float, float] | None = None) -> Image:
     h, w = colour.shape[1:3]
     if min(h, w) < MIN_SIDE:
         raise InputError(path, f"image too small ({w}×{h} pixels; at least {MIN_SIDE}×{MIN_SIDE} needed)")
-    pixels, vrange = to_unit(colour, value_range)
+    try:
+        pixels, vrange = to_unit(colour, value_range)
+    except ScoretoolError as e:
+        raise InputError(path, str(e)) from None
     if not np.isfinite(pixels).all():
         bad = int((~np.isfinite(pixels)).sum())
         raise InputError(path, f"{bad} pixel(s) are NaN or infinite")

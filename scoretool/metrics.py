@@ -309,6 +309,9 @@ def sure(noisy: torch.Tensor, denoiser: Callable[[torch.Tensor], torch.Tensor], 
     residual = float(((y.double() - fy.double()) ** 2).mean())
     div, div_se = divergence_mc(denoiser, y, fy, eps, probes, probe, generator)
     value = residual - sigma**2 + 2 * sigma**2 * div / n
+    if not math.isfinite(value):  # values beyond float range, or a denoiser that returned NaN/inf
+        raise ScoretoolError(f"SURE is not finite (residual {residual:.3g}, divergence {div:.3g}): the image's values "
+                             f"are out of the denoiser's range")
     half = _z(0.95) * 2 * sigma**2 * div_se / n
     notes = []
     if value <= 0:

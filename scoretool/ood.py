@@ -173,6 +173,14 @@ def min_images(method: str, dim: int) -> int:
     return max(20, math.ceil(1.25 * (dim + 2)))
 
 
+def check_enough_images(n: int, method: str, dim: int) -> None:
+    """Refuse to fit `method` on n images of `dim` features when that is fewer than min_images."""
+    need = min_images(method, dim)
+    if n < need:
+        raise ScoretoolError(f"{n} training images are too few: the {method.upper()} density on {dim} features "
+                             f"needs at least {need} (use more images or fewer --levels)")
+
+
 def _gmm(n: int, seed: int):
     from sklearn.mixture import GaussianMixture
 
@@ -235,10 +243,7 @@ class OODModel:
             raise ScoretoolError(f"--method {method}: expected gmm or knn")
         f = np.asarray(features, dtype=np.float64)
         n, d = f.shape
-        need = min_images(method, d)
-        if n < need:
-            raise ScoretoolError(f"{n} training images are too few: the {method.upper()} density on {d} features "
-                                 f"needs at least {need} (use more images or fewer --levels)")
+        check_enough_images(n, method, d)
         if not np.all(np.isfinite(f)):
             raise ScoretoolError("training features are not finite (constant or empty images?)")
         mean, std = f.mean(0), f.std(0)

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from . import __version__
 from .engine import autocast, select_device
-from .errors import ModelError, ScoretoolError
+from .errors import InputError, ModelError, ScoretoolError
 from .files import atomic_output, list_images
 from .io import read_image
 from .nets import EDMPrecond, UNetConfig, adapt_channels, edm_loss, widen
@@ -249,14 +249,31 @@ class StopRequest:
 
 
 def train(cfg: TrainConfig, output: Path, resume: bool = False,
-          on_step: Callable[[int, float, float], None] | None = None) -> dict:
+          on_step: Callable[[int, float, float], None] | None = None,
+          on_skip: Callable[[str], None] | None = None) -> dict:
     """Train and write the EMA weights to `output`; returns the training record (also in metadata).
-    SIGTERM / SIGINT stop it cleanly with a checkpoint and a usable model (StopRequest)."""
+    SIGTERM / SIGINT stop it cleanly with a checkpoint and a usable model (StopRequest). Files of the
+    folder that are not readable images are left out before the first step, each passed to `on_skip`
+    ("FILE: problem") and listed in the record's `skipped_files`."""
     with StopRequest() as stop:
-        return _train(cfg, output, resume, on_step, stop)
+        return _train(cfg, output, resume, on_step, on_skip, stop)
 
 
-def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, stop: StopRequest) -> dict:
+def readable_images(files: list[Path]) -> tuple[list[Path], list[str], set[int]]:
+    """Every file decoded once (and dropped): the readable images, "FILE: problem" for the others, and the
+    channel counts seen. So a bad file is reported before training, not met hours into it."""
+    good, bad, channels = [], [], set()
+    for f in files:
+        try:
+            channels.add(read_image(f).pixels.shape[-1])
+        except InputError as e:
+            bad.append(str(e))
+        else:
+            good.append(f)
+    return good, bad, channels
+
+
+def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, on_skip, stop: StopRequest) -> dict:
     output = Path(output)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -272,11 +289,13 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, stop: StopRequ
         torch.backends.cudnn.benchmark = True
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    files, _ = list_images(Path(cfg.data))
+    files, skipped, channels = readable_images(list_images(Path(cfg.data))[0])
     if not files:
-        raise ScoretoolError(f"{cfg.data}: no readable images to train on")
+        raise ScoretoolError(f"{cfg.data}: no readable images to train on" + (f" ({skipped[0]})" if skipped else ""))
+    for problem in skipped if on_skip and rank == 0 else ():
+        on_skip(problem)
     if cfg.channels is None:
-        cfg.channels = 3 if read_image(files[0]).pixels.shape[-1] == 3 else 1
+        cfg.channels = 3 if 3 in channels else 1
     if cfg.colour_permute and cfg.channels != 3:
         raise ScoretoolError("--colour-permute: the data are grey (one channel); it reorders colour channels")
     torch.manual_seed(cfg.seed)
@@ -320,6 +339,7 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, stop: StopRequ
         "noise": cfg.noise, "init": cfg.init, "teacher": cfg.teacher,
         "patch": cfg.patch, "batch": cfg.batch * world, "processes": world, "colour_permute": cfg.colour_permute,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
+        "skipped_files": skipped,
     }
     data = PatchDataset(files, cfg.patch, cfg.seed, cfg.channels, cfg.cache_mb, cfg.colour_permute)
     loader = iter(DataLoader(data, batch_size=cfg.batch, sampler=StepSampler(start, cfg.batch, rank, world),

@@ -147,3 +147,31 @@ def test_folder_walk_skips_non_images_and_hidden_files(tmp_path, rng):
     files, skipped = list_images(tmp_path, recursive=True)
     assert [p.name for p in files] == ["a.png", "b.tif", "c.png"]
     assert [p.name for p in skipped] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("mode", ["RGB", "CMYK"])
+def test_exif_orientation_is_applied(tmp_path, mode):
+    """A photo taken with the camera upright is stored on its side with EXIF orientation 6 (turn 90°
+    clockwise to show): it is read as shown, so the output is upright too."""
+    from PIL import Image
+
+    stored = np.zeros((37, 41, 3), np.uint8)
+    stored[:6] = 255  # a white band along the stored top
+    im = Image.fromarray(stored).convert(mode)
+    exif = im.getexif()
+    exif[0x0112] = 6
+    path = tmp_path / "upright.jpg"
+    im.save(path, exif=exif.tobytes(), quality=95)
+    shown = read_image(path).pixels[0].mean(-1)
+    assert shown.shape == (41, 37)
+    assert shown[:, -6:].mean() > 0.9 and shown[:, :-8].mean() < 0.1  # the band is now along the right side
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.uint32, np.int64])
+def test_wide_integers_need_a_range(tmp_path, dtype):
+    """32/64-bit integers have no standard full scale (their full range would read any real image as black)."""
+    path = tmp_path / "counts.npy"
+    np.save(path, np.full((16, 16), 170, dtype))
+    with pytest.raises(InputError, match="no standard full scale"):
+        read_image(path)
+    np.testing.assert_allclose(read_image(path, (0, 255)).pixels, 170 / 255, rtol=1e-6)

@@ -242,6 +242,8 @@ def test_sure_bad_input():
     y[0, 0, 0, 0] = float("nan")
     with pytest.raises(ScoretoolError, match="NaN"):
         sure(y, f, 0.1)
+    with pytest.raises(ScoretoolError, match="not finite"):  # finite values whose result overflows float32
+        sure(torch.full((1, 1, H, W), 3e38), lambda z: 2 * z, 0.1)
     # identity: SURE = ‖0‖² − σ² + 2σ² = σ² exactly
     r = sure(torch.rand(1, 1, H, W), f, 0.1)
     assert r.estimate.mse == pytest.approx(0.01, rel=1e-4)

@@ -265,16 +265,21 @@ def test_cli_bad_inputs(fitted, tmp_path, rng, tiny_model):
                {"kind": "prior", "sigma_min": 0.002, "sigma_max": 10.0})
     res = runner.invoke(app, ["ood", "score", str(train), "--model", str(model), "--weights", str(other)])
     assert res.exit_code == 2 and "not the prior" in res.output
-    # too few training images
-    few = _folder(tmp_path / "few", rng, 3)
-    res = runner.invoke(app, ["ood", "fit", str(few), "-o", str(tmp_path / "f.safetensors"), "--weights",
-                              str(tiny_model(1)), *FIT])
-    assert res.exit_code == 2 and "too few" in res.output
     # a model file that is not an OOD model, and an existing output
     res = runner.invoke(app, ["ood", "score", str(train), "--model", str(tiny_model(1))])
     assert res.exit_code == 2 and "not a scoretool OOD model" in res.output
     res = runner.invoke(app, ["ood", "fit", str(train), "-o", str(model), *FIT])
     assert res.exit_code == 2 and "exists" in res.output
+
+
+def test_fit_refuses_too_few_images_before_the_network_runs(tmp_path, rng, tiny_model, monkeypatch):
+    import scoretool.api
+
+    monkeypatch.setattr(scoretool.api, "ood_fit", lambda *a, **k: pytest.fail("features computed for too few images"))
+    few = _folder(tmp_path / "few", rng, 3)
+    res = runner.invoke(app, ["ood", "fit", str(few), "-o", str(tmp_path / "f.safetensors"), "--weights",
+                              str(tiny_model(1)), *FIT])
+    assert res.exit_code == 2 and "3 training images are too few" in res.output
 
 
 def test_spec_of_an_older_model_file_keeps_its_recipe():

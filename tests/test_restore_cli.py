@@ -194,3 +194,21 @@ def test_samplers_and_their_defaults(rng, tiny_model):
         api.restore(lr, "sr", scale=2, sampler="pnp", travel=2, weights=w)
     with pytest.raises(ValueError, match="sampler"):
         api.restore(lr, "sr", scale=2, sampler="heun", weights=w)
+
+
+def test_deblurring_an_integer_file_takes_its_rounding_noise(tmp_path, grey, tiny_model):
+    """σ_y defaults to the rounding std of an 8-bit file for deblurring (bench/restore.py deblur8), to 0 for
+    float files and other tasks; a given --sigma-y wins."""
+    from scoretool.io import ROUNDING_STD
+
+    np.save(tmp_path / "g.npy", read_image(grey).pixels[0, ..., 0])
+    cases = [([grey, "--task", "deblur", "--kernel", "gaussian:1"], ROUNDING_STD),
+             ([tmp_path / "g.npy", "--task", "deblur", "--kernel", "gaussian:1"], 0.0),
+             ([grey, "--task", "sr", "--scale", "2"], 0.0),
+             ([grey, "--task", "deblur", "--kernel", "gaussian:1", "--sigma-y", "0"], 0.0)]
+    for i, (args, expected) in enumerate(cases):
+        out = tmp_path / f"o{i}{args[0].suffix}"
+        res, stdout, _ = _run([*args, "-o", out, "--weights", tiny_model(1), "--json"])
+        assert res.exit_code == 0, res.output
+        row = json.loads(stdout)["results"][0]
+        assert row["sigma_y"] == pytest.approx(expected) and row["sigma_y_unit"] == pytest.approx(expected / (255 if expected else 1))

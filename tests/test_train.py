@@ -250,3 +250,23 @@ def test_colour_permute_reorders_channels_of_half_the_patches(tmp_path, toy_fold
     assert 70 < len(orders) < 130 and set(orders) == set(OTHER_CHANNEL_ORDERS)
     with pytest.raises(ScoretoolError, match="colour-permute"):
         train(tiny_config(toy_folder, steps=1, colour_permute=True), tmp_path / "m.safetensors")
+
+
+def test_bad_files_are_skipped_before_the_first_step(toy_folder, tmp_path):
+    """One bad file never stops a training: it is reported up front and left out (CLI exit code 1)."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from scoretool.cli import app
+
+    folder = tmp_path / "data"
+    shutil.copytree(toy_folder, folder)
+    (folder / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")  # sorts first: the channel count is not read from it
+    np.save(folder / "nan.npy", np.full((32, 32), np.nan, np.float32))
+    res = CliRunner().invoke(app, ["train", str(folder), "-o", str(tmp_path / "m.safetensors"), "--steps", "2",
+                                   "--batch", "2", "--patch", "16", "--widths", "8,16", "--blocks", "1", "--json"])
+    assert res.exit_code == 1, res.output
+    assert "skipped" in res.stderr and "0.png" in res.stderr and "nan.npy" in res.stderr
+    record = load_model(str(tmp_path / "m.safetensors"))[1]
+    assert len(record["skipped_files"]) == 2 and "8 clean images" in record["training_data"]

@@ -104,7 +104,7 @@ def restore(
     mask_random: Annotated[float | None, typer.Option("--mask-random", help="inpaint: fraction (0–1) of pixels taken as missing at random (seeded by --seed) instead of --mask.")] = None,
     kernel: Annotated[str | None, typer.Option("--kernel", help="deblur: gaussian:STD (std in pixels), uniform:SIZE (pixels) or a .npy file with a 2-D kernel; circular boundary.")] = None,
     ratio: Annotated[float, typer.Option("--ratio", help="cs: fraction (0–1] of measurements kept per 32×32 block (random orthonormal transform, seeded by --seed).")] = 0.25,
-    sigma_y: Annotated[float, typer.Option("--sigma-y", help="Measurement noise std in the input's pixel units (0–255 for 8-bit); > 0: DDNM+ (ddnm) or the Wiener data step (pnp).")] = 0.0,
+    sigma_y: Annotated[float | None, typer.Option("--sigma-y", help="Measurement noise std in the input's pixel units (0–255 for 8-bit); > 0: DDNM+ (ddnm) or the Wiener data step (pnp). Default 0, except for deblurring an integer file: its rounding noise, 1/√12 ≈ 0.29 of a level (taken as exact, the inverse filter amplifies it into artefacts).")] = None,
     sampler: Annotated[str, typer.Option("--sampler", help="pnp: deterministic plug-and-play with the null-space data step (25 evaluations); ddnm: a DDNM / DDNM+ posterior sample (100 evaluations; --eta, --travel, --samples, --start); auto: pnp for inpainting, ddnm for the other tasks (measured best, README).")] = "auto",
     steps: Annotated[int | None, typer.Option("--steps", help="Network evaluations on the noise schedule (ddnm: before time-travel); default 25 (pnp), 100 (ddnm).")] = None,
     sigma_max: Annotated[float | None, typer.Option("--sigma-max", help="First noise level on the [0,1] scale (ddnm: the chain starts at the start image + σ·noise; 10 = from noise); default 0.15 (pnp), 1 (ddnm).")] = None,
@@ -150,7 +150,7 @@ def restore(
                                     samples=samples)
     except ValueError as e:
         raise ScoretoolError(str(e)) from None
-    if sigma_y < 0:
+    if sigma_y is not None and sigma_y < 0:
         raise ScoretoolError(f"--sigma-y {sigma_y}: must be ≥ 0")
     vrange = parse_range(value_range)
     common.reads([Path(p) for p in (kernel,) if p and Path(p).is_file()] + (list_images(mask)[0] if mask else []))
@@ -172,7 +172,11 @@ def restore(
             else:
                 missing = random_mask((h, w), mask_random, common.seed)
         lo, hi = image.value_range
-        sy = sigma_y / (hi - lo)
+        from ..io import ROUNDING_STD
+
+        rounding = ROUNDING_STD if task == "deblur" and image.dtype.kind in "ui" else 0.0  # bench/restore.py deblur8
+        noise_levels = sigma_y if sigma_y is not None else rounding
+        sy = noise_levels / (hi - lo)
         outs, residuals, nfe = [], [], 0
         t0 = time.perf_counter()
         for f in range(frames):
@@ -195,7 +199,7 @@ def restore(
         write_image(job.dest, result, overwrite=common.overwrite)
         mp = pixels.shape[0] * pixels.shape[1] * pixels.shape[2] / 1e6
         return {"task": task, "weights": info["weights"], "shape_in": [h, w, ch], "shape_out": list(pixels.shape[1:]),
-                "residual": max(residuals), "residual_per_frame": residuals, "nfe": nfe, "sigma_y": sigma_y,
+                "residual": max(residuals), "residual_per_frame": residuals, "nfe": nfe, "sigma_y": noise_levels,
                 "sigma_y_unit": sy, **settings,
                 "dihedral": cycle_dihedral, "seconds": round(seconds, 3),
                 "seconds_per_megapixel": round(seconds / mp, 3)}

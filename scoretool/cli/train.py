@@ -93,10 +93,12 @@ def train(
             if not common.console.is_terminal and not common.quiet and step % 500 == 0:
                 common.notice(f"step {step}/{steps} loss {loss:.4f} {ips:.0f} img/s")
 
-        record = run_training(cfg, output, resume=resume, on_step=on_step)
+        record = run_training(cfg, output, resume=resume, on_step=on_step,
+                              on_skip=lambda problem: common.notice(f"skipped {problem}"))
     if common.json:
         common.emit({"output": str(output), **record})
     else:
         common.notice(f"wrote {output} after {record['steps']} steps ({record['train_seconds'] / 60:.1f} min)")
         if record.get("stopped_by_signal"):
             common.notice("stopped by a signal; continue with the same command and --resume")
+    return 1 if record["skipped_files"] else 0
