@@ -201,6 +201,26 @@ def _save_checkpoint(path: Path, net, ema, opt, step: int, cfg: TrainConfig, inf
         save_model(tmp, net, {**info, "checkpoint_step": step, "train_config": asdict(cfg)}, extra)
 
 
+RESUME_FIXED = {"mode": "--clean/--noisy", "channels": "image channels", "patch": "--patch", "batch": "--batch",
+                "seed": "--seed", "colour_permute": "--colour-permute"}
+"""Settings a resumed run must share with its checkpoint's (they fix the network's input and the data order);
+the learning rate, the steps and the time limit may change."""
+
+
+def _check_same_run(path: Path, cfg: TrainConfig) -> None:
+    """Refuse --resume when a RESUME_FIXED setting differs from the checkpoint's run (it would not continue
+    that run, and the record would claim the new setting for every step)."""
+    try:
+        saved = read_metadata(path)[1].get("train_config") or {}
+    except Exception:  # noqa: BLE001 - a damaged checkpoint is _load_checkpoint's to report
+        return
+    changed = [f"{flag} {saved[k]} → {getattr(cfg, k)}" for k, flag in RESUME_FIXED.items()
+               if k in saved and saved[k] != getattr(cfg, k)]
+    if changed:
+        raise ScoretoolError(f"--resume continues {path} exactly, but its run had other settings: {', '.join(changed)} "
+                             f"(give them as before, or start afresh with --overwrite)")
+
+
 def _load_checkpoint(path: Path, net, ema, opt, steps: int) -> int:
     """Restore net, EMA and optimiser from a checkpoint; a damaged one (unreadable, non-finite tensors,
     another architecture, missing state, a step outside 0..steps) is refused (ModelError) before training."""
@@ -326,6 +346,7 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, on_skip, stop:
     if resume:
         if not ckpt.exists():
             raise ScoretoolError(f"--resume: no checkpoint {ckpt} to resume from")
+        _check_same_run(ckpt, cfg)
         start = _load_checkpoint(ckpt, net, ema, opt, cfg.steps)
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)

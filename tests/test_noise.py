@@ -297,3 +297,16 @@ def test_prior_sigma_is_a_fixed_point_of_the_mmse_denoiser():
     assert low < 0.1 * sigma and evaluations == 5
     with pytest.raises(ValueError, match="positive first guess"):  # F would divide by ε·0
         noise.prior_sigma(mmse, y, 0.0)
+
+
+def test_noise2score_model_on_other_noise_is_reported():
+    """n2s-gaussian-gray knows σ = 25 grey levels and reads about that in any noise: an image with σ = 5 is
+    reported (its σ and the weak-texture σ̂ differ > NOISE_MISMATCH×), one with σ = 25 is not."""
+    from scoretool.api.noise import tweedie_denoise
+
+    rng = np.random.default_rng(0)
+    clean = np.tile(np.linspace(0.2, 0.8, 96, dtype=np.float32), (96, 1))
+    reports = {s: tweedie_denoise(clean + s / 255 * rng.standard_normal(clean.shape).astype(np.float32),
+                                  weights="n2s-gaussian-gray", device="cpu")[1] for s in (5, 25)}
+    assert reports[5]["noise_mismatch"] is not None and reports[5]["noise_mismatch"]["image_sigma"] < 8 / 255
+    assert reports[25]["noise_mismatch"] is None

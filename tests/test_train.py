@@ -90,6 +90,8 @@ def test_resume_is_exact(toy_folder, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(toy_folder, steps=12, checkpoint_minutes=0), part, on_step=interrupt)
     assert checkpoint_path(part).exists() and not part.exists()
+    with pytest.raises(ScoretoolError, match="--patch 16 → 8"):  # another data order is not this run continued
+        train(tiny_config(toy_folder, steps=12, checkpoint_minutes=0, patch=8), part, resume=True)
     info = train(tiny_config(toy_folder, steps=12, checkpoint_minutes=0), part, resume=True)
     assert info["steps"] == 12
     a, _ = load_model(str(full))

@@ -126,6 +126,10 @@ def blind_sigma(model: Model, y: torch.Tensor, classical: float, seed: int = 0) 
             "method": "weak-texture PCA (blind.weak_texture_sigma), checked against the prior (noise.prior_sigma)"}
 
 
+NOISE_MISMATCH = 1.5
+"""A Noise2Score model's σ and the image's weak-texture σ̂ further apart than this factor are reported."""
+
+
 def tweedie_denoise(image: np.ndarray, noise: str = "gaussian", parameter: float | None = None, *,
                     weights: str | None = None, device: str = "auto", precision: str = "auto", tile: int = 512,
                     sigma_a: float | None = None, negative: str = "error", seed: int = 0,
@@ -145,7 +149,9 @@ def tweedie_denoise(image: np.ndarray, noise: str = "gaussian", parameter: float
         negative: poisson/gamma data with values < 0: "error" (default) or "clip" (set to 0, counted).
     Returns:
         (x̂ same shape float32 unclipped, report dict: method, family, parameter_name, parameter, estimated,
-        estimate, guards, negative_clipped, sigma_a, weights, model_noise, channelwise).
+        estimate, guards, negative_clipped, sigma_a, weights, model_noise, channelwise, noise_mismatch: for a
+        Noise2Score model and Gaussian noise, {model_sigma, image_sigma} when its σ and the weak-texture σ̂ of
+        the image differ by more than NOISE_MISMATCH×, else None).
     """
     check_finite(image)
     noise = str(noise).lower()
@@ -173,7 +179,7 @@ def tweedie_denoise(image: np.ndarray, noise: str = "gaussian", parameter: float
                                  "usable curvature); give it explicitly")
     parameter = nz.check_parameter(noise, parameter)
     y, clipped = nz.check_nonnegative(y, noise, negative)
-    guards = nz.GuardReport()
+    guards, mismatch = nz.GuardReport(), None
     tiled = model.configured(progress=progress)
     if n2s:
         sigma_a = _sigma_a(sigma_a, model.info, y, noise, parameter)
@@ -185,8 +191,14 @@ def tweedie_denoise(image: np.ndarray, noise: str = "gaussian", parameter: float
     else:
         out = nz.heteroscedastic_denoise(tiled, y, nz.prior_variance_fn(noise, parameter))
         method = "prior gaussian approximation"
+    if n2s and noise == "gaussian":
+        # A Noise2Score model knows only the noise it was trained on, and reads that σ in other noise too: check
+        # its σ against the weak-texture estimate of this image's white noise.
+        seen = estimate_sigma(image)
+        if not 1 / NOISE_MISMATCH <= parameter / seen <= NOISE_MISMATCH:
+            mismatch = {"model_sigma": parameter, "image_sigma": seen}
     report = {"method": method, "weights": model.info["name"], "family": noise, "parameter_name": nz.PARAM_NAME[noise],
-              "parameter": parameter, "estimated": estimate is not None, "estimate": estimate,
+              "parameter": parameter, "estimated": estimate is not None, "estimate": estimate, "noise_mismatch": mismatch,
               "guards": guards.as_dict(), "negative_clipped": clipped, "sigma_a": sigma_a if n2s else None,
               "model_noise": model.info.get("noise") or None, "channelwise": model.channels != channels_of(image)}
     return from_batch(out.reshape(-1, channels_of(image), *out.shape[-2:]), shape), report

@@ -170,6 +170,12 @@ def denoise(
                 row["white_noise"] = report["white_noise"] * (hi - lo)
                 how += "; white noise of 2 grey levels or more at the finest scale, so not the real-noise mode (--real-noise to force it)"
             common.notice(f"{job.label}: estimated {report['family']} noise, {what}; {how}")
+        mismatch = report.get("noise_mismatch")
+        if mismatch:
+            row["noise_mismatch"] = {k: v * (hi - lo) for k, v in mismatch.items()}
+            common.notice(f"{job.label}: {report['weights']} reads σ = {mismatch['model_sigma'] * (hi - lo):.3g} (input units), "
+                          f"but the image's white noise looks like σ ≈ {mismatch['image_sigma'] * (hi - lo):.3g}: a Noise2Score "
+                          f"model denoises only noise like its training data's; a clean prior (the default) takes any σ")
         guards = report.get("guards")
         if guards:
             row["guards"] = guards
