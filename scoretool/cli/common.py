@@ -165,11 +165,17 @@ class Common:
             yield advance
 
 
+PIPE_WIDTH = 200
+"""Columns of tables written to a pipe or file (a terminal's own width otherwise)."""
+
+
 def plain_console(stderr: bool = False) -> Console:
     """A console that prints text as given: no markup, no emoji codes (`x:smile:y.png` stays a file
     name), no highlighting; NO_COLOR is honoured. Every message and table goes through one."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not (stream.isatty() or os.environ.get("COLUMNS"))  # rich would cut tables to 80 columns
     return Console(stderr=stderr, soft_wrap=stderr, no_color=bool(os.environ.get("NO_COLOR")), markup=False,
-                   emoji=False, highlight=False)
+                   emoji=False, highlight=False, width=PIPE_WIDTH if piped else None)
 
 
 def one_line(msg) -> str:

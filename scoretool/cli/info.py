@@ -25,6 +25,11 @@ def info(common: Common) -> None:
             typer.echo(f"{k:16s} {v}")
 
 
+def psnr_text(measured: dict | None) -> str:
+    """{"BSD68 σ=25": 29.27, …} → "BSD68 σ=25 29.27, …" (– when nothing was measured)."""
+    return ", ".join(f"{k} {v}" for k, v in measured.items()) if measured else "–"
+
+
 @command(app)
 def weights(
     common: Common,
@@ -41,5 +46,5 @@ def weights(
     for r in rows:
         lo, hi = r["sigma_range"]
         table.add_row(r["name"], str(r["channels"]), str(r["kind"]), f"{lo}–{hi}", str(r["training_data"]),
-                      str(r["steps"]), str(r["measured_psnr"] or "–"))
+                      str(r["steps"]), psnr_text(r["measured_psnr"]))
     plain_console().print(table)

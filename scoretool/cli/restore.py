@@ -47,6 +47,8 @@ def parse_kernel(spec: str) -> np.ndarray:
             check_budget((2 * math.ceil(3 * std) + 1) ** 2, f"--kernel {spec}")
             return gaussian_kernel(std)
         if kind == "uniform" and arg:
+            if not arg.strip().isdigit():
+                raise ValueError(f"SIZE {arg} must be a whole number of pixels")
             size = int(arg)
             if size >= 1:
                 check_budget(size * size, f"--kernel {spec}")
