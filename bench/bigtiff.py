@@ -71,26 +71,34 @@ def crop_psnr(noisy: Path, denoised: Path, size: int = 512) -> tuple[float, floa
 
 
 def crop_check(noisy: Path, denoised: Path, weights: str, sigma: float, tile: int, tiles: int = 3) -> dict:
-    """The out-of-core result on a crop near the centre against in-memory tiling (`scoretool.load(…)
-    .denoise`) of that crop's neighbourhood: the neighbourhood starts on the whole image's tile grid and
-    spans `tiles` strides plus one tile, so its tiles are the whole image's; the crop leaves out one tile
-    at each side (where the neighbourhood's own borders change the blending). Both are rounded to 16 bits.
-    Returns the crop (row, column, height, width) and the largest difference in 16-bit levels."""
+    """The out-of-core result on a crop near the centre against the same tiles computed in memory: the
+    whole image's tiles (`tile_grid`, blend weights `_axis_weight` of the whole image) that lie in a
+    neighbourhood of `tiles` + 1 tiles a side; the crop leaves out one tile at each side (where tiles
+    outside the neighbourhood would also contribute). Both are rounded to 16 bits. Returns the crop (row,
+    column, height, width) and the largest difference in 16-bit levels."""
     import scoretool
+    from scoretool.engine import _axis_weight
 
     model = scoretool.load(weights, channels=1, tile=tile)
     engine = model.engine
     h, w = tiff_layout(noisy).shape
-    tile, _, starts, _ = tile_grid(h, w, tile, engine.overlap, engine.tile_multiple)  # the whole image's grid
-    stride = starts[1] - starts[0]
-    size = tiles * stride + tile
-    r0, c0 = (min(n // 2, n - size) // stride * stride for n in (h, w))
-    y = np.asarray(tiff_layout(noisy).rows(noisy, r0, r0 + size)[:, c0 : c0 + size], np.float32) / 65535
-    ref = np.round(np.clip(model.denoise(y, sigma / 65535), 0, 1) * 65535)
-    got = np.asarray(tiff_layout(denoised).rows(denoised, r0, r0 + size)[:, c0 : c0 + size], np.float64)
-    inner = (slice(tile, size - tile),) * 2
+    th, tw, ys, xs = tile_grid(h, w, tile, engine.overlap, engine.tile_multiple)  # the whole image's grid
+    j, i = (max(0, len(v) // 2 - tiles // 2) for v in (ys, xs))
+    ys, xs = ys[j : j + tiles + 1], xs[i : i + tiles + 1]
+    r0, c0, r1, c1 = ys[0], xs[0], ys[-1] + th, xs[-1] + tw
+    y = np.asarray(tiff_layout(noisy).rows(noisy, r0, r1)[:, c0:c1], np.float32) / 65535
+    out, weight = np.zeros(y.shape), np.zeros(y.shape)
+    for y0 in ys:
+        for x0 in xs:
+            part = model.denoise(y[y0 - r0 : y0 - r0 + th, x0 - c0 : x0 - c0 + tw], sigma / 65535)
+            wt = np.outer(_axis_weight(y0, th, h, engine.overlap), _axis_weight(x0, tw, w, engine.overlap))
+            out[y0 - r0 : y0 - r0 + th, x0 - c0 : x0 - c0 + tw] += part * wt
+            weight[y0 - r0 : y0 - r0 + th, x0 - c0 : x0 - c0 + tw] += wt
+    ref = np.round(np.clip(out / weight, 0, 1) * 65535)
+    got = np.asarray(tiff_layout(denoised).rows(denoised, r0, r1)[:, c0:c1], np.float64)
+    inner = (slice(ys[1] - r0, ys[-1] - r0), slice(xs[1] - c0, xs[-1] - c0))
     diff = np.abs(ref[inner] - got[inner])
-    return {"crop": [r0 + tile, c0 + tile, size - 2 * tile, size - 2 * tile], "max_diff_16bit_levels": float(diff.max()),
+    return {"crop": [ys[1], xs[1], ys[-1] - ys[1], xs[-1] - xs[1]], "max_diff_16bit_levels": float(diff.max()),
             "pixels_differing": float(np.mean(diff > 0))}
 
 

@@ -54,7 +54,7 @@ def best_seconds(fn, repeats: int, device: torch.device) -> float:
 
 
 PEAK_REPEATS = 10
-"""Matmuls timed for the peak: on a shared or frequency-scaling CPU the best of 2 read half the best of 10."""
+"""Matmuls timed for the peak: on a shared or frequency-scaling CPU a best of 2 can read far below it."""
 
 
 def matmul_peak(device: torch.device, precision: str, n: int, repeats: int) -> float:

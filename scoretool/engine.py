@@ -71,23 +71,33 @@ def _axis_tiles(length: int, tile: int, overlap: int, multiple: int) -> tuple[in
     """(side, starts) of the tiles along one axis: the fewest tiles of side at most `tile` that cover
     [0, length) with neighbours overlapping by at least `overlap`, and of those the smallest side, so
     the network computes as few overlap pixels as it can (a 2048 side takes 5 tiles of 464, not 5 of
-    512: 1.28× the pixels instead of 1.56×). Starts are multiples of `multiple` (so a U-Net's
-    down-sampling grid matches the whole image's), except the last, which ends at `length`; the side is
-    a multiple of `multiple`, or `length` when one tile holds it."""
+    512: 1.28× the pixels instead of 1.56×). Never more tiles, nor larger ones, than a fixed stride of
+    tile − overlap gives. Starts are multiples of `multiple` (so a U-Net's down-sampling grid matches
+    the whole image's), except the last, which ends at `length`; the side is a multiple of `multiple`,
+    or `length` when one tile holds it."""
     if length <= tile:
         return length, [0]
     overlap = min(overlap, tile - multiple)
-    count = max(2, -(-(length - overlap) // (tile - overlap)))
-    while True:
-        side = -(-(length + (count - 1) * overlap) // count)  # count tiles overlapping by exactly `overlap`
-        side = -(-side // multiple) * multiple
-        while side <= tile:
-            span = length - side
-            starts = sorted({i * span // (count - 1) // multiple * multiple for i in range(count - 1)} | {span})
-            if all(b - a <= side - overlap for a, b in zip(starts, starts[1:])):
-                return side, starts
-            side += multiple  # rounding the starts down to the grid widened a gap
-        count += 1
+
+    def fits(count: int, side: int) -> bool:
+        """Can `count` tiles of `side`, starting on the grid, cover the axis?"""
+        if count == 2:
+            return length - side <= side - overlap
+        step = (side - overlap) // multiple * multiple  # the widest gap between starts on the grid
+        return step >= multiple and (count - 2) * step + side - overlap >= length - side
+
+    step = (tile - overlap) // multiple * multiple
+    count = 2 if fits(2, tile) else 2 + -(-(length - 2 * tile + overlap) // step)  # the fewest tiles of `tile`
+    side = -(-(length + (count - 1) * overlap) // count)  # count tiles overlapping by exactly `overlap`
+    side = -(-side // multiple) * multiple
+    while not fits(count, side):  # ends at `tile` at the latest
+        side += multiple
+    span = length - side
+    starts = sorted({i * span // (count - 1) // multiple * multiple for i in range(count - 1)} | {span})
+    if any(b - a > side - overlap for a, b in zip(starts, starts[1:])):  # rounding to the grid widened a gap
+        step = (side - overlap) // multiple * multiple
+        starts = sorted({min(i * step, span) for i in range(count - 1)} | {span})
+    return side, starts
 
 
 def tile_grid(height: int, width: int, tile: int, overlap: int, multiple: int) -> tuple[int, int, list[int], list[int]]:

@@ -202,9 +202,10 @@ def _save_checkpoint(path: Path, net, ema, opt, step: int, cfg: TrainConfig, inf
 
 
 RESUME_FIXED = {"mode": "--clean/--noisy", "channels": "image channels", "patch": "--patch", "batch": "--batch",
-                "seed": "--seed", "colour_permute": "--colour-permute"}
-"""Settings a resumed run must share with its checkpoint's (they fix the network's input and the data order);
-the learning rate, the steps and the time limit may change."""
+                "seed": "--seed", "colour_permute": "--colour-permute", "sigma_min": "--sigma-min", "sigma_max": "--sigma-max"}
+"""Settings a resumed run must share with its checkpoint's (they fix the network's input, the σ range and the
+data order); the learning rate, the steps and the time limit may change. Not checked: the folder's files and
+the number of torchrun processes, which also set the data order."""
 
 
 def _check_same_run(path: Path, cfg: TrainConfig) -> None:
@@ -218,7 +219,7 @@ def _check_same_run(path: Path, cfg: TrainConfig) -> None:
                if k in saved and saved[k] != getattr(cfg, k)]
     if changed:
         raise ScoretoolError(f"--resume continues {path} exactly, but its run had other settings: {', '.join(changed)} "
-                             f"(give them as before, or start afresh with --overwrite)")
+                             f"(give the same settings and data, or start afresh with --overwrite)")
 
 
 def _load_checkpoint(path: Path, net, ema, opt, steps: int) -> int:

@@ -126,17 +126,22 @@ def test_small_images_go_through_the_network_together():
     torch.testing.assert_close(out, one, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("length", [513, 520, 768, 1001, 1024, 2048, 4000])
-def test_tile_grid_is_the_fewest_smallest_tiles(length):
-    """The tiles cover the side with neighbours overlapping by ≥ overlap, on the U-Net's grid, and the network
-    computes as few pixels as that allows (the fewest tiles of side ≤ 512, then the smallest side)."""
-    tile, overlap, multiple = 512, 64, 8
-    side, _, starts, _ = tile_grid(length, 64, tile, overlap, multiple)
-    assert starts[0] == 0 and starts[-1] + side == length and side <= tile and side % multiple == 0
-    assert all(s % multiple == 0 for s in starts[:-1])
-    assert all(overlap <= a + side - b for a, b in zip(starts, starts[1:]))
-    fewest = -(-(length - overlap) // (tile - overlap))
-    assert len(starts) == fewest
-    assert side < -(-(length + (fewest - 1) * overlap) // fewest) + 2 * multiple
-    if length == 2048:
-        assert (side, len(starts)) == (464, 5)  # 1.28× the pixels, where 5 tiles of 512 cost 1.56×
+@pytest.mark.parametrize("tile,overlap,multiple", [(512, 64, 8), (512, 64, 32), (128, 64, 16), (80, 64, 8), (16, 64, 8)])
+def test_tile_grid_covers_on_the_grid_with_no_more_work_than_a_fixed_stride(tile, overlap, multiple):
+    """Every length: the tiles cover it with neighbours overlapping by ≥ overlap (or tile − multiple, the most a
+    tile that small allows), start on the U-Net's grid, and cost the network no more pixels than tiles of
+    side `tile` stepped by tile − overlap (rounded to the grid) with the last one flush with the border."""
+    need = min(overlap, tile - multiple)
+    stride = max(multiple, (tile - overlap) // multiple * multiple)
+    for length in [*range(tile + 1, 3 * tile + 200), 1401, 4001, 8000]:
+        side, _, starts, _ = tile_grid(length, 8, tile, overlap, multiple)
+        assert starts[0] == 0 and starts[-1] + side == length and side <= tile and side % multiple == 0
+        assert all(s % multiple == 0 for s in starts[:-1]) and starts == sorted(set(starts))
+        assert all(need <= a + side - b for a, b in zip(starts, starts[1:])), length
+        assert len(starts) * side <= (len(range(0, length - tile, stride)) + 1) * tile, length
+
+
+def test_tile_grid_balances_the_tiles():
+    """A 2048 side takes 5 tiles of 464 (1.28× the pixels), where 5 of 512 cost 1.56×; 1024 takes 3 of 384."""
+    assert tile_grid(2048, 2048, 512, 64, 8)[::2] == (464, [0, 392, 792, 1184, 1584])
+    assert tile_grid(1024, 1024, 512, 64, 8)[::2] == (384, [0, 320, 640])

@@ -150,7 +150,7 @@ def tweedie_denoise(image: np.ndarray, noise: str = "gaussian", parameter: float
     Returns:
         (x̂ same shape float32 unclipped, report dict: method, family, parameter_name, parameter, estimated,
         estimate, guards, negative_clipped, sigma_a, weights, model_noise, channelwise, noise_mismatch: for a
-        Noise2Score model and Gaussian noise, {model_sigma, image_sigma} when its σ and the weak-texture σ̂ of
+        Noise2Score model and Gaussian noise with σ estimated, {model_sigma, image_sigma} when its σ and the weak-texture σ̂ of
         the image differ by more than NOISE_MISMATCH×, else None).
     """
     check_finite(image)
@@ -191,7 +191,7 @@ def tweedie_denoise(image: np.ndarray, noise: str = "gaussian", parameter: float
     else:
         out = nz.heteroscedastic_denoise(tiled, y, nz.prior_variance_fn(noise, parameter))
         method = "prior gaussian approximation"
-    if n2s and noise == "gaussian":
+    if n2s and noise == "gaussian" and estimate is not None:
         # A Noise2Score model knows only the noise it was trained on, and reads that σ in other noise too: check
         # its σ against the weak-texture estimate of this image's white noise.
         seen = estimate_sigma(image)

@@ -47,11 +47,10 @@ def parse_kernel(spec: str) -> np.ndarray:
             check_budget((2 * math.ceil(3 * std) + 1) ** 2, f"--kernel {spec}")
             return gaussian_kernel(std)
         if kind == "uniform" and arg:
-            if not arg.strip().isdigit():
-                raise ValueError(f"SIZE {arg} must be a whole number of pixels")
+            if not (arg.strip().isdecimal() and int(arg) >= 1):
+                raise ValueError(f"SIZE {arg} must be a positive whole number of pixels")
             size = int(arg)
-            if size >= 1:
-                check_budget(size * size, f"--kernel {spec}")
+            check_budget(size * size, f"--kernel {spec}")
             return uniform_kernel(size)
     except ValueError as e:
         raise ScoretoolError(f"--kernel {spec}: {e}") from None
