@@ -273,9 +273,9 @@ def test_cli_bad_inputs(fitted, tmp_path, rng, tiny_model):
 
 
 def test_fit_refuses_too_few_images_before_the_network_runs(tmp_path, rng, tiny_model, monkeypatch):
-    import scoretool.api
+    import scoretool.api.ood
 
-    monkeypatch.setattr(scoretool.api, "ood_fit", lambda *a, **k: pytest.fail("features computed for too few images"))
+    monkeypatch.setattr(scoretool.api.ood, "ood_features", lambda *a, **k: pytest.fail("features computed for too few images"))
     few = _folder(tmp_path / "few", rng, 3)
     res = runner.invoke(app, ["ood", "fit", str(few), "-o", str(tmp_path / "f.safetensors"), "--weights",
                               str(tiny_model(1)), *FIT])

@@ -11,7 +11,15 @@ import numpy as np
 
 from ..errors import ScoretoolError
 from ..model import Model, as_batch, channels_of, loaded
-from ..ood import FeatureSpec, OODModel, detection_metrics, geometric_levels, histogram_image, score_norm_features
+from ..ood import (
+    FeatureSpec,
+    OODModel,
+    check_enough_images,
+    detection_metrics,
+    geometric_levels,
+    histogram_image,
+    score_norm_features,
+)
 from ..weights import bundled_models, read_metadata, resolve_weights
 
 __all__ = ["OODModel", "detection_metrics", "histogram_image", "ood_check_prior", "ood_features", "ood_fit",
@@ -67,6 +75,8 @@ def ood_fit(images, *, weights: str | None = None, method: str = "gmm", levels: 
         raise ScoretoolError("no training images")
     ch = channels_of(images[0])
     spec = ood_spec(weights=weights, channels=ch, levels=levels, sigma_max=sigma_max, sigma_min=sigma_min, **spec_opts)
+    frames = sum(np.shape(img)[0] if np.ndim(img) == 4 else 1 for img in images)
+    check_enough_images(frames, method, spec.dim)  # before the network passes, not after them
     feats = []
     for img in images:
         if channels_of(img) != ch:

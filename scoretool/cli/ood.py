@@ -13,7 +13,6 @@ import typer
 from ..api import DEFAULT_CORR, DEFAULT_PARITY, DEFAULT_PARITY_MEAN, DEFAULT_QUANTILES, DEFAULT_RMS
 from ..errors import InputError, ModelError, ScoretoolError
 from ..files import atomic_output, check_budget, list_images
-from ..ood_recipe import FeatureSpec
 from . import app
 from .batch import FileJob, plan_jobs, run_batch
 from .common import INPUTS_HELP, Common, Opt, command, file_error, one_line
@@ -121,10 +120,6 @@ def fit(
     images, _, failed = _read_training(common, data, output)
     if not images:
         raise ScoretoolError(f"{data}: no readable training images")
-    from ..ood import check_enough_images
-
-    features = FeatureSpec([0.0] * levels, quantiles=qs, rms=rms, corr=corr, parity=parity, parity_mean=parity_mean).dim
-    check_enough_images(len(images), method, features)  # before the network passes, not after them
     t0 = time.perf_counter()
     with common.progress("features", len(images)) as advance:
         model = ood_fit(images, weights=weights, method=method, levels=levels, sigma_max=sigma_max, sigma_min=sigma_min,
