@@ -6,13 +6,14 @@ import datetime
 import json
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from scoretool.train import git_revision
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -86,17 +87,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def git_revision() -> str | None:
-    """HEAD's commit, with "+changes" when tracked files other than bench results differ from it; None
-    outside a checkout."""
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", ".", ":!bench/results"], cwd=ROOT).returncode != 0
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return rev + ("+changes" if dirty else "")
 
 
 def save_results(name: str, payload: dict) -> Path:

@@ -14,6 +14,7 @@ seeding contract.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import signal
@@ -172,13 +173,16 @@ def dsm_loss(net, u: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor, dev
         return edm_loss(net, u, sigma, noise, sigma_data, teacher)
 
 
-def _git_revision() -> str:
+def git_revision() -> str:
+    """The commit of the running code (short hash), with "+changes" when tracked files other than bench results
+    differ from it; "unknown" outside a git checkout. Recorded in models and bench JSON files."""
+    git = functools.partial(subprocess.run, capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5)
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=5)
-        return out.stdout.strip() or "unknown"
+        rev = git(["git", "rev-parse", "--short", "HEAD"]).stdout.strip()
+        changed = git(["git", "diff", "--quiet", "HEAD", "--", ":/", ":(exclude,top)bench/results"]).returncode == 1
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    return (rev + ("+changes" if changed else "")) if rev else "unknown"
 
 
 def checkpoint_path(output: Path) -> Path:
@@ -357,7 +361,7 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, on_skip, stop:
         "kind": "prior" if cfg.mode == "clean" else "noise2score",
         "sigma_min": cfg.sigma_min, "sigma_max": cfg.sigma_max, "sigma_focus": cfg.sigma_focus,
         "training_data": f"{cfg.data} ({len(files)} {'clean' if cfg.mode == 'clean' else 'noisy'} images)",
-        "command": cfg.command, "git_revision": _git_revision(), "scoretool_version": __version__,
+        "command": cfg.command, "git_revision": git_revision(), "scoretool_version": __version__,
         "noise": cfg.noise, "init": cfg.init, "teacher": cfg.teacher,
         "patch": cfg.patch, "batch": cfg.batch * world, "processes": world, "colour_permute": cfg.colour_permute,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
