@@ -79,15 +79,17 @@ def _axis_tiles(length: int, tile: int, overlap: int, multiple: int) -> tuple[in
         return length, [0]
     overlap = min(overlap, tile - multiple)
 
+    def grid_step(side: int) -> int:
+        """The widest gap between starts on the grid for tiles of `side`."""
+        return (side - overlap) // multiple * multiple
+
     def fits(count: int, side: int) -> bool:
         """Can `count` tiles of `side`, starting on the grid, cover the axis?"""
         if count == 2:
             return length - side <= side - overlap
-        step = (side - overlap) // multiple * multiple  # the widest gap between starts on the grid
-        return step >= multiple and (count - 2) * step + side - overlap >= length - side
+        return grid_step(side) >= multiple and (count - 2) * grid_step(side) + side - overlap >= length - side
 
-    step = (tile - overlap) // multiple * multiple
-    count = 2 if fits(2, tile) else 2 + -(-(length - 2 * tile + overlap) // step)  # the fewest tiles of `tile`
+    count = 2 if fits(2, tile) else 2 + -(-(length - 2 * tile + overlap) // grid_step(tile))  # the fewest tiles of `tile`
     side = -(-(length + (count - 1) * overlap) // count)  # count tiles overlapping by exactly `overlap`
     side = -(-side // multiple) * multiple
     while not fits(count, side):  # ends at `tile` at the latest
@@ -95,8 +97,7 @@ def _axis_tiles(length: int, tile: int, overlap: int, multiple: int) -> tuple[in
     span = length - side
     starts = sorted({i * span // (count - 1) // multiple * multiple for i in range(count - 1)} | {span})
     if any(b - a > side - overlap for a, b in zip(starts, starts[1:])):  # rounding to the grid widened a gap
-        step = (side - overlap) // multiple * multiple
-        starts = sorted({min(i * step, span) for i in range(count - 1)} | {span})
+        starts = sorted({min(i * grid_step(side), span) for i in range(count - 1)} | {span})
     return side, starts
 
 

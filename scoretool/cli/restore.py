@@ -153,6 +153,8 @@ def restore(
         raise ScoretoolError(str(e)) from None
     if sigma_y is not None and sigma_y < 0:
         raise ScoretoolError(f"--sigma-y {sigma_y}: must be ≥ 0")
+    from ..io import ROUNDING_STD
+
     vrange = parse_range(value_range)
     common.reads([Path(p) for p in (kernel,) if p and Path(p).is_file()] + (list_images(mask)[0] if mask else []))
     jobs = plan_jobs(common, inputs, output, fmt)
@@ -173,8 +175,6 @@ def restore(
             else:
                 missing = random_mask((h, w), mask_random, common.seed)
         lo, hi = image.value_range
-        from ..io import ROUNDING_STD
-
         rounding = ROUNDING_STD if task == "deblur" and image.dtype.kind in "ui" else 0.0  # bench/restore.py deblur8
         noise_levels = sigma_y if sigma_y is not None else rounding
         sy = noise_levels / (hi - lo)
