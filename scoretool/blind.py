@@ -1,6 +1,7 @@
 """Blind noise models for a clean prior: the Gaussian level σ, the Poisson–Gaussian pair (a, b) and
-correlated camera noise, estimated from one image without a network (the classical estimators a clean
-prior needs; a Noise2Score model estimates its noise from its own score, noise.py), and the
+correlated camera noise, estimated from one image by classical estimators (the pair refined with the
+prior's residuals where a denoiser is given; a Noise2Score model estimates its noise from its own score,
+noise.py), and the
 denoising routes that go with them: variance stabilisation for (a, b), pixel-shuffle for camera noise.
 
 Scale: [0,1] intensities; images are numpy arrays (H, W) or (H, W, C).
@@ -55,6 +56,9 @@ def _weak_texture_patches(img: np.ndarray, d: int, stride: int) -> tuple[np.ndar
     return np.concatenate(xs), np.concatenate(xis)
 
 
+MIN_PATCHES = 8 * PATCH * PATCH
+"""The fewest 7×7 patches a weak-texture variance is read from (8 per dimension of a patch vector): below
+it the eigenvalue rule is noise, and an image too small for it is refused rather than given a made-up σ̂."""
 PATCH_BUDGET = 1 << 19
 """The most 7×7 patches a weak-texture estimate builds (~200 MB as float64): a larger image is read at a
 wider stride (`patch_stride`), so memory stays bounded whatever its size."""
@@ -123,10 +127,18 @@ def weak_texture_sigma(img: np.ndarray, d: int = PATCH, stride: int | None = Non
     The paper's confidence is 1 − 10⁻⁶; 0.99 with four rounds keeps less faint texture.
     clipped: data clipped to [0,1] (None: detected, > 0.1% of values at 0 or 1); clipping shrinks the
     noise near 0 and 1, so patches whose mean is within 2σ̂ of either end are left out.
-    stride: patch spacing (None: every 2nd pixel, wider where `PATCH_BUDGET` needs it).
+    stride: patch spacing (None: every 2nd pixel, wider where `PATCH_BUDGET` needs it, every pixel where
+    every 2nd gives fewer than MIN_PATCHES). ScoretoolError below MIN_PATCHES.
     """
     img = _as_hwc(img)
-    x, xi = _weak_texture_patches(img, d, patch_stride([img.shape], d, minimum=2) if stride is None else stride)
+    if stride is None:
+        stride = patch_stride([img.shape], d, minimum=2)
+        stride = 1 if _patch_count([img.shape], d, stride) < MIN_PATCHES else stride
+    found = _patch_count([img.shape], d, stride)
+    if found < MIN_PATCHES:
+        raise ScoretoolError(f"image too small to estimate its noise level ({found} patches of {d}×{d}; {MIN_PATCHES} "
+                             f"needed, about {int(math.sqrt(MIN_PATCHES)) + d - 1}² grey pixels): give the level (--sigma)")
+    x, xi = _weak_texture_patches(img, d, stride)
     clipped = is_clipped(img) if clipped is None else clipped
     return math.sqrt(_weak_texture_variance(x, xi, _texture_threshold(d, confidence), iterations, clipped)[0])
 
@@ -221,7 +233,7 @@ def white_noise_sigma(image: np.ndarray) -> float | None:
     return sigma if sigma >= WHITE_NOISE_MIN else None
 
 
-def describe_noise(image: np.ndarray, stride: int = 2) -> dict:
+def describe_noise(image: np.ndarray, stride: int = 2, denoise=None) -> dict:
     """The blind noise model of one image (H, W) or (H, W, C) on [0,1], for `scoretool noise` with a clean
     prior: sigma = `estimate_sigma` of the image (white Gaussian noise; what `denoise --no-real-noise` starts
     from), sigma_pd = its mean over the stride² pixel-shuffled sub-images (what the real-noise mode,
@@ -232,21 +244,28 @@ def describe_noise(image: np.ndarray, stride: int = 2) -> dict:
     real-noise mode). Both σ̂ are at least SIGMA_FLOOR: JPEG can leave flat areas with no finest-scale noise
     at all (weak-texture σ̂ = 0 on 33 of the 55 PolyU-Canon crops, whose noise std is 2–6 grey levels;
     their pd_ratio is against the floor).
-    poisson_gaussian: (a, b) of Var[y | x] = a·x + b (`estimate_poisson_gaussian`), for signal-dependent noise."""
+    sigma_pd, pd_ratio and correlated are None where the sub-images are too small for a σ̂ (MIN_PATCHES).
+    poisson_gaussian: (a, b) of Var[y | x] = a·x + b (`estimate_poisson_gaussian`, with the Gaussian
+    denoiser `denoise` where given), for signal-dependent noise."""
     sigma = estimate_sigma(image)
     try:
-        pair = dict(zip("ab", estimate_poisson_gaussian(image)))
+        pair = dict(zip("ab", estimate_poisson_gaussian(image, denoise=denoise)))
     except ScoretoolError:  # too small for the intensity bins
         pair = None
-    sigma_pd = float(np.mean([estimate_sigma(p) for p in pixel_shuffle(np.asarray(image), stride)]))
-    ratio = sigma_pd / sigma
+    try:
+        sigma_pd = float(np.mean([estimate_sigma(p) for p in pixel_shuffle(np.asarray(image), stride)]))
+    except ScoretoolError:  # sub-images too small
+        sigma_pd = None
+    ratio = None if sigma_pd is None else sigma_pd / sigma
     return {"family": "gaussian", "parameter_name": "sigma", "parameter": sigma, "sigma_pd": sigma_pd,
-            "pd_ratio": ratio, "correlated": ratio > CORRELATED_RATIO, "white": sigma >= WHITE_NOISE_MIN,
+            "pd_ratio": ratio, "correlated": None if ratio is None else ratio > CORRELATED_RATIO,
+            "white": sigma >= WHITE_NOISE_MIN,
             "poisson_gaussian": pair, "method": "weak-texture PCA (clean prior)"}
 
 
 def estimate_poisson_gaussian(image: np.ndarray, d: int = PATCH, stride: int | None = None, bins: int = 10,
-                              confidence: float = 0.99, clipped: bool | None = None) -> tuple[float, float]:
+                              confidence: float = 0.99, clipped: bool | None = None,
+                              denoise=None) -> tuple[float, float]:
     """(a, b) of signal-dependent noise Var[y | x] = a·x + b from one image on [0,1] ((H, W), (H, W, C) or
     frames (F, H, W, C); channels and frames pooled), in the spirit of Foi, Trimeche, Katkovnik &
     Egiazarian, *Practical Poissonian-Gaussian noise modeling and fitting for single-image raw-data*,
@@ -256,13 +275,15 @@ def estimate_poisson_gaussian(image: np.ndarray, d: int = PATCH, stride: int | N
     is fitted to (bin mean, variance) robustly (`_fit_variance_line`). The part of the variance that
     dominates is found well; a part under ~20% of the total at mid-grey is not (and matters little):
     where the read noise is too weak to hide the lattice of photon counts (√b ≲ a/2), `count_lattice`
-    reads (a, b) from the lattice instead.
+    reads (a, b) from the lattice instead. Otherwise, with a Gaussian denoiser `denoise` (a clean prior),
+    the line is fitted again to the prior's residuals (`prior_variance_fit`), which see through the faint
+    texture that inflates weak-texture variances.
     stride: patch spacing (None: every pixel, wider where `PATCH_BUDGET` needs it; on BSD68, first 12,
     bench/realnoise.py pg, every pixel instead of every 2nd took the minor term's median error from 37%
     to 19% (b, a = 0.01) and from 57% to 17% (a, b = 0.0025))."""
     arr = np.asarray(image, dtype=np.float64)
     frames = arr if arr.ndim == 4 else _as_hwc(arr)[None]
-    need = 2 * 8 * d * d  # two intensity bins of at least 8 patches per dimension
+    need = 2 * MIN_PATCHES  # two intensity bins
     shapes = [f.shape for f in frames]
     stride = patch_stride(shapes, d) if stride is None else stride
     found = _patch_count(shapes, d, stride)
@@ -290,7 +311,80 @@ def estimate_poisson_gaussian(image: np.ndarray, d: int = PATCH, stride: int | N
     if len(level) < 2:  # a flat image: one intensity
         return 0.0, weak_texture_sigma(frames[0]) ** 2
     a, b = _fit_variance_line(np.asarray(level), np.asarray(variance), np.asarray(count, float))
-    return count_lattice(frames, a, b) or (a, b)
+    lattice = count_lattice(frames, a, b)
+    if lattice is None and denoise is not None:
+        return prior_variance_fit(denoise, frames, a, b)
+    return lattice or (a, b)
+
+
+PRIOR_FIT_SIDE = 512
+"""`prior_variance_fit` reads a central crop of at most this side of each frame (two passes of the prior
+over it: a fraction of one pass on a large image)."""
+PRIOR_FIT_BINS = 20
+PRIOR_FIT_KEEP = 0.5
+"""`prior_variance_fit` uses the smoother half of each of its PRIOR_FIT_BINS intensity bins (local gradient
+energy of x̂ at or below the bin's median; bench/realnoise.py pg, BSD68 and CBSD68 first 12: of all
+pixels, the quarter and the tenth, the half gave the smallest errors)."""
+
+
+def prior_variance_fit(denoise, image: np.ndarray, a: float, b: float, seed: int = 0) -> tuple[float, float]:
+    """(a, b) of Var[y | x] = a·x + b fitted to a denoiser's residuals, from a first estimate (a, b).
+
+    x̂ = pg_denoise(denoise, y, a, b). For y_i = x_i + √v_i·n_i, Stein's lemma gives E[(y_i − x_i)(x̂_i − x_i)]
+    = v_i·E[J_ii] (J_ii = ∂x̂_i/∂y_i) and Tweedie's second-order identity, for a posterior-mean denoiser,
+    E[(x̂_i − x_i)²] = v_i·E[J_ii]; together E[(y_i − x̂_i)²] = v_i·(1 − E[J_ii]) (the per-pixel form of
+    noise.prior_sigma's identity). J_ii comes from one Hutchinson probe p (p_i·(x̂(y + εp) − x̂(y))_i/ε,
+    unbiased for J_ii, averaged over a bin). Pixels are split into PRIOR_FIT_BINS equally populated bins
+    of x̂; in each, the smoother half (PRIOR_FIT_KEEP: texture is where x̂ errs most) gives the variance
+    Σ(y − x̂)²/Σ(1 − J_ii) at its mean x̂, and `_fit_variance_line` fits a·x + b to those. The residuals
+    use every smooth pixel, not only flat patches, and the prior removes the faint texture a weak-texture
+    variance counts as noise (bench/realnoise.py pg, first 12 images, median error of the minor term: BSD68
+    b at a = 0.01 19% → 17%, a at b = 0.0025 17% → 8%; CBSD68 19% → 5% and 8.5% → 2.8%).
+    image: (H, W), (H, W, C) or frames (F, H, W, C), pooled; each frame read on a central crop of side at
+    most PRIOR_FIT_SIDE. Data clipped to [0,1] (more than 0.1% of the values exactly 0 or 1; unclipped
+    noise may pass them) leaves out pixels with x̂ within 2 noise stds of either end.
+    Returns (a, b), or the first estimate where fewer than two bins are left."""
+    from scipy.ndimage import uniform_filter
+
+    arr = np.asarray(image, np.float64)
+    frames = arr if arr.ndim == 4 else _as_hwc(arr)[None]
+    rng = np.random.default_rng(seed)
+    eps = 0.01 * math.sqrt(max(a * float(np.median(frames)) + b, 1e-12))  # a small step against the noise
+    level, residual, dof, smooth = [], [], [], []
+    for frame in frames:
+        h, w = frame.shape[:2]
+        top, left = max(0, (h - PRIOR_FIT_SIDE) // 2), max(0, (w - PRIOR_FIT_SIDE) // 2)
+        y = frame[top:top + PRIOR_FIT_SIDE, left:left + PRIOR_FIT_SIDE]
+        y = y[..., 0] if y.shape[-1] == 1 else y
+        probe = rng.standard_normal(y.shape)
+        xhat = pg_denoise(denoise, y, a, b)[0]
+        jacobian = probe * (pg_denoise(denoise, y + eps * probe, a, b)[0] - xhat) / eps
+        xhat3, y3, j3 = (_as_hwc(t) for t in (xhat, y, jacobian))
+        gradient = np.zeros_like(xhat3)
+        gradient[:, 1:-1] += (0.5 * (xhat3[:, 2:] - xhat3[:, :-2])) ** 2
+        gradient[1:-1] += (0.5 * (xhat3[2:] - xhat3[:-2])) ** 2
+        for c in range(xhat3.shape[2]):
+            level.append(xhat3[..., c].ravel())
+            residual.append(((y3 - xhat3)[..., c] ** 2).ravel())
+            dof.append(1 - j3[..., c].ravel())
+            smooth.append(uniform_filter(gradient[..., c], PATCH).ravel())
+    level, residual, dof, smooth = (np.concatenate(t) for t in (level, residual, dof, smooth))
+    if float(np.mean((frames == 0) | (frames == 1))) > 1e-3:
+        margin = 2 * np.sqrt(np.maximum(a * level + b, 0))
+        inside = (level > margin) & (level < 1 - margin)
+        level, residual, dof, smooth = level[inside], residual[inside], dof[inside], smooth[inside]
+    order = np.argsort(level)
+    means, variances, counts = [], [], []
+    for part in np.array_split(order, PRIOR_FIT_BINS):
+        part = part[smooth[part] <= np.quantile(smooth[part], PRIOR_FIT_KEEP)] if part.size else part
+        if part.size < 64 or dof[part].sum() <= 0:
+            continue
+        means.append(level[part].mean())
+        variances.append(residual[part].sum() / dof[part].sum())
+        counts.append(part.size)
+    if len(means) < 2:
+        return a, b
+    return _fit_variance_line(np.asarray(means), np.asarray(variances), np.asarray(counts, float))
 
 
 LATTICE_SIGNIFICANCE = 12.0

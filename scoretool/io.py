@@ -176,6 +176,10 @@ def _read_raw(path: Path) -> tuple[np.ndarray, bool]:
         with pil.open(path) as im:
             if im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):  # imageio would hand these channels over as RGB(A)
                 return np.asarray(ImageOps.exif_transpose(im.convert("RGB")))[None], True
+            if im.mode in ("P", "PA") and (im.mode == "PA" or "transparency" in im.info):  # imageio drops the alpha
+                return np.asarray(ImageOps.exif_transpose(im.convert("RGBA")))[None], True
+            if im.mode == "1":  # 1-bit: read as 8-bit 0/255, written back as 8 bits
+                return np.asarray(ImageOps.exif_transpose(im.convert("L")))[None], True
         arr = iio.imread(path, rotate=True)
     if arr.ndim == 4 or (arr.ndim == 3 and arr.shape[-1] not in (1, 2, 3, 4)):
         return arr.reshape((-1,) + arr.shape[-3 if arr.ndim == 4 else -2 :]), False

@@ -27,6 +27,12 @@ def channels_of(image: np.ndarray) -> int:
     return 1 if np.ndim(image) == 2 else int(np.shape(image)[-1])
 
 
+def grey_in_colour(image: np.ndarray) -> bool:
+    """A 3-channel (H, W, 3) or (F, H, W, 3) array whose channels are all equal: a grey image saved as RGB."""
+    arr = np.asarray(image)
+    return channels_of(arr) == 3 and np.ndim(arr) > 2 and bool((arr[..., 0] == arr[..., 1]).all() and (arr[..., 0] == arr[..., 2]).all())
+
+
 def as_batch(image: np.ndarray) -> tuple[torch.Tensor, tuple]:
     """(H, W), (H, W, C) or (F, H, W, C) float array → (F, C, H, W) tensor, and the original shape."""
     arr = np.asarray(image, dtype=np.float32)

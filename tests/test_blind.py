@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from scoretool.blind import (
     anscombe,
     count_lattice,
+    describe_noise,
     estimate_poisson_gaussian,
     estimate_sigma,
     inverse_anscombe,
@@ -18,9 +19,11 @@ from scoretool.blind import (
     pg_denoise,
     pixel_shuffle,
     pixel_unshuffle,
+    prior_variance_fit,
     weak_texture_sigma,
 )
 from scoretool.cli import app
+from scoretool.errors import ScoretoolError
 
 runner = CliRunner()
 
@@ -136,6 +139,35 @@ def test_8bit_colour_photo_defaults_to_real_noise_unless_the_noise_is_white(tiny
     assert "white_noise" not in row and "white noise of 2" not in err
 
 
+def test_noise_level_of_an_image_too_small_for_it_is_refused(rng, tiny_model, tmp_path):
+    """16² gives 100 patches of 7×7 (392 needed): refused, where it used to give σ̂ at its floor, so that
+    denoising did nothing. 30² is read at every pixel; its 15² sub-images are too small for sigma_pd, which
+    `scoretool noise` reports as n/a."""
+    with pytest.raises(ScoretoolError, match="too small to estimate its noise level"):
+        estimate_sigma(0.5 + 0.05 * rng.standard_normal((16, 16)))
+    y = (0.5 + 0.05 * rng.standard_normal((30, 30))).astype(np.float32)
+    assert estimate_sigma(y) == pytest.approx(0.05, rel=0.15)
+    d = describe_noise(y)
+    assert d["sigma_pd"] is None and d["pd_ratio"] is None and d["correlated"] is None
+    np.save(tmp_path / "y.npy", y)
+    r = runner.invoke(app, ["noise", str(tmp_path / "y.npy"), "--weights", str(tiny_model(1))])
+    assert r.exit_code == 0 and "sigma_pd=n/a" in r.stdout, r.output
+    np.save(tmp_path / "t.npy", y[:16, :16])
+    r = runner.invoke(app, ["denoise", str(tmp_path / "t.npy"), "-o", str(tmp_path / "o.npy"), "--weights", str(tiny_model(1))])
+    assert r.exit_code == 2 and "too small" in r.stderr and not (tmp_path / "o.npy").exists()
+
+
+def test_grey_saved_as_rgb_is_denoised_as_grey(rng):
+    """Three equal channels: the grey prior, and grey comes back (the colour prior tinted it and lost 1.7 dB)."""
+    from scoretool.api import denoise_image
+
+    y = np.round(np.clip(scene(48, 48) + 0.05 * rng.standard_normal((48, 48)), 0, 1) * 255) / 255
+    out, report = denoise_image(np.repeat(y[..., None], 3, -1), eight_bit=True)
+    grey, grey_report = denoise_image(y[..., None], eight_bit=True)
+    assert report["grey_in_colour"] and report["weights"] == grey_report["weights"] == "prior-gray"
+    np.testing.assert_array_equal(out, np.repeat(grey, 3, -1))
+
+
 def test_white_noise_sigma(rng):
     """σ̂ where the finest scale shows noise of 2 grey levels or more; None for fainter noise, and for noise
     low-passed like JPEG'd camera noise (a Gaussian blur of std 1.5 pixels, 7.65 grey levels in all)."""
@@ -219,6 +251,57 @@ def test_estimate_poisson_gaussian_known_pair(a, b):
     assert (a_hat * 0.5 + b_hat) == pytest.approx(total, rel=0.05)
     assert a or a_hat * 0.5 < 0.1 * b  # Gaussian noise is found to be Gaussian
     assert estimate_poisson_gaussian(np.stack([y, y], -1))[0] == pytest.approx(a_hat, rel=0.05)  # channels pooled
+
+
+def region_denoiser(labels, tau2=0.0, means=None):
+    """The posterior mean for a scene of regions (labels) whose pixels are their region's mean plus i.i.d.
+    N(0, tau2) texture, under Gaussian noise of the std it is given: m + τ²/(τ² + s²)·(t − m), with m the
+    region's mean (`means`, or the mean of t over the region: the posterior mean of a flat region)."""
+    counts = np.bincount(labels.ravel())
+
+    def denoise(t, s):
+        m = means[labels] if means is not None else (np.bincount(labels.ravel(), t.ravel()) / counts)[labels]
+        return m + tau2 / (tau2 + s * s) * (t - m)
+    return denoise
+
+
+def test_prior_variance_fit_reads_the_variance_line_of_a_posterior_mean_denoiser(monkeypatch):
+    """With the posterior mean as denoiser the residual identity E[(y − x̂)²] = v·(1 − J) is exact. Flat
+    stripes at 16 intensities under Poisson–Gaussian noise, denoised by their stabilised mean, from a
+    start 30% off in a and 2× in b: (a, b) within a few percent. I.i.d. Gaussian texture under Gaussian
+    noise, shrunk by its posterior mean (J ≈ ½), every pixel kept (the smoother half of pure i.i.d. texture
+    is where the noise happens to be weaker): b within 5% (the residual alone, without 1 − J, would give
+    b/2); from a start 1.5× too high the fit moves towards b, not past it (0.72·b without 1 − J)."""
+    labels = np.repeat(np.arange(16), 32)[None, :].repeat(512, 0)
+    levels = np.linspace(0.02, 0.9, 16)
+    a, b = 0.01, 0.0004
+    y = poisson_gaussian(levels[labels], a, b, np.random.default_rng(0))
+    a_hat, b_hat = prior_variance_fit(region_denoiser(labels), y, 1.3 * a, 2 * b)
+    assert a_hat == pytest.approx(a, rel=0.05) and b_hat == pytest.approx(b, rel=0.1)
+    import scoretool.blind as blind
+
+    monkeypatch.setattr(blind, "PRIOR_FIT_KEEP", 1.0)
+    rng = np.random.default_rng(1)
+    tau2, b = 0.03**2, 0.03**2
+    x = levels[labels] + np.sqrt(tau2) * rng.standard_normal(labels.shape)
+    y = x + np.sqrt(b) * rng.standard_normal(labels.shape)
+    shrink = region_denoiser(labels, tau2, levels)
+    assert prior_variance_fit(shrink, y, 0.0, b)[1] == pytest.approx(b, rel=0.05)
+    assert b < prior_variance_fit(shrink, y, 0.0, 1.5 * b)[1] < 1.45 * b  # towards b, not past it
+
+
+def test_estimate_poisson_gaussian_refines_with_a_denoiser_unless_the_count_lattice_answers():
+    """The prior's fit runs where the lattice is hidden, and is not asked where the lattice gives (a, b)."""
+    calls = []
+
+    def counting(t, s):
+        calls.append(s)
+        return t
+
+    estimate_poisson_gaussian(pg_scene(0.04, 0.0001), denoise=counting)
+    assert calls == []
+    estimate_poisson_gaussian(pg_scene(0.01, 0.0004), denoise=counting)
+    assert len(calls) == 2  # x̂(y) and x̂(y + εp)
 
 
 def test_patch_budget_widens_the_stride_and_keeps_the_estimates(monkeypatch):

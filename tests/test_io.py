@@ -66,6 +66,23 @@ def test_rgba_alpha_survives(tmp_path, rng):
     np.testing.assert_array_equal(out[..., :3], 255 - data[..., :3])
 
 
+def test_palette_transparency_and_one_bit_png(tmp_path, rng):
+    """A palette PNG with a transparent entry reads as RGB plus alpha (the alpha was dropped); a 1-bit PNG
+    as 8-bit 0/255 (it came back as a 16-bit PNG)."""
+    from PIL import Image as PILImage
+
+    rgb = _sample(rng, np.uint8, (20, 24, 3))
+    PILImage.fromarray(rgb).convert("P", palette=PILImage.ADAPTIVE, colors=8).save(tmp_path / "p.png", transparency=0)
+    image = read_image(tmp_path / "p.png")
+    assert image.channels == 3 and image.alpha is not None and set(np.unique(image.alpha[0])) <= {0, 255}
+    assert (image.alpha[0] == 0).any()
+    PILImage.fromarray(rng.random((20, 24)) > 0.5).save(tmp_path / "b.png")
+    image = read_image(tmp_path / "b.png")
+    assert image.dtype == np.uint8 and set(np.unique(image.pixels)) <= {0.0, 1.0}
+    write_image(tmp_path / "c.png", image)
+    assert PILImage.open(tmp_path / "c.png").mode == "L"
+
+
 def test_sixteen_bit_tiff_stays_sixteen_bit(tmp_path, rng):
     data = _sample(rng, np.uint16, (16, 18))
     write_image(tmp_path / "a.tif", _as_image(data))

@@ -75,8 +75,8 @@ def test_noise_command_with_a_clean_prior_reports_blind_gaussian(tiny_model, ima
     Image.fromarray(np.round(np.clip(np.load(images / "s.npy"), 0, 1) * 255).astype(np.uint8)).save(png)
     row = _json(runner.invoke(app, ["noise", str(png), "--json"]))["results"][0]
     assert row["classical"] == pytest.approx(0.05 * 255, rel=0.15) and row["sigma"] == row["classical"]
-    r = runner.invoke(app, ["noise", str(images / "a.npy")])
-    assert r.exit_code == 0 and "a.npy\tgaussian\tsigma=" in r.stdout and "pd_ratio=" in r.stdout
+    r = runner.invoke(app, ["noise", str(images / "s.npy")])
+    assert r.exit_code == 0 and "s.npy\tgaussian\tsigma=" in r.stdout and "pd_ratio=" in r.stdout
     r = runner.invoke(app, ["noise", str(images), "--noise", "poisson"])
     assert r.exit_code == 2 and "Noise2Score" in r.output and "Traceback" not in r.output
 

@@ -82,16 +82,24 @@ def test_deblur_of_blurred_image_is_consistent(tmp_path, rng, tiny_model):
     assert json.loads(stdout)["results"][0]["residual"] <= 1e-3
 
 
-def test_colorize_gives_colour_with_grey_mean(tmp_path, rng, tiny_model):
-    grey = tmp_path / "g.npy"
-    np.save(grey, rng.random((13, 11)).astype(np.float32))
+@pytest.mark.parametrize("saved_as_rgb", [False, True])
+def test_colorize_gives_colour_with_grey_mean(tmp_path, rng, tiny_model, saved_as_rgb):
+    """A grey image, one channel or saved as three equal ones, comes out in colour with its grey as the mean;
+    three unequal channels are refused."""
+    grey = rng.random((13, 11)).astype(np.float32)
+    src = tmp_path / "g.npy"
+    np.save(src, np.repeat(grey[..., None], 3, -1) if saved_as_rgb else grey)
     out = tmp_path / "c.npy"
-    res, stdout, _ = _run([grey, "-o", out, "--task", "colorize", "--weights", tiny_model(3), "--json"])
+    res, stdout, _ = _run([src, "-o", out, "--task", "colorize", "--weights", tiny_model(3), "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(stdout)["results"][0]["residual"] <= 1e-3
     x = np.load(out)
     assert x.shape == (13, 11, 3)
-    np.testing.assert_allclose(x.mean(-1), np.load(grey), atol=1e-5)
+    np.testing.assert_allclose(x.mean(-1), grey, atol=1e-5)
+    if saved_as_rgb:
+        np.save(src, rng.random((13, 11, 3)).astype(np.float32))
+        res, _, stderr = _run([src, "-o", tmp_path / "d.npy", "--task", "colorize", "--weights", tiny_model(3)])
+        assert res.exit_code == 2 and "three equal ones" in stderr and not (tmp_path / "d.npy").exists()
 
 
 def test_mask_file_white_is_missing(tmp_path, grey, tiny_model):
@@ -135,7 +143,11 @@ def test_mask_folder_partial_failure(tmp_path, rng, tiny_model):
                                           (["--task", "paint"], "--task"),
                                           (["--task", "sr", "--sampler", "langevin"], "--sampler"),
                                           (["--task", "sr", "--sampler", "pnp", "--samples", "2", "--eta", "0.5"], "--eta, --samples: options of --sampler ddnm"),
-                                          (["--task", "inpaint", "--mask-random", "0.5", "--travel", "2"], "auto picks pnp for inpainting")])
+                                          (["--task", "inpaint", "--mask-random", "0.5", "--travel", "2"], "auto picks pnp for inpainting"),
+                                          (["--task", "sr", "--sampler", "ddnm", "--travel", "3"], "--travel < --steps"),
+                                          (["--task", "inpaint", "--mask-random", "0.5", "--scale", "x", "--ratio", "0.5"],
+                                           "--scale, --ratio: not an option of --task inpaint"),
+                                          (["--task", "sr", "--kernel", "gaussian:2"], "--kernel is for deblur")])
 def test_bad_options(tmp_path, grey, tiny_model, extra, words):
     np.save(tmp_path / "k.npy", np.ones((3, 3, 3)))
     extra = [str(tmp_path / "k.npy") if e == "K3D" else e for e in extra]

@@ -9,7 +9,7 @@ import numpy as np
 from ..bigtiff import denoise_tiff, out_of_core_range
 from ..blind import estimate_poisson_gaussian, pd_denoise, pg_denoise, white_noise_sigma
 from ..errors import ScoretoolError
-from ..model import as_batch, channels_of, from_batch, loaded
+from ..model import as_batch, channels_of, from_batch, grey_in_colour, loaded
 from ..weights import FAST_SIBLING
 from .models import model_channels
 from .noise import check_finite, tweedie_denoise
@@ -72,7 +72,8 @@ def poisson_gaussian_denoise(image: np.ndarray, a: float | None = None, b: float
     """Denoising of signal-dependent noise Var[y | x] = a·x + b (shot plus read noise) with a clean prior:
     the generalised Anscombe transform, D(·, σ) and its exact unbiased inverse (Mäkitalo & Foi, IEEE TIP
     2013; blind.pg_denoise). A pair left out is estimated from each frame
-    (blind.estimate_poisson_gaussian; Foi et al., IEEE TIP 2008).
+    (blind.estimate_poisson_gaussian; Foi et al., IEEE TIP 2008), refined with the prior's residuals
+    (blind.prior_variance_fit: two more passes over at most a 512² crop).
 
     Args:
         image: (H, W), (H, W, C) or frames (F, H, W, C) on the [0,1] scale, unclipped (raw linear data).
@@ -85,8 +86,9 @@ def poisson_gaussian_denoise(image: np.ndarray, a: float | None = None, b: float
     if a is not None and not (a >= 0 and b >= 0 and a + b > 0):
         raise ScoretoolError(f"a = {a}, b = {b}: must be ≥ 0 and not both 0")
     model = loaded(weights, channels_of(image), device, precision, tile).configured(progress=progress)
-    out, reports = _frame_by_frame(
-        lambda f: pg_denoise(model.denoise, f, *((a, b) if a is not None else estimate_poisson_gaussian(f))), image)
+    fit_denoise = model.configured(precision="fp32").denoise  # the residual fit differentiates by a small step
+    out, reports = _frame_by_frame(lambda f: pg_denoise(
+        model.denoise, f, *((a, b) if a is not None else estimate_poisson_gaussian(f, denoise=fit_denoise))), image)
     per_frame = {key: [r[key] for r in reports] if len(reports) > 1 else reports[0][key]
                  for key in ("a", "b", "sigma_stabilised")}
     report = {"method": "generalised Anscombe + prior D(y, sigma) + exact unbiased inverse", "weights": model.info["name"],
@@ -110,7 +112,8 @@ def denoise_image(image: np.ndarray, *, noise: str | None = None, parameter: flo
                   a: float | None = None, b: float | None = None) -> tuple[np.ndarray, dict]:
     """The denoiser `scoretool denoise` uses for one image, and its result.
 
-    Camera noise (`camera_denoise`) when `real_noise`, or by default for an 8-bit (`eight_bit`) colour
+    A colour image whose channels are all equal (grey saved as RGB) is denoised as grey with the default
+    prior and returned with three equal channels (report: grey_in_colour). Camera noise (`camera_denoise`) when `real_noise`, or by default for an 8-bit (`eight_bit`) colour
     image with a clean prior and no noise named, unless its first frame's noise is white (blind.white_noise_sigma:
     then the blind Gaussian path, and the report's white_noise holds that σ̂); a clean prior's D(y, σ) (`denoise`) for a given Gaussian
     σ; `poisson_gaussian_denoise` for noise poisson-gaussian (a, b given or estimated); else
@@ -126,6 +129,11 @@ def denoise_image(image: np.ndarray, *, noise: str | None = None, parameter: flo
         the method gives them camera, estimate, negative_clipped, white_noise).
     """
     check_finite(image)
+    if weights is None and grey_in_colour(image):  # grey content: the grey prior, and grey comes back
+        out, report = denoise_image(np.asarray(image)[..., :1], noise=noise, parameter=parameter, real_noise=real_noise,
+                                    eight_bit=eight_bit, device=device, precision=precision, tile=tile, ensemble=ensemble,
+                                    sigma_a=sigma_a, negative=negative, seed=seed, a=a, b=b)
+        return np.repeat(out, 3, axis=-1), {**report, "grey_in_colour": True}
     ch = channels_of(image)
     model = loaded(weights, model_channels(weights, ch), device, precision, tile)
     clean_prior = model.kind != "noise2score"

@@ -87,6 +87,7 @@ def image_noise(image: np.ndarray, *, weights: str | None = None, family: str | 
     Otherwise the blind Gaussian model of the first frame (blind.describe_noise: σ from weak-texture
     patches, and pd_ratio = σ of the 2×2 pixel-shuffled sub-images / σ, ≈ 1 for white noise), σ checked
     against the prior as `scoretool denoise` does (`blind_sigma`; the weak-texture value is `classical`),
+    the Poisson–Gaussian pair refined with the prior's residuals as `denoise --noise poisson-gaussian` does,
     with power 0 and the other families' parameters NaN.
 
     Returns:
@@ -96,8 +97,8 @@ def image_noise(image: np.ndarray, *, weights: str | None = None, family: str | 
         return estimate_noise(image, weights=weights, family=family, sigma_a=sigma_a, device=device, tile=tile, seed=seed)
     frame = np.asarray(image)
     frame = frame[0] if frame.ndim == 4 else frame
-    est = describe_noise(frame[..., 0] if frame.ndim == 3 and frame.shape[-1] == 1 else frame)
     model = loaded(weights, model_channels(weights, channels_of(frame)), device, "fp32", tile)
+    est = describe_noise(frame[..., 0] if frame.ndim == 3 and frame.shape[-1] == 1 else frame, denoise=model.denoise)
     checked = blind_sigma(model, _frames(frame, model)[0], est["parameter"], seed)
     est = {**est, "parameter": checked["parameter"], "classical": est["parameter"], "prior_evaluations": checked["prior_evaluations"]}
     return {**est, "power": 0.0, "parameters": {"sigma": est["parameter"], "zeta": float("nan"), "k": float("nan")}}

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..ddnm import data_consistency, ddnm_sample, edm_sigmas, geometric_sigmas, pnp_restore
-from ..model import as_batch, loaded
+from ..model import as_batch, grey_in_colour, loaded
 from ..operators import build_operator, gaussian_kernel, random_known_mask, uniform_kernel
 
 __all__ = ["SAMPLERS", "gaussian_kernel", "random_mask", "restore", "sampler_for", "sampler_settings", "uniform_kernel"]
@@ -50,10 +50,11 @@ def sampler_settings(task: str, sampler: str = "auto", *, steps: int | None = No
                 **({**DDNM_ONLY, **given} if chosen == "ddnm" else {})}
     if settings["steps"] < 1 or not settings["sigma_max"] > 0:
         raise ValueError(f"--steps {settings['steps']}, --sigma-max {settings['sigma_max']}: need ≥ 1 and > 0")
-    if chosen == "ddnm" and not (0 <= settings["eta"] <= 1 and settings["travel"] >= 0 and settings["samples"] >= 1
-                                 and settings["start"] in ("pinv", "smooth")):
-        raise ValueError("--eta in [0, 1], --travel ≥ 0, --samples ≥ 1 and --start pinv or smooth are required "
-                         f"(got {settings['eta']}, {settings['travel']}, {settings['samples']}, {settings['start']})")
+    if chosen == "ddnm" and not (0 <= settings["eta"] <= 1 and 0 <= settings["travel"] < max(settings["steps"], 1)
+                                 and settings["samples"] >= 1 and settings["start"] in ("pinv", "smooth")):
+        raise ValueError("--eta in [0, 1], 0 ≤ --travel < --steps (time travel jumps back within the schedule), "
+                         "--samples ≥ 1 and --start pinv or smooth are required (got "
+                         f"{settings['eta']}, {settings['travel']} with {settings['steps']} steps, {settings['samples']}, {settings['start']})")
     return settings
 
 
@@ -98,7 +99,7 @@ def restore(image: np.ndarray, task: str, *, scale: int = 4, sr_kernel: str = "a
     Args:
         image: the degraded image y on the [0,1] scale, (H, W) or (H, W, C), unclipped: the low-resolution
             image (sr; output is scale× larger), the image with holes (inpaint), the grey image (colorize;
-            output has 3 channels), the blurred image (deblur), or for cs an image whose measurements
+            one channel or three equal ones; output has 3 channels), the blurred image (deblur), or for cs an image whose measurements
             y = A·image are taken (A from ratio and seed; A†y itself gives the same y).
         task: sr | inpaint | colorize | deblur | cs. mask: (H, W), non-zero = missing pixel (inpaint).
         kernel: 2-D blur kernel (deblur; circular boundary). sigma_y: measurement noise std on the [0,1]
@@ -116,6 +117,8 @@ def restore(image: np.ndarray, task: str, *, scale: int = 4, sr_kernel: str = "a
     """
     settings = sampler_settings(task, sampler, steps=steps, sigma_max=sigma_max, eta=eta, travel=travel, start=start,
                                 samples=samples)
+    if task == "colorize" and grey_in_colour(image):  # grey saved as RGB
+        image = np.asarray(image)[..., 0]
     y_img, _ = as_batch(image)
     if y_img.shape[0] != 1:
         raise ValueError("restore takes one image (H, W) or (H, W, C), not a stack")

@@ -32,7 +32,9 @@ def _line(row: dict) -> str:
     if "pd_ratio" not in row:  # a Noise2Score model's estimate
         return f"{row['family']}\t{_fmt(row['family'], row)}\tpower p={row['power']:.2f}"
     pg = row["poisson_gaussian"]
-    return (f"gaussian\tsigma={row['sigma']:.4g} (input units)\tsigma_pd={row['sigma_pd']:.4g}\tpd_ratio={row['pd_ratio']:.2f}"
+    pd = (f"sigma_pd={row['sigma_pd']:.4g}\tpd_ratio={row['pd_ratio']:.2f}" if row["pd_ratio"] is not None
+          else "sigma_pd=n/a (sub-images too small)")
+    return (f"gaussian\tsigma={row['sigma']:.4g} (input units)\t{pd}"
             + "".join(f" ({flag})" for flag in ("correlated", "white") if row[flag])
             + (f"\tpoisson-gaussian a={pg['a']:.3g} b={pg['b']:.3g} ([0,1] scale)" if pg else ""))
 
@@ -98,7 +100,8 @@ def noise(
             raise InputError(job.src, str(e)) from None
         row = {**est, "sigma": est["parameters"]["sigma"] * (hi - lo), "value_range": [lo, hi]}
         if not n2s:
-            row["sigma_pd"], row["classical"] = est["sigma_pd"] * (hi - lo), est["classical"] * (hi - lo)
+            row["classical"] = est["classical"] * (hi - lo)
+            row["sigma_pd"] = None if est["sigma_pd"] is None else est["sigma_pd"] * (hi - lo)
         return row
 
     rows, code = run_batch(common, jobs, process, "estimating noise")

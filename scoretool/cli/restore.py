@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 TASKS = ("sr", "inpaint", "colorize", "deblur", "cs")
+TASK_OPTIONS = {"--scale": "sr", "--sr-kernel": "sr", "--mask": "inpaint", "--mask-random": "inpaint", "--kernel": "deblur",
+                "--ratio": "cs"}  # the task each task-specific option belongs to
 
 
 def parse_scale(text: str) -> int:
@@ -99,12 +101,12 @@ def restore(
     inputs: Annotated[list[str], typer.Argument(help="Degraded images: the low-resolution image (sr), image with holes (inpaint), grey image (colorize), blurred image (deblur), or image to measure (cs)." + INPUTS_HELP)],
     output: Opt.Output,
     task: Annotated[str, typer.Option("--task", help="sr | inpaint | colorize | deblur | cs.")],
-    scale: Annotated[str, typer.Option("--scale", help="sr: integer upscaling factor; the output is SCALE× larger.")] = "4",
-    sr_kernel: Annotated[str, typer.Option("--sr-kernel", help="sr: degradation of the low-resolution image, avgpool (S×S mean) or bicubic.")] = "avgpool",
+    scale: Annotated[str | None, typer.Option("--scale", help="sr: integer upscaling factor; the output is SCALE× larger (default 4).")] = None,
+    sr_kernel: Annotated[str | None, typer.Option("--sr-kernel", help="sr: degradation of the low-resolution image, avgpool (S×S mean, default) or bicubic.")] = None,
     mask: Annotated[Path | None, typer.Option("--mask", help="inpaint: mask image, or folder of masks named like the inputs; white (non-zero) = missing pixel.")] = None,
     mask_random: Annotated[float | None, typer.Option("--mask-random", help="inpaint: fraction (0–1) of pixels taken as missing at random (seeded by --seed) instead of --mask.")] = None,
     kernel: Annotated[str | None, typer.Option("--kernel", help="deblur: gaussian:STD (std in pixels), uniform:SIZE (pixels) or a .npy file with a 2-D kernel; circular boundary.")] = None,
-    ratio: Annotated[float, typer.Option("--ratio", help="cs: fraction (0–1] of measurements kept per 32×32 block (random orthonormal transform, seeded by --seed).")] = 0.25,
+    ratio: Annotated[float | None, typer.Option("--ratio", help="cs: fraction (0–1] of measurements kept per 32×32 block (random orthonormal transform, seeded by --seed; default 0.25).")] = None,
     sigma_y: Annotated[float | None, typer.Option("--sigma-y", help="Measurement noise std in the input's pixel units (0–255 for 8-bit); > 0: DDNM+ (ddnm) or the Wiener data step (pnp). Default 0, except for deblurring an integer file: its rounding noise, 1/√12 ≈ 0.29 of a level (taken as exact, the inverse filter amplifies it into artefacts).")] = None,
     sampler: Annotated[str, typer.Option("--sampler", help="pnp: deterministic plug-and-play with the null-space data step (25 evaluations); ddnm: a DDNM / DDNM+ posterior sample (100 evaluations; --eta, --travel, --samples, --start); auto: pnp for inpainting, ddnm for the other tasks (measured best, README).")] = "auto",
     steps: Annotated[int | None, typer.Option("--steps", help="Network evaluations on the noise schedule (ddnm: before time-travel); default 25 (pnp), 100 (ddnm).")] = None,
@@ -126,9 +128,17 @@ def restore(
     from ..api import random_mask, sampler_settings
     from ..api import restore as restore_array
     from ..io import read_image, write_image
+    from ..model import grey_in_colour
 
     if task not in TASKS:
         raise ScoretoolError(f"--task {task}: expected one of {', '.join(TASKS)}")
+    given = {"--scale": scale, "--sr-kernel": sr_kernel, "--mask": mask, "--mask-random": mask_random, "--kernel": kernel,
+             "--ratio": ratio}
+    stray = [name for name, value in given.items() if value is not None and TASK_OPTIONS[name] != task]
+    if stray:
+        raise ScoretoolError(f"{', '.join(stray)}: not an option of --task {task} (" +
+                             ", ".join(f"{name} is for {TASK_OPTIONS[name]}" for name in stray) + ")")
+    scale, sr_kernel, ratio = scale or "4", sr_kernel or "avgpool", 0.25 if ratio is None else ratio
     s = parse_scale(scale) if task == "sr" else 1
     if sr_kernel not in ("avgpool", "bicubic"):
         raise ScoretoolError(f"--sr-kernel {sr_kernel}: expected avgpool or bicubic")
@@ -166,8 +176,8 @@ def restore(
             check_budget(frames * h * s * w * s, f"the {s}× output")
         except ScoretoolError as e:
             raise InputError(job.src, str(e)) from None
-        if task == "colorize" and ch != 1:
-            raise InputError(job.src, f"colourisation takes a grey image, this one has {ch} channels")
+        if task == "colorize" and ch != 1 and not grey_in_colour(image.pixels):
+            raise InputError(job.src, f"colourisation takes a grey image (one channel, or three equal ones), this one has {ch} channels")
         missing = None
         if task == "inpaint":
             if mask is not None:
