@@ -209,3 +209,21 @@ def test_grey_noise2score_model_on_colour_input(n2s_model, tmp_path, rng):
     assert out.shape == y.shape and np.isfinite(out).all()
     r = runner.invoke(app, ["noise", str(tmp_path / "c.npy"), "--weights", str(n2s_model), "--json"])
     assert r.exit_code == 0, r.output
+
+
+def test_poisson_gaussian_data_with_an_offset_is_refused_unless_clipped(tiny_model, tmp_path, rng):
+    """Poisson–Gaussian data 0.3 below their black level: many values far under 0, which the transform
+    would clip to 0 silently. Refused, nothing written; --negative clip sets them to 0 and counts them."""
+    x = 0.05 + 0.6 * rng.random((48, 48))
+    y = 0.01 * rng.poisson(x / 0.01) + 0.02 * rng.standard_normal(x.shape)
+    np.save(tmp_path / "ok.npy", y.astype(np.float32))
+    np.save(tmp_path / "off.npy", (y - 0.3).astype(np.float32))
+    args = ["--weights", str(tiny_model(1)), "--a", "0.01", "--b", "0.0004", "--json"]
+    r = runner.invoke(app, ["denoise", str(tmp_path / "ok.npy"), "-o", str(tmp_path / "o1.npy"), *args])
+    assert r.exit_code == 0 and _json(r)["results"][0]["poisson_gaussian"]["negative_clipped"] == 0, r.output
+    r = runner.invoke(app, ["denoise", str(tmp_path / "off.npy"), "-o", str(tmp_path / "o2.npy"), *args])
+    assert r.exit_code == 2 and "black level" in r.stderr and "Traceback" not in r.output
+    assert not (tmp_path / "o2.npy").exists()
+    r = runner.invoke(app, ["denoise", str(tmp_path / "off.npy"), "-o", str(tmp_path / "o3.npy"), *args, "--negative", "clip"])
+    expected = int((y - 0.3 < -4 * 0.02).sum())
+    assert r.exit_code == 0 and _json(r)["results"][0]["negative_clipped"] == expected > 0, r.output

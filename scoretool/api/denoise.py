@@ -4,6 +4,8 @@ denoisers that `scoretool denoise` makes for each image."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..bigtiff import denoise_tiff, out_of_core_range
@@ -66,9 +68,14 @@ def camera_denoise(image: np.ndarray, *, weights: str | None = None, device: str
     return out, report
 
 
+PG_FLOOR_STDS = 4.0
+"""Poisson–Gaussian data lie above −PG_FLOOR_STDS·√b (read noise around a black level of 0); more than 0.1%
+of the values below that is an offset (black level) not subtracted, which the transform would clip."""
+
+
 def poisson_gaussian_denoise(image: np.ndarray, a: float | None = None, b: float | None = None, *,
                              weights: str | None = None, device: str = "auto", precision: str = "auto",
-                             tile: int = 512, progress=None) -> tuple[np.ndarray, dict]:
+                             tile: int = 512, negative: str = "error", progress=None) -> tuple[np.ndarray, dict]:
     """Denoising of signal-dependent noise Var[y | x] = a·x + b (shot plus read noise) with a clean prior:
     the generalised Anscombe transform, D(·, σ) and its exact unbiased inverse (Mäkitalo & Foi, IEEE TIP
     2013; blind.pg_denoise). A pair left out is estimated from each frame
@@ -78,8 +85,11 @@ def poisson_gaussian_denoise(image: np.ndarray, a: float | None = None, b: float
     Args:
         image: (H, W), (H, W, C) or frames (F, H, W, C) on the [0,1] scale, unclipped (raw linear data).
         a, b: the noise on the [0,1] scale; both or neither.
+        negative: more than 0.1% of a frame's values below −PG_FLOOR_STDS·√b: "error" (the default) raises,
+            "clip" sets those values to 0 and counts them.
     Returns:
-        (x̂ same shape float32, report: method, weights, a, b (per frame), estimated, sigma_stabilised).
+        (x̂ same shape float32, report: method, weights, a, b (per frame), estimated, sigma_stabilised,
+        negative_clipped (values set to 0, all frames)).
     """
     if (a is None) != (b is None):
         raise ScoretoolError("give both a and b of Var[y|x] = a·x + b, or neither (then both are estimated)")
@@ -87,12 +97,26 @@ def poisson_gaussian_denoise(image: np.ndarray, a: float | None = None, b: float
         raise ScoretoolError(f"a = {a}, b = {b}: must be ≥ 0 and not both 0")
     model = loaded(weights, channels_of(image), device, precision, tile).configured(progress=progress)
     fit_denoise = model.configured(precision="fp32").denoise  # the residual fit differentiates by a small step
-    out, reports = _frame_by_frame(lambda f: pg_denoise(
-        model.denoise, f, *((a, b) if a is not None else estimate_poisson_gaussian(f, denoise=fit_denoise))), image)
+
+    def frame_denoise(frame):
+        pair = (a, b) if a is not None else estimate_poisson_gaussian(frame, denoise=fit_denoise)
+        floor = -PG_FLOOR_STDS * math.sqrt(pair[1])
+        below = frame < floor
+        count, clipped = int(below.sum()), 0
+        if count > 1e-3 * frame.size:
+            if negative != "clip":
+                raise ScoretoolError(f"{count} of {frame.size} values lie below {floor:.4g} ({PG_FLOOR_STDS:g} read-noise stds "
+                                     f"under 0; minimum {float(frame.min()):.4g}): Poisson–Gaussian data start at 0 — subtract "
+                                     "the black level (offset), check --range, or pass --negative clip to set them to 0")
+            frame, clipped = np.where(below, 0.0, frame), count
+        out, rep = pg_denoise(model.denoise, frame, *pair)
+        return out, {**rep, "negative_clipped": clipped}
+
+    out, reports = _frame_by_frame(frame_denoise, image)
     per_frame = {key: [r[key] for r in reports] if len(reports) > 1 else reports[0][key]
                  for key in ("a", "b", "sigma_stabilised")}
     report = {"method": "generalised Anscombe + prior D(y, sigma) + exact unbiased inverse", "weights": model.info["name"],
-              "estimated": a is None, **per_frame}
+              "estimated": a is None, **per_frame, "negative_clipped": sum(r["negative_clipped"] for r in reports)}
     return out, report
 
 
@@ -151,9 +175,10 @@ def denoise_image(image: np.ndarray, *, noise: str | None = None, parameter: flo
     if family == "poisson-gaussian":
         if not clean_prior:
             raise ScoretoolError(f"--noise poisson-gaussian needs a clean prior; {model.info['name']} is a Noise2Score model")
-        out, pg = poisson_gaussian_denoise(image, a, b, **opts)
+        out, pg = poisson_gaussian_denoise(image, a, b, negative=negative, **opts)
         return out, {"weights": pg["weights"], "method": pg["method"], "family": family, "parameter_name": "a,b",
-                     "parameter": [pg["a"], pg["b"]], "estimated": pg["estimated"], "guards": None, "poisson_gaussian": pg}
+                     "parameter": [pg["a"], pg["b"]], "estimated": pg["estimated"], "guards": None, "poisson_gaussian": pg,
+                     "negative_clipped": pg["negative_clipped"]}
     if family == "gaussian" and parameter is not None and clean_prior:
         out = denoise(image, parameter, ensemble=ensemble, **opts)
         return out, {"weights": model.info["name"], "method": "prior D(y, sigma)", "family": "gaussian",
