@@ -227,3 +227,16 @@ def test_poisson_gaussian_data_with_an_offset_is_refused_unless_clipped(tiny_mod
     r = runner.invoke(app, ["denoise", str(tmp_path / "off.npy"), "-o", str(tmp_path / "o3.npy"), *args, "--negative", "clip"])
     expected = int((y - 0.3 < -4 * 0.02).sum())
     assert r.exit_code == 0 and _json(r)["results"][0]["negative_clipped"] == expected > 0, r.output
+
+
+@pytest.mark.parametrize("extra, words", [(["--ensemble", "2"], "--ensemble"), (["--sigma", "0.05", "--sigma-a", "0.01"], "--sigma-a"),
+                                          (["--a", "0.01", "--b", "0.0004", "--ensemble", "4"], "--ensemble")])
+def test_options_a_path_does_not_use_are_refused(tiny_model, images, tmp_path, extra, words):
+    """--ensemble outside Gaussian denoising with a given σ, and --sigma-a with a clean prior, did nothing;
+    refused, nothing written."""
+    r = runner.invoke(app, ["denoise", str(images / "a.npy"), "-o", str(tmp_path / "o.npy"), "--weights", str(tiny_model(1)), *extra])
+    assert r.exit_code == 2 and words in r.stderr and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "o.npy").exists()
+    r = runner.invoke(app, ["denoise", str(images / "a.npy"), "-o", str(tmp_path / "e.npy"), "--weights", str(tiny_model(1)),
+                            "--sigma", "0.05", "--ensemble", "2"])
+    assert r.exit_code == 0, r.output

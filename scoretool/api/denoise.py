@@ -161,6 +161,11 @@ def denoise_image(image: np.ndarray, *, noise: str | None = None, parameter: flo
     ch = channels_of(image)
     model = loaded(weights, model_channels(weights, ch), device, precision, tile)
     clean_prior = model.kind != "noise2score"
+    if sigma_a is not None and clean_prior:
+        raise ScoretoolError(f"sigma_a (--sigma-a) reads a Noise2Score model's score; {model.info['name']} is a clean prior")
+    if ensemble > 1 and not (clean_prior and parameter is not None and noise in (None, "gaussian") and not real_noise):
+        raise ScoretoolError("ensemble (--ensemble) averages a clean prior over flips for Gaussian noise of a given σ "
+                             "(--sigma); this image takes another path")
     opts = {"weights": weights, "device": device, "precision": precision, "tile": tile}
     camera = real_noise if real_noise is not None else (noise is None and clean_prior and ch == 3 and eight_bit)
     white = white_noise_sigma(np.asarray(image)[0] if np.ndim(image) == 4 else image) if camera and real_noise is None else None

@@ -94,7 +94,7 @@ def denoise(
     sigma_a: Annotated[float | None, typer.Option("--sigma-a", help="AR-DAE σ_a on the [0,1] scale at which a Noise2Score model's score s(y, σ_a) is read. Default: 0.3 × the noise std, within the model's trained σ range (its smoothing is corrected for).")] = None,
     weights: Opt.Weights = None,
     tile: Opt.Tile = 512,
-    ensemble: Annotated[int, typer.Option("--ensemble", help="Average the prior's denoiser over 1, 2, 4 or 8 flips/rotations (Gaussian with a prior): ×N time, higher PSNR.")] = 1,
+    ensemble: Annotated[int, typer.Option("--ensemble", help="Average the prior's denoiser over 1, 2, 4 or 8 flips/rotations (Gaussian noise of a given --sigma, clean prior; refused elsewhere): ×N time, higher PSNR.")] = 1,
     fmt: Opt.Format = None,
     value_range: Opt.Range = None,
     precision: Opt.Precision = "auto",
