@@ -72,7 +72,9 @@ def noise(
     "correlated" above 1.3), "white" where the weak-texture σ (`classical`, before the prior's check) is at
     least 2 grey levels (then `denoise` takes the blind Gaussian path rather than the real-noise mode for
     an 8-bit colour image), and the
-    Poisson–Gaussian a, b of Var[y|x] = a·x + b on the [0,1] scale (signal-dependent noise)."""
+    Poisson–Gaussian a, b of Var[y|x] = a·x + b on the [0,1] scale (signal-dependent noise). --json: sigma,
+    sigma_pd and classical in the input's pixel units; sigma_unit, parameter, parameters and poisson_gaussian on
+    the [0,1] scale."""
     from ..api import image_noise, is_noise2score
     from ..io import read_image
 
@@ -98,7 +100,8 @@ def noise(
             raise
         except ScoretoolError as e:
             raise InputError(job.src, str(e)) from None
-        row = {**est, "sigma": est["parameters"]["sigma"] * (hi - lo), "value_range": [lo, hi]}
+        row = {**est, "sigma": est["parameters"]["sigma"] * (hi - lo), "sigma_unit": est["parameters"]["sigma"],
+               "value_range": [lo, hi]}
         if not n2s:
             row["classical"] = est["classical"] * (hi - lo)
             row["sigma_pd"] = None if est["sigma_pd"] is None else est["sigma_pd"] * (hi - lo)
