@@ -80,6 +80,10 @@ def psnr(estimate, reference, data_range: float) -> float:
     return psnr_from_mse(mse(estimate, reference), data_range)
 
 
+SSIM_WINDOW = 11
+"""The side of `ssim`'s Gaussian window (σ = 1.5 truncated at 3.5σ, as scikit-image builds it)."""
+
+
 def ssim(estimate, reference, data_range: float, channel_axis: int | None = None) -> float:
     """Structural similarity (Wang et al. 2004) by `skimage.metrics.structural_similarity`,
     Gaussian-weighted 11×11 window (σ = 1.5) as in the paper, with an explicit data range.
@@ -94,8 +98,8 @@ def ssim(estimate, reference, data_range: float, channel_axis: int | None = None
     data_range = _check_range(data_range)
     if channel_axis is None and est.ndim == 3 and est.shape[-1] == 1:
         est, ref = est[..., 0], ref[..., 0]
-    if min(est.shape[:2]) < 7:
-        raise ScoretoolError(f"SSIM needs images of at least 7×7 pixels (got {est.shape[1]}×{est.shape[0]})")
+    if min(est.shape[:2]) < SSIM_WINDOW:
+        raise ScoretoolError(f"SSIM needs images of at least {SSIM_WINDOW}×{SSIM_WINDOW} pixels (got {est.shape[1]}×{est.shape[0]})")
     return float(structural_similarity(est, ref, data_range=data_range, channel_axis=channel_axis,
                                        gaussian_weights=True, sigma=1.5, use_sample_covariance=False))
 

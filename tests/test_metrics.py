@@ -59,6 +59,10 @@ def test_ssim_matches_definition(rng):
     # colour
     xc, yc = np.stack([x] * 3, -1), np.stack([y] * 3, -1)
     assert ssim(yc, xc, 1.0, channel_axis=-1) == pytest.approx(ref, rel=1e-6)
+    # the window's side is the least image side: one line below it (scikit-image's own message was not)
+    assert ssim(y[:11, :11], x[:11, :11], 1.0) <= 1
+    with pytest.raises(ScoretoolError, match="at least 11×11"):
+        ssim(y[:10, :40], x[:10, :40], 1.0)
 
 
 # ---------------------------------------------------------------- uMSE
