@@ -363,9 +363,10 @@ def test_cli_poisson_gaussian_estimates_reports_and_refuses(tmp_path, random_mod
     row = json.loads(res.stdout)["results"][0]
     assert res.exit_code == 0 and row["noise"] == "poisson-gaussian" and row["parameter"] == [0.02, 0.001]
     for bad, msg in ((["--a", "0.01"], "give both --a and --b"), (["--a", "0.01", "--b", "0", "--sigma", "5"], "not --sigma"),
-                     (["--a", "0.01", "--b", "0", "--noise", "poisson"], "poisson-gaussian parameters")):
+                     (["--a", "0.01", "--b", "0", "--noise", "poisson"], "poisson-gaussian parameters"),
+                     (["--a", "-0.01", "--b", "0.001"], "both must be ≥ 0"), (["--a", "nan", "--b", "0.001"], "finite number")):
         res = runner.invoke(app, ["denoise", str(tmp_path / "raw.npy"), "-o", str(tmp_path / "bad.npy"), *bad, "-w", model])
-        assert res.exit_code == 2 and msg in res.output and not (tmp_path / "bad.npy").exists()
+        assert res.exit_code == 2 and msg in res.output and res.output.count("\n") == 1 and not (tmp_path / "bad.npy").exists()
     res = runner.invoke(app, ["noise", str(tmp_path / "raw.npy"), "--json"])
     assert json.loads(res.stdout)["results"][0]["poisson_gaussian"]["a"] == pytest.approx(0.01, rel=0.1)
 

@@ -87,8 +87,8 @@ def denoise(
     sigma: Annotated[str | None, typer.Option("--sigma", help="Gaussian noise std in the input's pixel units (0–255 for 8-bit, 0–65535 for 16-bit, raw for float), or auto: estimated per image (weak-texture patches with a clean prior, the score with a Noise2Score model) and reported. Left out: auto, except for 8-bit colour photos with a clean prior (see --real-noise).")] = None,
     zeta: Annotated[float | None, typer.Option("--zeta", help="Poisson scale ζ on the [0,1] intensity scale (paper: 0.01). Left out: estimated (Noise2Score model).")] = None,
     k: Annotated[float | None, typer.Option("--k", help="Gamma shape k (> 1; mean x, variance x²/k; paper: 100). Left out: estimated (Noise2Score model).")] = None,
-    a: Annotated[float | None, typer.Option("--a", min=0, help="Poisson–Gaussian shot-noise gain a in Var[y|x] = a·x + b, on the [0,1] intensity scale (with --b; implies --noise poisson-gaussian). Left out: a and b estimated per image and reported.")] = None,
-    b: Annotated[float | None, typer.Option("--b", min=0, help="Poisson–Gaussian read-noise variance b on the [0,1] scale (with --a).")] = None,
+    a: Annotated[float | None, typer.Option("--a", help="Poisson–Gaussian shot-noise gain a in Var[y|x] = a·x + b, on the [0,1] intensity scale (with --b; implies --noise poisson-gaussian). Left out: a and b estimated per image and reported.")] = None,
+    b: Annotated[float | None, typer.Option("--b", help="Poisson–Gaussian read-noise variance b on the [0,1] scale (with --a).")] = None,
     real_noise: Annotated[bool | None, typer.Option("--real-noise/--no-real-noise", help="Camera noise (signal-dependent, correlated between neighbouring pixels by demosaicing and JPEG): pixel-shuffle 2×2 down-sampling, a σ estimated per sub-image, then a light second pass. Default: on for 8-bit colour images with a clean prior and no noise option, unless the (first frame's) finest scale shows white noise of 2 grey levels or more (then the blind Gaussian path); --no-real-noise uses the blind Gaussian σ instead.")] = None,
     negative: Annotated[str, typer.Option("--negative", help="Poisson/Gamma input with values < 0, or Poisson–Gaussian input with more than 0.1% of its values over 4 read-noise stds below 0 (an offset not subtracted): error (default; the file is reported) or clip (set to 0, counted in the report).")] = "error",
     sigma_a: Annotated[float | None, typer.Option("--sigma-a", help="AR-DAE σ_a on the [0,1] scale at which a Noise2Score model's score s(y, σ_a) is read. Default: 0.3 × the noise std, within the model's trained σ range (its smoothing is corrected for).")] = None,
@@ -108,8 +108,8 @@ def denoise(
     sigma_value = parse_sigma(sigma)
     if (a is None) != (b is None):
         raise ScoretoolError("give both --a and --b (Var[y|x] = a·x + b), or neither (then both are estimated)")
-    if a is not None and not a + b > 0:
-        raise ScoretoolError(f"--a {a} --b {b}: at least one must be positive")
+    if a is not None and not (a >= 0 and b >= 0 and a + b > 0):
+        raise ScoretoolError(f"--a {a} --b {b}: both must be ≥ 0, at least one positive")
     if a is not None and noise is not None and noise.lower() != "poisson-gaussian":
         raise ScoretoolError(f"--a and --b are the poisson-gaussian parameters, not {noise}'s")
     family, given = choose_noise("poisson-gaussian" if a is not None else noise, sigma_value, zeta, k)
