@@ -7,6 +7,7 @@
     python bench/realnoise.py blind --images 3 --sigmas 25     # quick
     python bench/realnoise.py montage               # noisy | CBM3D | scoretool crops, PolyU-Canon and RNI15
     python bench/realnoise.py pg                    # Poisson–Gaussian: BSD68 + CBSD68 first 12, three (a, b)
+    python bench/realnoise.py pg-cost               # blind against given (a, b) on a 1600×1920 mosaic
 
 blind: σ̂ of `scoretool denoise` without --sigma (api.tweedie_denoise: blind.estimate_sigma, lowered where
 the prior disagrees, api.noise.blind_sigma) on y = x + σn (float, or clipped to [0,1] and quantised to 8 bits);
@@ -37,6 +38,8 @@ bound would have a median |error| of 0.67 × it), and the PSNR of the noisy imag
 generalised Anscombe transform + BM3D (CBM3D for colour) with the true (a, b) and the exact unbiased
 inverse, and of scoretool (the same transform and inverse around the prior, blind.pg_denoise) with the
 estimated and with the true (a, b); the time of the first over the second.
+pg-cost: the same timing on one 1600×1920 mosaic of BSD68 images (the prior's fit reads a 512² crop, so its
+share of the time falls as images grow).
 """
 
 from __future__ import annotations
@@ -319,6 +322,47 @@ def bench_pg(args) -> list[dict]:
     return rows
 
 
+def bench_pg_cost(args) -> list[dict]:
+    """Blind against given (a, b), (a, b) = PG_PAIRS[0], on a quiet machine: seconds per image over the first
+    4 BSD68 and CBSD68 images (beside the weak-texture fit and lattice search alone, blind.estimate_poisson_gaussian
+    without a denoiser), and on one larger image, the first 30 BSD68 images cut to 320² (turned where upright)
+    in a 1600×1920 mosaic; each path after a warm-up."""
+    from scoretool.api import poisson_gaussian_denoise
+    from scoretool.blind import estimate_poisson_gaussian
+
+    a, b = PG_PAIRS[0]
+    rows = []
+    for set_name in ("BSD68", "CBSD68"):
+        ys = [(a * np.random.default_rng(i).poisson(x / a) + np.sqrt(b) * np.random.default_rng(i).standard_normal(x.shape))
+              .astype(np.float32) for i, (_, x) in enumerate(load_set(set_name, 4))]
+        poisson_gaussian_denoise(ys[0], a, b)
+        poisson_gaussian_denoise(ys[0])
+        seconds = {"given": 0.0, "estimated": 0.0, "weak_texture_fit": 0.0}
+        for y in ys:
+            for key, run, pair in (("given", poisson_gaussian_denoise, (a, b)), ("estimated", poisson_gaussian_denoise, ()),
+                                   ("weak_texture_fit", estimate_poisson_gaussian, ())):
+                with Timer() as timer:
+                    run(y, *pair)
+                seconds[key] += timer.seconds
+        rows.append({"image": f"{set_name} first {len(ys)}", "a": a, "b": b,
+                     **{f"seconds_{k}": v / len(ys) for k, v in seconds.items()},
+                     "cost_estimated_over_given": seconds["estimated"] / seconds["given"]})
+    tiles = [x if x.shape[0] >= 320 else x.T for _, x in load_set("BSD68", 30)]
+    x = np.concatenate([np.concatenate([t[:320, :320] for t in tiles[r * 6:(r + 1) * 6]], 1) for r in range(5)])
+    rng = np.random.default_rng(0)
+    y = (a * rng.poisson(x / a) + np.sqrt(b) * rng.standard_normal(x.shape)).astype(np.float32)
+    poisson_gaussian_denoise(y[:64, :64], a, b)
+    with Timer() as given:
+        poisson_gaussian_denoise(y, a, b)
+    with Timer() as blind:
+        _, report = poisson_gaussian_denoise(y)
+    rows.append({"image": f"BSD68 mosaic {x.shape[1]}×{x.shape[0]}", "a": a, "b": b, "seconds_given": given.seconds,
+                 "seconds_estimated": blind.seconds, "cost_estimated_over_given": blind.seconds / given.seconds,
+                 "rel_err_a": report["a"] / a - 1, "rel_err_b": report["b"] / b - 1})
+    print_table(rows, list(rows[-1]) + ["seconds_weak_texture_fit"])
+    return rows
+
+
 def montage(args) -> None:
     """A PNG of 128² crops, rows: two PolyU-Canon and two RNI15 images; columns: noisy | CBM3D given
     skimage's σ | scoretool (no noise flags: the path the default takes for the whole photo, api.denoise_image)."""
@@ -349,7 +393,7 @@ def montage(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=["blind", "camera", "camera-noise", "route", "montage", "pg"])
+    ap.add_argument("part", choices=["blind", "camera", "camera-noise", "route", "montage", "pg", "pg-cost"])
     ap.add_argument("--sets", default="BSD68,CBSD68")
     ap.add_argument("--sigmas", default="5,10,15,25,50", help="noise std in grey levels (of 255)")
     ap.add_argument("--images", type=int, default=None, help="first N images (default: 20 for blind, 12 for route and pg, "
@@ -369,6 +413,9 @@ def main() -> None:
         args.images = args.images or 12
         rows = bench_pg(args)
         save_results(args.out or "realnoise-poisson-gaussian", {"bench": "realnoise pg", "args": vars(args), "rows": rows})
+    elif args.part == "pg-cost":
+        save_results(args.out or "realnoise-poisson-gaussian-cost", {"bench": "realnoise pg-cost", "args": vars(args),
+                                                                     "rows": bench_pg_cost(args)})
     elif args.part == "route":
         args.images = args.images or 12
         rows, routes = bench_route(args)
