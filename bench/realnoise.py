@@ -7,7 +7,7 @@
     python bench/realnoise.py blind --images 3 --sigmas 25     # quick
     python bench/realnoise.py montage               # noisy | CBM3D | scoretool crops, PolyU-Canon and RNI15
     python bench/realnoise.py pg                    # Poisson–Gaussian: BSD68 + CBSD68 first 12, three (a, b)
-    python bench/realnoise.py pg-cost               # blind against given (a, b) on a 1600×1920 mosaic
+    python bench/realnoise.py pg-cost               # blind against given (a, b) on small images and a 1920×1600 mosaic
 
 blind: σ̂ of `scoretool denoise` without --sigma (api.tweedie_denoise: blind.estimate_sigma, lowered where
 the prior disagrees, api.noise.blind_sigma) on y = x + σn (float, or clipped to [0,1] and quantised to 8 bits);
@@ -38,7 +38,7 @@ bound would have a median |error| of 0.67 × it), and the PSNR of the noisy imag
 generalised Anscombe transform + BM3D (CBM3D for colour) with the true (a, b) and the exact unbiased
 inverse, and of scoretool (the same transform and inverse around the prior, blind.pg_denoise) with the
 estimated and with the true (a, b); the time of the first over the second.
-pg-cost: the same timing on one 1600×1920 mosaic of BSD68 images (the prior's fit reads a 512² crop, so its
+pg-cost: the same timing on one 1920×1600 mosaic of BSD68 images (the prior's fit reads a 512² crop, so its
 share of the time falls as images grow).
 """
 
@@ -325,16 +325,18 @@ def bench_pg(args) -> list[dict]:
 def bench_pg_cost(args) -> list[dict]:
     """Blind against given (a, b), (a, b) = PG_PAIRS[0], on a quiet machine: seconds per image over the first
     4 BSD68 and CBSD68 images (beside the weak-texture fit and lattice search alone, blind.estimate_poisson_gaussian
-    without a denoiser), and on one larger image, the first 30 BSD68 images cut to 320² (turned where upright)
-    in a 1600×1920 mosaic; each path after a warm-up."""
+    without a denoiser), and on one larger image, the first 30 BSD68 images cut to 320² in a 1920×1600 mosaic;
+    each path after a warm-up."""
     from scoretool.api import poisson_gaussian_denoise
     from scoretool.blind import estimate_poisson_gaussian
 
     a, b = PG_PAIRS[0]
     rows = []
     for set_name in ("BSD68", "CBSD68"):
-        ys = [(a * np.random.default_rng(i).poisson(x / a) + np.sqrt(b) * np.random.default_rng(i).standard_normal(x.shape))
-              .astype(np.float32) for i, (_, x) in enumerate(load_set(set_name, 4))]
+        ys = []
+        for i, (_, x) in enumerate(load_set(set_name, 4)):
+            rng = np.random.default_rng(i)
+            ys.append((a * rng.poisson(x / a) + np.sqrt(b) * rng.standard_normal(x.shape)).astype(np.float32))
         poisson_gaussian_denoise(ys[0], a, b)
         poisson_gaussian_denoise(ys[0])
         seconds = {"given": 0.0, "estimated": 0.0, "weak_texture_fit": 0.0}
@@ -347,7 +349,7 @@ def bench_pg_cost(args) -> list[dict]:
         rows.append({"image": f"{set_name} first {len(ys)}", "a": a, "b": b,
                      **{f"seconds_{k}": v / len(ys) for k, v in seconds.items()},
                      "cost_estimated_over_given": seconds["estimated"] / seconds["given"]})
-    tiles = [x if x.shape[0] >= 320 else x.T for _, x in load_set("BSD68", 30)]
+    tiles = [x for _, x in load_set("BSD68", 30)]  # each at least 321 × 321
     x = np.concatenate([np.concatenate([t[:320, :320] for t in tiles[r * 6:(r + 1) * 6]], 1) for r in range(5)])
     rng = np.random.default_rng(0)
     y = (a * rng.poisson(x / a) + np.sqrt(b) * rng.standard_normal(x.shape)).astype(np.float32)

@@ -137,7 +137,7 @@ def weak_texture_sigma(img: np.ndarray, d: int = PATCH, stride: int | None = Non
     found = _patch_count([img.shape], d, stride)
     if found < MIN_PATCHES:
         raise ScoretoolError(f"image too small to estimate its noise level ({found} patches of {d}×{d}; {MIN_PATCHES} "
-                             f"needed, about {int(math.sqrt(MIN_PATCHES)) + d - 1}² grey pixels): give the level (--sigma)")
+                             f"needed, about {int(math.sqrt(MIN_PATCHES)) + d - 1}² grey pixels): it has to be given")
     x, xi = _weak_texture_patches(img, d, stride)
     clipped = is_clipped(img) if clipped is None else clipped
     return math.sqrt(_weak_texture_variance(x, xi, _texture_threshold(d, confidence), iterations, clipped)[0])
@@ -207,7 +207,11 @@ def pd_denoise(denoise, image: np.ndarray, stride: int = 2, scale: float = 3.0, 
         (x̂, report: stride, sigmas (σ̂_k per sub-image, [0,1] scale), scale, sigma_refine).
     """
     parts = pixel_shuffle(np.asarray(image, np.float32), stride)
-    sigmas = [estimate_sigma(p) for p in parts]
+    try:
+        sigmas = [estimate_sigma(p) for p in parts]
+    except ScoretoolError as e:
+        raise ScoretoolError(f"the real-noise mode's {stride}×{stride} sub-images ({parts[-1].shape[1]}×{parts[-1].shape[0]}) "
+                             f"are too small: {e} (or use --no-real-noise)") from None
     out = pixel_unshuffle([denoise(p, scale * s) for p, s in zip(parts, sigmas)], stride, np.shape(image))
     second = refine * float(np.mean(sigmas))
     if second > 0:
@@ -339,7 +343,7 @@ def prior_variance_fit(denoise, image: np.ndarray, a: float, b: float, seed: int
     Σ(y − x̂)²/Σ(1 − J_ii) at its mean x̂, and `_fit_variance_line` fits a·x + b to those. The residuals
     use every smooth pixel, not only flat patches, and the prior removes the faint texture a weak-texture
     variance counts as noise (bench/realnoise.py pg, first 12 images, median error of the minor term: BSD68
-    b at a = 0.01 19% → 17%, a at b = 0.0025 17% → 8%; CBSD68 19% → 5% and 8.5% → 2.8%).
+    b at a = 0.01 19% → 17%, a at b = 0.0025 17% → 8.1%; CBSD68 19% → 4.2% and 8.5% → 2.9%).
     image: (H, W), (H, W, C) or frames (F, H, W, C), pooled; each frame read on a central crop of side at
     most PRIOR_FIT_SIDE. Data clipped to [0,1] (more than 0.1% of the values exactly 0 or 1; unclipped
     noise may pass them) leaves out pixels with x̂ within 2 noise stds of either end.

@@ -155,6 +155,9 @@ def test_noise_level_of_an_image_too_small_for_it_is_refused(rng, tiny_model, tm
     np.save(tmp_path / "t.npy", y[:16, :16])
     r = runner.invoke(app, ["denoise", str(tmp_path / "t.npy"), "-o", str(tmp_path / "o.npy"), "--weights", str(tiny_model(1))])
     assert r.exit_code == 2 and "too small" in r.stderr and not (tmp_path / "o.npy").exists()
+    r = runner.invoke(app, ["denoise", str(tmp_path / "y.npy"), "-o", str(tmp_path / "p.npy"), "--weights", str(tiny_model(1)),
+                            "--real-noise"])  # 30²: its 15² sub-images are too small
+    assert r.exit_code == 2 and "sub-images (15×15)" in r.stderr and not (tmp_path / "p.npy").exists()
 
 
 def test_grey_saved_as_rgb_is_denoised_as_grey(rng):

@@ -227,6 +227,11 @@ def test_poisson_gaussian_data_with_an_offset_is_refused_unless_clipped(tiny_mod
     r = runner.invoke(app, ["denoise", str(tmp_path / "off.npy"), "-o", str(tmp_path / "o3.npy"), *args, "--negative", "clip"])
     expected = int((y - 0.3 < -4 * 0.02).sum())
     assert r.exit_code == 0 and _json(r)["results"][0]["negative_clipped"] == expected > 0, r.output
+    faint = 0.01 * rng.poisson(x / 0.01) - 0.001 * (rng.random(x.shape) < 0.05)  # b = 0: the transform's floor, −3a/8
+    np.save(tmp_path / "faint.npy", faint.astype(np.float32))
+    r = runner.invoke(app, ["denoise", str(tmp_path / "faint.npy"), "-o", str(tmp_path / "o4.npy"), "--weights", str(tiny_model(1)),
+                            "--a", "0.01", "--b", "0"])
+    assert r.exit_code == 0, r.output
 
 
 @pytest.mark.parametrize("extra, words", [(["--ensemble", "2"], "--ensemble"), (["--sigma", "0.05", "--sigma-a", "0.01"], "--sigma-a"),

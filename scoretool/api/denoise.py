@@ -69,8 +69,10 @@ def camera_denoise(image: np.ndarray, *, weights: str | None = None, device: str
 
 
 PG_FLOOR_STDS = 4.0
-"""Poisson–Gaussian data lie above −PG_FLOOR_STDS·√b (read noise around a black level of 0); more than 0.1%
-of the values below that is an offset (black level) not subtracted, which the transform would clip."""
+"""Poisson–Gaussian data lie above −PG_FLOOR_STDS·√b (read noise around a black level of 0) or, where that is
+less, above the transform's own floor −(3a/8 + b/a); more than 0.1% of the values below both means the data's
+zero is not its black level (too large an offset subtracted, or a wrong --range), which the transform would
+clip to 0."""
 
 
 def poisson_gaussian_denoise(image: np.ndarray, a: float | None = None, b: float | None = None, *,
@@ -85,7 +87,7 @@ def poisson_gaussian_denoise(image: np.ndarray, a: float | None = None, b: float
     Args:
         image: (H, W), (H, W, C) or frames (F, H, W, C) on the [0,1] scale, unclipped (raw linear data).
         a, b: the noise on the [0,1] scale; both or neither.
-        negative: more than 0.1% of a frame's values below −PG_FLOOR_STDS·√b: "error" (the default) raises,
+        negative: more than 0.1% of a frame's values below the floor (PG_FLOOR_STDS): "error" (the default) raises,
             "clip" sets those values to 0 and counts them.
     Returns:
         (x̂ same shape float32, report: method, weights, a, b (per frame), estimated, sigma_stabilised,
@@ -100,14 +102,15 @@ def poisson_gaussian_denoise(image: np.ndarray, a: float | None = None, b: float
 
     def frame_denoise(frame):
         pair = (a, b) if a is not None else estimate_poisson_gaussian(frame, denoise=fit_denoise)
-        floor = -PG_FLOOR_STDS * math.sqrt(pair[1])
+        floor = min(-PG_FLOOR_STDS * math.sqrt(pair[1]), -(0.375 * pair[0] + pair[1] / pair[0]) if pair[0] > 0 else 0.0)
         below = frame < floor
         count, clipped = int(below.sum()), 0
         if count > 1e-3 * frame.size:
             if negative != "clip":
-                raise ScoretoolError(f"{count} of {frame.size} values lie below {floor:.4g} ({PG_FLOOR_STDS:g} read-noise stds "
-                                     f"under 0; minimum {float(frame.min()):.4g}): Poisson–Gaussian data start at 0 — subtract "
-                                     "the black level (offset), check --range, or pass --negative clip to set them to 0")
+                raise ScoretoolError(f"{count} of {frame.size} values lie below {floor:.4g}, further under 0 than read noise "
+                                     f"reaches (minimum {float(frame.min()):.4g}): Poisson–Gaussian data have their black level "
+                                     "at 0 — shift them so (too large an offset subtracted?), check --range, or pass "
+                                     "--negative clip to set them to 0")
             frame, clipped = np.where(below, 0.0, frame), count
         out, rep = pg_denoise(model.denoise, frame, *pair)
         return out, {**rep, "negative_clipped": clipped}
@@ -137,7 +140,8 @@ def denoise_image(image: np.ndarray, *, noise: str | None = None, parameter: flo
     """The denoiser `scoretool denoise` uses for one image, and its result.
 
     A colour image whose channels are all equal (grey saved as RGB) is denoised as grey with the default
-    prior and returned with three equal channels (report: grey_in_colour). Camera noise (`camera_denoise`) when `real_noise`, or by default for an 8-bit (`eight_bit`) colour
+    prior, by the rules for grey images (no real-noise default), and returned with three equal channels
+    (report: grey_in_colour). Camera noise (`camera_denoise`) when `real_noise`, or by default for an 8-bit (`eight_bit`) colour
     image with a clean prior and no noise named, unless its first frame's noise is white (blind.white_noise_sigma:
     then the blind Gaussian path, and the report's white_noise holds that σ̂); a clean prior's D(y, σ) (`denoise`) for a given Gaussian
     σ; `poisson_gaussian_denoise` for noise poisson-gaussian (a, b given or estimated); else

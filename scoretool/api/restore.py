@@ -50,7 +50,7 @@ def sampler_settings(task: str, sampler: str = "auto", *, steps: int | None = No
                 **({**DDNM_ONLY, **given} if chosen == "ddnm" else {})}
     if settings["steps"] < 1 or not settings["sigma_max"] > 0:
         raise ValueError(f"--steps {settings['steps']}, --sigma-max {settings['sigma_max']}: need ≥ 1 and > 0")
-    if chosen == "ddnm" and not (0 <= settings["eta"] <= 1 and 0 <= settings["travel"] < max(settings["steps"], 1)
+    if chosen == "ddnm" and not (0 <= settings["eta"] <= 1 and 0 <= settings["travel"] < settings["steps"]
                                  and settings["samples"] >= 1 and settings["start"] in ("pinv", "smooth")):
         raise ValueError("--eta in [0, 1], 0 ≤ --travel < --steps (time travel jumps back within the schedule), "
                          "--samples ≥ 1 and --start pinv or smooth are required (got "
@@ -118,7 +118,7 @@ def restore(image: np.ndarray, task: str, *, scale: int = 4, sr_kernel: str = "a
     settings = sampler_settings(task, sampler, steps=steps, sigma_max=sigma_max, eta=eta, travel=travel, start=start,
                                 samples=samples)
     if task == "colorize" and grey_in_colour(image):  # grey saved as RGB
-        image = np.asarray(image)[..., 0]
+        image = np.asarray(image)[..., :1]
     y_img, _ = as_batch(image)
     if y_img.shape[0] != 1:
         raise ValueError("restore takes one image (H, W) or (H, W, C), not a stack")
