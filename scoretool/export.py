@@ -57,13 +57,17 @@ class TraceableDenoiser(nn.Module):
 
 
 def export_format(path, fmt: str | None = None) -> str:
-    """"onnx" or "torchscript", from `fmt` or else from the file's suffix (.onnx, .pt)."""
+    """"onnx" or "torchscript", from `fmt` or else from the file's suffix (.onnx, .pt); a known suffix
+    that names the other format is refused."""
     if fmt is not None:
         name = fmt.lower()
         if name in ("pt", "jit"):
             name = "torchscript"
         if name not in ("onnx", "torchscript"):
             raise ScoretoolError(f"--format {fmt}: expected onnx or torchscript")
+        suffix = Path(path).suffix.lower()
+        if FORMATS.get(suffix, name) != name:
+            raise ScoretoolError(f"{path}: a {suffix} file holds {FORMATS[suffix]}, not {name} (--format {fmt})")
         return name
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:

@@ -55,6 +55,15 @@ def test_weights_lists_given_file(tiny_model):
     assert rows[-1]["channels"] == 1 and rows[-1]["sigma_range"] == [0.002, 10.0]
 
 
+def test_weights_reports_a_bad_file_and_lists_the_others(tmp_path, tiny_model):
+    """A file that is not a model is one error line and exit 1; the good file after it is still listed."""
+    (tmp_path / "bad.safetensors").write_bytes(b"not a model")
+    res = invoke("weights", tmp_path / "bad.safetensors", tiny_model(1), "--json")
+    assert res.exit_code == 1 and res.stderr.count("Error:") == 1 and "bad.safetensors" in res.stderr
+    rows = json.loads(res.stdout)
+    assert rows[-1]["path"].endswith("bad.safetensors") and "error" in rows[-1] and rows[-2]["channels"] == 1
+
+
 def test_denoise_file_and_folder(tmp_path, rng, tiny_model):
     write_png(tmp_path / "a.png", rng)
     write_png(tmp_path / "b.png", rng)

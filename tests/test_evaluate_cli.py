@@ -138,6 +138,11 @@ def test_mode_choice_errors(folders):
     assert r.exit_code == 2 and "choose one" in r.stderr
     r = run(t / "den", "--sure")
     assert r.exit_code == 2 and "--sigma" in r.stderr
+    for extra, words in ((["--clean", t / "clean", "--probes", "3"], "--probes is only used with --sure"),
+                         (["--split", "--sigma", "5", "--probes", "3"], "--probes is only used with --sure"),
+                         (["--clean", t / "clean", "--weights", "prior-rgb"], "--weights is only used with --sure or --split")):
+        r = run(t / "den", *extra)  # were ignored
+        assert r.exit_code == 2 and words in r.stderr, r.output
 
 
 def test_sure_known_answer_with_linear_tiny_model(tmp_path, rng, tiny_model):

@@ -68,6 +68,8 @@ def test_format_from_suffix_or_option():
     assert export_format("a.bin", "onnx") == "onnx"
     with pytest.raises(Exception, match="cannot tell the format"):
         export_format("a.bin")
+    with pytest.raises(Exception, match="holds onnx, not torchscript"):  # was written as TorchScript under .onnx
+        export_format("a.onnx", "torchscript")
 
 
 def test_cli_export_refuses_existing_output(tmp_path, tiny_model):
@@ -83,4 +85,6 @@ def test_cli_export_refuses_existing_output(tmp_path, tiny_model):
     assert out.read_bytes() == before and list(tmp_path.iterdir()) == [out]
     res = runner.invoke(app, ["export", str(tiny_model(1)), "-o", str(tmp_path / "m.bin")])
     assert res.exit_code == 2 and res.output.startswith("Error: ") and len(res.output.strip().splitlines()) == 1
+    res = runner.invoke(app, ["export", str(tiny_model(1)), "-o", str(tmp_path / "n.pt"), "--opset", "5"])  # was ignored
+    assert res.exit_code == 2 and "an ONNX setting" in res.output and not (tmp_path / "n.pt").exists()
     assert runner.invoke(app, ["export", str(tiny_model(1)), "-o", str(out), "--overwrite"]).exit_code == 0

@@ -272,3 +272,15 @@ def test_bad_files_are_skipped_before_the_first_step(toy_folder, tmp_path):
     assert "skipped" in res.stderr and "0.png" in res.stderr and "nan.npy" in res.stderr
     record = load_model(str(tmp_path / "m.safetensors"))[1]
     assert len(record["skipped_files"]) == 2 and "8 clean images" in record["training_data"]
+
+
+def test_noise_options_of_a_clean_prior_are_refused(toy_folder, tmp_path):
+    """--zeta, --sigma, --k, --noise describe noisy training data; with --clean they were dropped silently."""
+    from typer.testing import CliRunner
+
+    from scoretool.cli import app
+
+    res = CliRunner().invoke(app, ["train", str(toy_folder), "-o", str(tmp_path / "m.safetensors"), "--clean", "--steps", "2",
+                                   "--zeta", "0.01", "--noise", "poisson"])
+    assert res.exit_code == 2 and "--noise, --zeta: the noise of noisy training data" in res.stderr
+    assert not (tmp_path / "m.safetensors").exists()

@@ -256,3 +256,12 @@ def test_cli_colour_image_and_symmetric(tmp_path, tiny_model, rng):
     assert iio.imread(out / "c_pc1_plus.png").shape == (20, 27, 3)
     assert iio.imread(out / "c_mean.png").shape == (20, 27, 3)
 
+
+
+@pytest.mark.parametrize("extra", [["--iterations", "3"], ["--margin", "3"], ["--symmetric"], ["--region", "0,0,8,8", "--components", "0"]])
+def test_cli_component_options_without_components_are_refused(tmp_path, tiny_model, rng, extra):
+    """No components are computed without --region or --components: their options did nothing; refused."""
+    iio.imwrite(tmp_path / "g.png", (rng.random((20, 27)) * 255).astype(np.uint8))
+    r = CliRunner().invoke(app, ["uncertainty", str(tmp_path / "g.png"), "-o", str(tmp_path / "o"), "--sigma", "10",
+                                 "--weights", str(tiny_model(1)), *extra])
+    assert r.exit_code == 2 and "none are computed" in r.stderr and not (tmp_path / "o").exists(), r.output

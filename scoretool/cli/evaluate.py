@@ -163,7 +163,7 @@ def evaluate(
     data_range: Annotated[float | None, typer.Option("--data-range", help="Peak value M for PSNR = 10·log10(M²/MSE), in the DENOISED/NOISY input's pixel units. Default: the input's full range (255 for 8-bit, 65535 for 16-bit, 1 for float/.npy or the --range width).")] = None,
     csv: Annotated[Path | None, typer.Option("--csv", help="Also write the per-image rows and the mean row to this CSV file (an existing one only with --overwrite).")] = None,
     clip: Annotated[bool, typer.Option("--clip", help="Clamp the denoised images to [0, full range] before measuring (the papers' protocol for PSNR).")] = False,
-    probes: Annotated[int, typer.Option("--probes", help="--sure: Monte-Carlo divergence probes per image (each costs one network pass).")] = 1,
+    probes: Annotated[int | None, typer.Option("--probes", help="--sure: Monte-Carlo divergence probes per image (each costs one network pass; default 1).")] = None,
     weights: Opt.Weights = None,
     tile: Opt.Tile = 512,
     value_range: Opt.Range = None,
@@ -189,8 +189,11 @@ def evaluate(
             raise ScoretoolError(f"--{mode} needs --sigma (the Gaussian noise std in the input's pixel units)")
         if not sigma > 0:
             raise ScoretoolError(f"--sigma {sigma}: must be positive")
-    elif sigma is not None:
-        raise ScoretoolError("--sigma is only used with --sure or --split")
+    elif sigma is not None or weights is not None:
+        raise ScoretoolError(f"{'--sigma' if sigma is not None else '--weights'} is only used with --sure or --split")
+    if probes is not None and mode != "sure":
+        raise ScoretoolError("--probes is only used with --sure")
+    probes = 1 if probes is None else probes
     if data_range is not None and not data_range > 0:
         raise ScoretoolError(f"--data-range {data_range}: must be positive")
     if probes < 1:

@@ -23,7 +23,11 @@ def export(
     sigma (a scalar or one value per image, same scale); batch, height and width are free (each side at
     least the model's size multiple). Output: D(x, σ), same shape as x."""
     from ..api import export_model
+    from ..errors import ScoretoolError
+    from ..export import export_format
 
+    if opset is not None and export_format(output, fmt) != "onnx":
+        raise ScoretoolError(f"--opset {opset}: an ONNX setting, and {output} is TorchScript")
     common.claim_output(output, "exported model")
     result = export_model(model, output, fmt, overwrite=True, **({"opset": opset} if opset else {}))
     if common.json:

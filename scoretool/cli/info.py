@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..errors import ScoretoolError
 from . import app
-from .common import Common, command, plain_console
+from .common import Common, command, one_line, plain_console
 
 
 @command(app, "device")
@@ -35,16 +36,27 @@ def weights(
     common: Common,
     paths: Annotated[list[Path] | None, typer.Argument(help="Extra .safetensors files to describe.")] = None,
 ) -> None:
-    """List the bundled models (and any given files) with their metadata."""
+    """List the bundled models (and any given files) with their metadata. A given file that is not a
+    scoretool model is reported (with --json, a row with its path and error) and the exit code is 1; the
+    others are still listed."""
     from ..api import bundled_models, model_summary
 
-    rows = [model_summary(p) for p in bundled_models().values()] + [model_summary(p) for p in paths or []]
+    rows, failed = [model_summary(p) for p in bundled_models().values()], []
+    for path in paths or []:
+        try:
+            rows.append(model_summary(path))
+        except ScoretoolError as e:
+            message = str(e) if str(path) in str(e) else f"{path}: {e}"
+            common.error(message)
+            failed.append({"path": str(path), "error": one_line(message)})
+    code = 1 if failed else 0
     if common.json:
-        common.emit(rows)
-        return
+        common.emit(rows + failed)
+        return code
     table = Table("name", "ch", "kind", "σ range", "trained on", "steps", "PSNR")
     for r in rows:
         lo, hi = r["sigma_range"]
         table.add_row(r["name"], str(r["channels"]), str(r["kind"]), f"{lo}–{hi}", str(r["training_data"]),
                       str(r["steps"]), psnr_text(r["measured_psnr"]))
     plain_console().print(table)
+    return code

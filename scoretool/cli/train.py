@@ -68,6 +68,9 @@ def train(
             raise ScoretoolError(f"{path}: exists (continue its training with --resume, or start afresh over it "
                                  f"with --overwrite)")
         common.claim_output(path, what)
+    given = [f"--{name}" for name, value in (("noise", noise), ("sigma", sigma), ("zeta", zeta), ("k", k)) if value is not None]
+    if given and not noisy:
+        raise ScoretoolError(f"{', '.join(given)}: the noise of noisy training data (--noisy); a clean prior learns every σ")
     noise_info = {}
     if noise:
         if noise not in ("gaussian", "poisson", "gamma"):

@@ -58,8 +58,8 @@ def uncertainty(
     stride: Annotated[int, typer.Option("--stride", help="Lattice period of the probes (1 = plain Hutchinson; s > 1 needs --probes ≥ s² and removes the noise from neighbours closer than s).")] = 1,
     method: Annotated[str, typer.Option("--method", help="Jacobian-vector products: forward (one-sided difference, 1 network pass each), fd (central difference, 2 passes) or jvp (forward-mode autodiff, ~4 passes on CPU).")] = "forward",
     smooth: Annotated[float, typer.Option("--smooth", help="Gaussian smoothing of the variance estimate, std in pixels (less probe noise, less detail; 0 = none). Default 1: measured best on Set12 σ=25.")] = 1.0,
-    iterations: Annotated[int, typer.Option("--iterations", help="Most subspace iterations for the components (stops earlier once converged).")] = 50,
-    margin: Annotated[int, typer.Option("--margin", help="Context in pixels around the region that the network sees when computing components.")] = 32,
+    iterations: Annotated[int | None, typer.Option("--iterations", help="Most subspace iterations for the components (stops earlier once converged; default 50).")] = None,
+    margin: Annotated[int | None, typer.Option("--margin", help="Context in pixels around the region that the network sees when computing components (default 32).")] = None,
     symmetric: Annotated[bool, typer.Option("--symmetric", help="Iterate with (J+Jᵀ)/2 (reverse-mode autodiff, ~3× slower) instead of J.")] = False,
     weights: Opt.Weights = None,
     tile: Opt.Tile = 512,
@@ -80,12 +80,17 @@ def uncertainty(
         raise ScoretoolError(f"--stride {stride}: must be ≥ 1 with --probes ≥ stride² ({stride * stride})")
     if method not in METHODS:
         raise ScoretoolError(f"--method {method}: expected {', '.join(METHODS)}")
-    if iterations < 1 or margin < 0 or smooth < 0:
-        raise ScoretoolError("--iterations must be ≥ 1, --margin and --smooth ≥ 0")
     box = parse_region(region)
     k = components if components is not None else (3 if box else 0)
     if k < 0:
         raise ScoretoolError(f"--components {k}: must be ≥ 0")
+    stray = [name for name, value in (("--region", region), ("--iterations", iterations), ("--margin", margin)) if value is not None]
+    if k == 0 and (stray or symmetric):
+        raise ScoretoolError(f"{', '.join(stray + ['--symmetric'] * symmetric)}: options of the principal components, and "
+                             "none are computed (--components 0, the default without --region)")
+    iterations, margin = 50 if iterations is None else iterations, 32 if margin is None else margin
+    if iterations < 1 or margin < 0 or smooth < 0:
+        raise ScoretoolError("--iterations must be ≥ 1, --margin and --smooth ≥ 0")
     vrange = parse_range(value_range)
     if output.suffix.lower() in IMAGE_SUFFIXES:
         raise ScoretoolError(f"-o {output}: must be a folder (several files are written per image)")
