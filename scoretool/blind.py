@@ -39,16 +39,22 @@ def _gradient_operator(d: int) -> np.ndarray:
     return dh.T @ dh + dv.T @ dv
 
 
+def _squared_differences(ch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(across, down): the squared central differences (½(p[i+1] − p[i−1]))² of a 2-D array along each
+    axis, 0 on the border they do not reach."""
+    across, down = np.zeros_like(ch), np.zeros_like(ch)
+    across[:, 1:-1] = (0.5 * (ch[:, 2:] - ch[:, :-2])) ** 2
+    down[1:-1, :] = (0.5 * (ch[2:, :] - ch[:-2, :])) ** 2
+    return across, down
+
+
 def _weak_texture_patches(img: np.ndarray, d: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
     """Patch vectors (N, d·d) of every channel of an (H, W, C) image, taken every `stride` pixels, and
     each patch's gradient energy ξ = ‖D p‖² (central differences wholly inside the patch)."""
     xs, xis = [], []
     for c in range(img.shape[2]):
         ch = img[..., c]
-        gh = np.zeros_like(ch)
-        gv = np.zeros_like(ch)
-        gh[:, 1:-1] = (0.5 * (ch[:, 2:] - ch[:, :-2])) ** 2
-        gv[1:-1, :] = (0.5 * (ch[2:, :] - ch[:-2, :])) ** 2
+        gh, gv = _squared_differences(ch)
         xh = _patches(gh[:, :, None], d, stride).reshape(-1, d, d)[:, :, 1:-1].sum((1, 2))
         xv = _patches(gv[:, :, None], d, stride).reshape(-1, d, d)[:, 1:-1, :].sum((1, 2))
         xs.append(_patches(ch[:, :, None], d, stride))
@@ -364,14 +370,11 @@ def prior_variance_fit(denoise, image: np.ndarray, a: float, b: float, seed: int
         xhat = pg_denoise(denoise, y, a, b)[0]
         jacobian = probe * (pg_denoise(denoise, y + eps * probe, a, b)[0] - xhat) / eps
         xhat3, y3, j3 = (_as_hwc(t) for t in (xhat, y, jacobian))
-        gradient = np.zeros_like(xhat3)
-        gradient[:, 1:-1] += (0.5 * (xhat3[:, 2:] - xhat3[:, :-2])) ** 2
-        gradient[1:-1] += (0.5 * (xhat3[2:] - xhat3[:-2])) ** 2
         for c in range(xhat3.shape[2]):
             level.append(xhat3[..., c].ravel())
             residual.append(((y3 - xhat3)[..., c] ** 2).ravel())
             dof.append(1 - j3[..., c].ravel())
-            smooth.append(uniform_filter(gradient[..., c], PATCH).ravel())
+            smooth.append(uniform_filter(sum(_squared_differences(xhat3[..., c])), PATCH).ravel())
     level, residual, dof, smooth = (np.concatenate(t) for t in (level, residual, dof, smooth))
     if float(np.mean((frames == 0) | (frames == 1))) > 1e-3:
         margin = 2 * np.sqrt(np.maximum(a * level + b, 0))
@@ -487,6 +490,11 @@ noise is taken as Gaussian with variance b (no transform)."""
 COUNTS_TABLE = 1000.0
 """inverse_anscombe tabulates E[f(y) | x] up to this many counts x/a; above, its asymptote is exact to
 far below a count."""
+
+
+def anscombe_floor(a: float, b: float) -> float:
+    """The value below which `anscombe` (a > 0) clips to 0: y/a + 3/8 + b/a² = 0 at y = −(3a/8 + b/a)."""
+    return -(0.375 * a + b / a)
 
 
 def anscombe(y: np.ndarray, a: float, b: float) -> np.ndarray:

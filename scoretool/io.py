@@ -174,16 +174,24 @@ def _read_raw(path: Path) -> tuple[np.ndarray, bool]:
     # output is written upright without the tag.
     with _pillow() as pil:
         with pil.open(path) as im:
-            if im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):  # imageio would hand these channels over as RGB(A)
-                return np.asarray(ImageOps.exif_transpose(im.convert("RGB")))[None], True
-            if im.mode in ("P", "PA") and (im.mode == "PA" or "transparency" in im.info):  # imageio drops the alpha
-                return np.asarray(ImageOps.exif_transpose(im.convert("RGBA")))[None], True
-            if im.mode == "1":  # 1-bit: read as 8-bit 0/255, written back as 8 bits
-                return np.asarray(ImageOps.exif_transpose(im.convert("L")))[None], True
+            mode = _pillow_mode(im)
+            if mode:
+                return np.asarray(ImageOps.exif_transpose(im.convert(mode)))[None], True
         arr = iio.imread(path, rotate=True)
     if arr.ndim == 4 or (arr.ndim == 3 and arr.shape[-1] not in (1, 2, 3, 4)):
         return arr.reshape((-1,) + arr.shape[-3 if arr.ndim == 4 else -2 :]), False
     return arr[None], True
+
+
+def _pillow_mode(im) -> str | None:
+    """The mode to convert a Pillow image to where imageio would read it wrongly, else None: CMYK, YCbCr,
+    LAB and HSV (their channels handed over as RGB) → RGB; palette images with a transparent colour (the
+    alpha dropped) → RGBA; 1-bit (read as bool, written back as 16 bits) → 8-bit L, 0/255."""
+    if im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        return "RGB"
+    if im.mode == "PA" or (im.mode == "P" and "transparency" in im.info):
+        return "RGBA"
+    return "L" if im.mode == "1" else None
 
 
 def _png_bit_depth(path: Path) -> int:

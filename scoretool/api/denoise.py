@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from ..bigtiff import denoise_tiff, out_of_core_range
-from ..blind import estimate_poisson_gaussian, pd_denoise, pg_denoise, white_noise_sigma
+from ..blind import anscombe_floor, estimate_poisson_gaussian, pd_denoise, pg_denoise, white_noise_sigma
 from ..errors import ScoretoolError
 from ..model import as_batch, channels_of, from_batch, grey_in_colour, loaded
 from ..weights import FAST_SIBLING
@@ -70,7 +70,7 @@ def camera_denoise(image: np.ndarray, *, weights: str | None = None, device: str
 
 PG_FLOOR_STDS = 4.0
 """Poisson–Gaussian data lie above −PG_FLOOR_STDS·√b (read noise around a black level of 0) or, where that is
-less, above the transform's own floor −(3a/8 + b/a); more than 0.1% of the values below both means the data's
+less, above the transform's own floor (blind.anscombe_floor); more than 0.1% of the values below both means the data's
 zero is not its black level (too large an offset subtracted, or a wrong --range), which the transform would
 clip to 0."""
 
@@ -102,7 +102,8 @@ def poisson_gaussian_denoise(image: np.ndarray, a: float | None = None, b: float
 
     def frame_denoise(frame):
         pair = (a, b) if a is not None else estimate_poisson_gaussian(frame, denoise=fit_denoise)
-        floor = min(-PG_FLOOR_STDS * math.sqrt(pair[1]), -(0.375 * pair[0] + pair[1] / pair[0]) if pair[0] > 0 else 0.0)
+        floor = -PG_FLOOR_STDS * math.sqrt(pair[1])
+        floor = min(floor, anscombe_floor(*pair)) if pair[0] > 0 else floor
         below = frame < floor
         count, clipped = int(below.sum()), 0
         if count > 1e-3 * frame.size:

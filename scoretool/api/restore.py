@@ -71,7 +71,7 @@ def _x_shape(task: str, c: int, h: int, w: int, scale) -> tuple[int, int, int]:
         return c, h * int(scale), w * int(scale)
     if task == "colorize":
         if c != 1:
-            raise ValueError(f"colourisation takes a grey image, got {c} channels")
+            raise ValueError(f"colourisation takes a grey image (one channel, or three equal ones), this one has {c} channels")
         return 3, h, w
     return c, h, w
 

@@ -128,7 +128,6 @@ def restore(
     from ..api import random_mask, sampler_settings
     from ..api import restore as restore_array
     from ..io import read_image, write_image
-    from ..model import grey_in_colour
 
     if task not in TASKS:
         raise ScoretoolError(f"--task {task}: expected one of {', '.join(TASKS)}")
@@ -176,8 +175,6 @@ def restore(
             check_budget(frames * h * s * w * s, f"the {s}× output")
         except ScoretoolError as e:
             raise InputError(job.src, str(e)) from None
-        if task == "colorize" and ch != 1 and not grey_in_colour(image.pixels):
-            raise InputError(job.src, f"colourisation takes a grey image (one channel, or three equal ones), this one has {ch} channels")
         missing = None
         if task == "inpaint":
             if mask is not None:
