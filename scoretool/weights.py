@@ -60,7 +60,7 @@ def resolve_weights(name_or_path: str | None, channels: int | None = None) -> Pa
     if path.is_file():
         return path
     names = ", ".join(models) or "none"
-    raise ModelError(f"--weights {name_or_path}: not a bundled model name ({names}) nor a file")
+    raise ModelError(f"{name_or_path}: not a bundled model name ({names}) nor a file")
 
 
 def read_metadata(path) -> tuple[UNetConfig, dict]:

@@ -100,3 +100,5 @@ def test_cli_denoise_goes_out_of_core_above_the_threshold(tmp_path, random_model
     a, b = tifffile.imread(tmp_path / "in_memory.tif"), tifffile.imread(tmp_path / "out_of_core.tif")
     assert a.dtype == b.dtype == np.uint16 and np.abs(a.astype(int) - b.astype(int)).max() <= 1
     assert "out_of_core" not in run("packed.tif", "packed_out.tif")  # compressed: read into memory as before
+    res = runner.invoke(app, ["denoise", str(tmp_path / "big.tif"), "-o", str(tmp_path / "sigma_a.tif"), *args, "--sigma-a", "0.01"])
+    assert res.exit_code == 2 and "--sigma-a" in res.stderr and not (tmp_path / "sigma_a.tif").exists()  # not ignored

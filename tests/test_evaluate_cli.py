@@ -140,7 +140,9 @@ def test_mode_choice_errors(folders):
     assert r.exit_code == 2 and "--sigma" in r.stderr
     for extra, words in ((["--clean", t / "clean", "--probes", "3"], "--probes is only used with --sure"),
                          (["--split", "--sigma", "5", "--probes", "3"], "--probes is only used with --sure"),
-                         (["--clean", t / "clean", "--weights", "prior-rgb"], "--weights is only used with --sure or --split")):
+                         (["--clean", t / "clean", "--weights", "prior-rgb"], "--weights: only used with --sure or --split"),
+                         (["--refs", t / "A", t / "B", t / "C", "--tile", "64", "--precision", "fp32"],
+                          "--tile, --precision: only used with --sure or --split")):
         r = run(t / "den", *extra)  # were ignored
         assert r.exit_code == 2 and words in r.stderr, r.output
 

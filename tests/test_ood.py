@@ -270,6 +270,9 @@ def test_cli_bad_inputs(fitted, tmp_path, rng, tiny_model):
     assert res.exit_code == 2 and "not a scoretool OOD model" in res.output
     res = runner.invoke(app, ["ood", "fit", str(train), "-o", str(model), *FIT])
     assert res.exit_code == 2 and "exists" in res.output
+    # one folder as both classes of an evaluation
+    res = runner.invoke(app, ["ood", "eval", "--model", str(model), "--inliers", str(train), "--outliers", str(train)])
+    assert res.exit_code == 2 and "share 22 image(s)" in res.output and "Traceback" not in res.output
 
 
 def test_fit_refuses_too_few_images_before_the_network_runs(tmp_path, rng, tiny_model, monkeypatch):

@@ -102,7 +102,7 @@ def denoise(
     """Denoise images by Tweedie's posterior mean: x̂ = D(y, σ) with a clean prior (Gaussian noise), or
     Noise2Score's formulas (Gaussian, Poisson, Gamma) with a Noise2Score model; a parameter left out is
     estimated from the data and reported."""
-    from ..api import denoise_image, out_of_core_range
+    from ..api import denoise_image, is_noise2score, out_of_core_range
     from ..io import read_image, write_image
 
     sigma_value = parse_sigma(sigma)
@@ -120,6 +120,8 @@ def denoise(
         raise ScoretoolError(f"--negative {negative}: expected error or clip")
     if sigma_a is not None and not 0 < sigma_a <= 0.1:
         raise ScoretoolError(f"--sigma-a {sigma_a}: expected a value in (0, 0.1]")
+    if sigma_a is not None and not is_noise2score(weights):  # before any file: huge TIFFs take another path
+        raise ScoretoolError(f"--sigma-a reads a Noise2Score model's score; {weights or 'the default prior'} is a clean prior")
     vrange = parse_range(value_range)
     jobs = plan_jobs(common, inputs, output, fmt)
 

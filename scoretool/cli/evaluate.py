@@ -165,9 +165,9 @@ def evaluate(
     clip: Annotated[bool, typer.Option("--clip", help="Clamp the denoised images to [0, full range] before measuring (the papers' protocol for PSNR).")] = False,
     probes: Annotated[int | None, typer.Option("--probes", help="--sure: Monte-Carlo divergence probes per image (each costs one network pass; default 1).")] = None,
     weights: Opt.Weights = None,
-    tile: Opt.Tile = 512,
+    tile: Opt.Tile = None,
     value_range: Opt.Range = None,
-    precision: Opt.Precision = "auto",
+    precision: Opt.Precision = None,
 ) -> None:
     """Measure image quality: PSNR/SSIM against clean images, or without them by uMSE/uPSNR (three
     noisy references), SURE (Gaussian noise, the model's denoiser) or the single-image 2×2 split.
@@ -189,8 +189,12 @@ def evaluate(
             raise ScoretoolError(f"--{mode} needs --sigma (the Gaussian noise std in the input's pixel units)")
         if not sigma > 0:
             raise ScoretoolError(f"--sigma {sigma}: must be positive")
-    elif sigma is not None or weights is not None:
-        raise ScoretoolError(f"{'--sigma' if sigma is not None else '--weights'} is only used with --sure or --split")
+    else:
+        network_options = [name for name, value in (("--sigma", sigma), ("--weights", weights), ("--tile", tile),
+                                                   ("--precision", precision)) if value is not None]
+        if network_options:
+            raise ScoretoolError(f"{', '.join(network_options)}: only used with --sure or --split (the model's denoiser)")
+    tile, precision = tile or 512, precision or "auto"
     if probes is not None and mode != "sure":
         raise ScoretoolError("--probes is only used with --sure")
     probes = 1 if probes is None else probes
