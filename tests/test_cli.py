@@ -130,6 +130,25 @@ def test_bad_input_is_one_clear_line(tmp_path, rng, tiny_model, case):
     assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
 
 
+@pytest.mark.parametrize("command", [["denoise", "-o", "{out}.npy", "--sigma", "25"],
+                                     ["uncertainty", "-o", "{out}", "--sigma", "25"],
+                                     ["evaluate", "--sure", "--sigma", "25"],
+                                     ["restore", "--task", "sr", "--scale", "2", "-o", "{out}.npy", "--sigma-y", "25"]])
+def test_a_noise_level_wider_than_the_value_range_is_refused(tmp_path, rng, tiny_model, command):
+    """σ = 25 meant as grey levels on float data in [0,1] would smooth the image into its mean (an
+    uncertainty map of zeros): one line naming the unit, nothing written; 0.098 (25/255) works."""
+    np.save(tmp_path / "f.npy", rng.random((32, 32)).astype(np.float32))
+    args = [a.format(out=tmp_path / "out") for a in command]
+    res = invoke(args[0], tmp_path / "f.npy", *args[1:], "--weights", tiny_model(1), "--device", "cpu")
+    option = "--sigma-y" if "--sigma-y" in args else "--sigma"
+    assert res.exit_code == 2 and f"{option} 25 is wider than the image's whole value range (0..1)" in res.output, res.output
+    assert "0.098" in res.output and "Traceback" not in res.output
+    assert not [p for p in tmp_path.rglob("out*") if p.is_file()]  # (an output folder is made before any file)
+    res = invoke(args[0], tmp_path / "f.npy", *[("0.098" if a == "25" else a) for a in args[1:]], "--weights", tiny_model(1),
+                 "--device", "cpu")
+    assert res.exit_code == 0, res.output
+
+
 def test_input_is_never_overwritten(tmp_path, rng, tiny_model):
     write_png(tmp_path / "a.png", rng)
     before = (tmp_path / "a.png").read_bytes()

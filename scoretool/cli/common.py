@@ -75,6 +75,17 @@ def parse_range(text: str | None) -> tuple[float, float] | None:
     return lo, hi
 
 
+def unit_sigma(sigma: float, value_range: tuple[float, float], option: str = "--sigma") -> float:
+    """A noise std given in the input's pixel units, on the [0,1] scale: σ / (MAX − MIN) of the image's value
+    range. Noise wider than the whole range is a unit mix-up (σ = 25 meant as grey levels on float data in
+    [0,1], where it is 25/255 ≈ 0.098), which would smooth the image into its mean: refused."""
+    lo, hi = value_range
+    if sigma > hi - lo:
+        raise ScoretoolError(f"{option} {sigma:g} is wider than the image's whole value range ({lo:g}..{hi:g}): it is in the "
+                             f"input's pixel units (for float data on 0..1, {sigma:g} grey levels of 255 is {sigma / 255:.4g})")
+    return sigma / (hi - lo)
+
+
 @dataclass
 class Common:
     """One command run: the shared options' values (SHARED_OPTIONS), and the state of its output policy."""

@@ -11,7 +11,7 @@ import typer
 from ..errors import InputError, ModelError, ScoretoolError
 from . import app
 from .batch import FileJob, plan_jobs, run_batch
-from .common import INPUTS_HELP, Common, Opt, command, parse_range
+from .common import INPUTS_HELP, Common, Opt, command, parse_range, unit_sigma
 
 
 def parse_sigma(sigma: str | None) -> float | str | None:
@@ -127,10 +127,10 @@ def denoise(
 
     def process(job):
         if given == "sigma" and ensemble == 1 and (huge := out_of_core_range(job.src, job.dest, weights, vrange)):
-            return denoise_huge_tiff(job, sigma_value / (huge[1] - huge[0]), sigma_value, weights, common.device, precision, tile, vrange, common)
+            return denoise_huge_tiff(job, unit_sigma(sigma_value, huge), sigma_value, weights, common.device, precision, tile, vrange, common)
         image = read_image(job.src, vrange)
         lo, hi = image.value_range
-        param = {"sigma": (sigma_value or 0) / (hi - lo), "zeta": zeta, "k": k}[given] if given else None
+        param = unit_sigma(sigma_value, (lo, hi)) if given == "sigma" else {"zeta": zeta, "k": k}.get(given)
         t0 = time.perf_counter()
         try:
             out, report = denoise_image(image.pixels, noise=family, parameter=param, real_noise=real_noise,

@@ -18,7 +18,7 @@ from ..errors import InputError, ScoretoolError
 from ..files import atomic_output, list_images
 from . import app
 from .batch import FileJob, plan_jobs, run_batch
-from .common import INPUTS_HELP, Common, Opt, command, parse_range, plain_console
+from .common import INPUTS_HELP, Common, Opt, command, parse_range, plain_console, unit_sigma
 
 if TYPE_CHECKING:
     import numpy as np
@@ -257,7 +257,7 @@ def evaluate(
             if image.dtype.kind in "iu":
                 common.notice(f"{job.label}: integer file ({image.dtype}): the noise was clipped and quantised, "
                               f"which {'SURE' if sure else 'the split'} does not model; use unclipped float data (.npy/TIFF)")
-            s_unit = sigma / full
+            s_unit = unit_sigma(sigma, (lo, hi))
             pix = image.pixels
             arr = pix[0] if pix.shape[0] == 1 else pix
             arr = arr[..., 0] if arr.shape[-1] == 1 and arr.ndim == 3 else arr

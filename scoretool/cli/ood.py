@@ -256,12 +256,12 @@ def evaluate(
     model = _load(model_path, method)
     ood_check_prior(model, model.prior.get("channels"), weights)
     jobs = {name: plan_jobs(common, folder, None) for name, folder in (("inliers", inliers), ("outliers", outliers))}
+    if plot is not None:
+        common.claim_output(plot, "plot")
     both = {j.src.resolve() for j in jobs["inliers"]} & {j.src.resolve() for j in jobs["outliers"]}
     if both:
         raise ScoretoolError(f"--inliers {inliers} and --outliers {outliers} share {len(both)} image(s) "
                              f"({min(both)}): an image cannot be in both classes")
-    if plot is not None:
-        common.claim_output(plot, "plot")
     sets = {}
     code = 0
     for name, folder in (("inliers", inliers), ("outliers", outliers)):

@@ -13,7 +13,7 @@ from ..errors import InputError, ScoretoolError
 from ..files import IMAGE_SUFFIXES, check_budget, list_images
 from . import app
 from .batch import plan_jobs, run_batch
-from .common import INPUTS_HELP, Common, Opt, command, parse_range
+from .common import INPUTS_HELP, Common, Opt, command, parse_range, unit_sigma
 
 if TYPE_CHECKING:
     import numpy as np
@@ -184,7 +184,7 @@ def restore(
         lo, hi = image.value_range
         rounding = ROUNDING_STD if task == "deblur" and image.dtype.kind in "ui" else 0.0  # bench/restore.py deblur8
         noise_levels = sigma_y if sigma_y is not None else rounding
-        sy = noise_levels / (hi - lo)
+        sy = unit_sigma(noise_levels, (lo, hi), "--sigma-y")
         outs, residuals, nfe = [], [], 0
         t0 = time.perf_counter()
         for f in range(frames):

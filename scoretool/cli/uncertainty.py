@@ -13,7 +13,7 @@ from ..errors import InputError, ScoretoolError
 from ..files import IMAGE_SUFFIXES
 from . import app
 from .batch import plan_jobs, run_batch
-from .common import INPUTS_HELP, Common, Opt, command, parse_range
+from .common import INPUTS_HELP, Common, Opt, command, parse_range, unit_sigma
 
 DEFAULT_REGION = 64
 
@@ -103,7 +103,7 @@ def uncertainty(
             raise InputError(job.src, "multi-frame stacks are not supported by uncertainty (one image per file)")
         lo, hi = image.value_range
         scale = hi - lo
-        s = sigma / scale
+        s = unit_sigma(sigma, (lo, hi))
         pixels = image.pixels[0]
         h, w = pixels.shape[:2]
         names = {key: output / n for key, n in output_names(job.src, k).items()}
