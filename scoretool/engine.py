@@ -42,13 +42,20 @@ def bf16_available(device: torch.device) -> bool:
     return False
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ScoretoolError(f"--precision {precision}: expected auto, fp32 or bf16")
+
+
 def autocast(device: torch.device, precision: str = "auto"):
     """Context for the network's forward pass: bf16 autocast when `auto` and supported, else fp32.
 
     bench/engine.py measures the accuracy cost against fp32.
     """
-    if precision not in ("auto", "bf16", "fp32"):
-        raise ScoretoolError(f"--precision {precision}: expected auto, fp32 or bf16")
+    check_precision(precision)
     if precision == "fp32" or (precision == "auto" and not bf16_available(device)):
         return _strict_fp32() if device.type == "cuda" else contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
@@ -187,12 +194,16 @@ def dihedral(x: torch.Tensor, i: int, inverse: bool = False) -> torch.Tensor:
     return torch.rot90(x.flip(-1) if flip else x, k, dims=(-2, -1))
 
 
+def check_ensemble(n: int) -> None:
+    if n not in (1, 2, 4, 8):
+        raise ScoretoolError(f"--ensemble {n}: expected 1, 2, 4 or 8")
+
+
 def dihedral_ensemble(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, n: int = 8) -> torch.Tensor:
     """Mean of fn over the first n of the 8 flips/90° rotations of x (geometric self-ensemble):
     mean_g g⁻¹(fn(g(x))). For an MMSE denoiser of a rotation/flip-invariant prior each term estimates
     the same posterior mean, so the average keeps the estimate and lowers the network's error."""
-    if n not in (1, 2, 4, 8):
-        raise ScoretoolError(f"--ensemble {n}: expected 1, 2, 4 or 8")
+    check_ensemble(n)
     modes = (0, 4) if n == 2 else range(n)
     out = torch.zeros_like(x, dtype=torch.float32)
     for i in modes:

@@ -48,8 +48,9 @@ def check_budget(pixels: int, what: str) -> None:
     callers that handle one file raise it as that file's InputError)."""
     limit = pixel_budget()
     if pixels > limit:
-        raise ScoretoolError(f"{what} has {pixels:,} pixels, above the limit of {limit:,} "
-                             "(set by available memory; raise it with `scoretool --max-pixels N`)")
+        source = ("set by --max-pixels or SCORETOOL_MAX_PIXELS" if _pixel_budget else
+                  "set by available memory; raise it with `scoretool --max-pixels N`")
+        raise ScoretoolError(f"{what} has {pixels:,} pixels, above the limit of {limit:,} ({source})")
 
 
 _TEMPORARY = re.compile(r"^\..+\.(\d+)-[0-9a-f]{6}\.part(\.[^.]*)?$")

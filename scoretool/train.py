@@ -66,7 +66,7 @@ class TrainConfig:
     device: str = "cpu"  # "auto" = CUDA, then MPS, then CPU (engine.select_device)
     workers: int = 0  # DataLoader worker processes (0: patches are cut in the training process)
     lr_schedule: str = "steps"  # "time": the cosine decay ends at --time-limit if that comes first
-    noise: dict = field(default_factory=dict)  # Noise2Score: family and parameter of the data
+    noise: dict = field(default_factory=dict)  # Noise2Score: family and parameter of the data (sigma in its pixel units)
     command: str = ""
     cache_mb: int = 1024
     colour_permute: bool = False  # colour images: half the patches get a random other channel order
@@ -284,18 +284,34 @@ def train(cfg: TrainConfig, output: Path, resume: bool = False,
         return _train(cfg, output, resume, on_step, on_skip, stop)
 
 
-def readable_images(files: list[Path]) -> tuple[list[Path], list[str], set[int]]:
-    """Every file decoded once (and dropped): the readable images, "FILE: problem" for the others, and the
-    channel counts seen. So a bad file is reported before training, not met hours into it."""
-    good, bad, channels = [], [], set()
+def readable_images(files: list[Path]) -> tuple[list[Path], list[str], set[int], set[float]]:
+    """Every file decoded once (and dropped): the readable images, "FILE: problem" for the others, the
+    channel counts and the widths of the value ranges seen (255 for 8-bit, 1 for float). So a bad file is
+    reported before training, not met hours into it."""
+    good, bad, channels, spans = [], [], set(), set()
     for f in files:
         try:
-            channels.add(read_image(f).pixels.shape[-1])
+            image = read_image(f)
         except InputError as e:
             bad.append(str(e))
         else:
             good.append(f)
-    return good, bad, channels
+            channels.add(image.pixels.shape[-1])
+            spans.add(image.value_range[1] - image.value_range[0])
+    return good, bad, channels, spans
+
+
+def grey_level_sigma(sigma: float, spans: set[float]) -> float:
+    """`train --sigma`, given in the training images' pixel units (as every --sigma), in grey levels of 255 as
+    models record it (noise.sigma): σ · 255 / the width of their value range, which must be one."""
+    if len(spans) != 1:
+        raise ScoretoolError(f"--sigma {sigma:g} is in the images' pixel units, but the folder mixes value ranges "
+                             f"({', '.join(f'0..{v:g}' for v in sorted(spans))}): train on one kind of file")
+    span = next(iter(spans))
+    if sigma > span:
+        raise ScoretoolError(f"--sigma {sigma:g} is wider than the images' whole value range (0..{span:g}): it is in their "
+                             f"pixel units (for float data on 0..1, {sigma:g} grey levels of 255 is {sigma / 255:.4g})")
+    return sigma * 255 / span
 
 
 def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, on_skip, stop: StopRequest) -> dict:
@@ -314,9 +330,10 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, on_skip, stop:
         torch.backends.cudnn.benchmark = True
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    files, skipped, channels = readable_images(list_images(Path(cfg.data))[0])
+    files, skipped, channels, spans = readable_images(list_images(Path(cfg.data))[0])
     if not files:
         raise ScoretoolError(f"{cfg.data}: no readable images to train on" + (f" ({skipped[0]})" if skipped else ""))
+    noise = {**cfg.noise, "sigma": grey_level_sigma(cfg.noise["sigma"], spans)} if "sigma" in cfg.noise else cfg.noise
     for problem in skipped if on_skip and rank == 0 else ():
         on_skip(problem)
     if cfg.channels is None:
@@ -362,7 +379,7 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, on_skip, stop:
         "sigma_min": cfg.sigma_min, "sigma_max": cfg.sigma_max, "sigma_focus": cfg.sigma_focus,
         "training_data": f"{cfg.data} ({len(files)} {'clean' if cfg.mode == 'clean' else 'noisy'} images)",
         "command": cfg.command, "git_revision": git_revision(), "scoretool_version": __version__,
-        "noise": cfg.noise, "init": cfg.init, "teacher": cfg.teacher,
+        "noise": noise, "init": cfg.init, "teacher": cfg.teacher,
         "patch": cfg.patch, "batch": cfg.batch * world, "processes": world, "colour_permute": cfg.colour_permute,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
         "skipped_files": skipped,

@@ -149,6 +149,43 @@ def test_a_noise_level_wider_than_the_value_range_is_refused(tmp_path, rng, tiny
     assert res.exit_code == 0, res.output
 
 
+@pytest.mark.parametrize("args, words", [
+    (["denoise", "-o", "{out}", "--sigma", "5", "--precision", "fp16"], "--precision fp16: expected auto, fp32 or bf16"),
+    (["denoise", "-o", "{out}", "--sigma", "5", "--ensemble", "3"], "--ensemble 3: expected 1, 2, 4 or 8"),
+    (["denoise", "-o", "{out}", "--sigma", "5", "--negative", "clip"], "--negative clip is for Poisson"),
+    (["denoise", "-o", "{out}", "--sigma", "5", "--seed", str(2**64)], f"--seed {2**64}: out of range"),
+    (["restore", "-o", "{out}", "--task", "sr", "--scale", "2", "--precision", "fp16"], "--precision fp16: expected"),
+    (["noise", "--sigma-a", "0.02"], "--sigma-a reads a Noise2Score model's score"),
+    (["evaluate", "--sure", "--sigma", "5", "--precision", "bf16"], "--precision: --sure runs the network in fp32"),
+    (["evaluate", "--split", "--sigma", "5", "--clip"], "--clip clamps DENOISED images"),
+])
+def test_a_bad_or_idle_option_is_one_usage_error_before_any_file(tmp_path, rng, tiny_model, args, words):
+    """A typo in an option's value, or an option the path does not use, was each file's failure (exit 1, one line
+    per file) or was accepted and ignored: it is now one usage error (exit 2) before any file is read."""
+    for name in ("a", "b"):
+        write_png(tmp_path / "in" / f"{name}.png", rng) if (tmp_path / "in").exists() else \
+            ((tmp_path / "in").mkdir(), write_png(tmp_path / "in" / f"{name}.png", rng))
+    args = [a.format(out=tmp_path / "out") for a in args]
+    res = invoke(args[0], tmp_path / "in", *args[1:], "--weights", tiny_model(1), "--device", "cpu")
+    assert res.exit_code == 2 and res.output.count(words) == 1 and "Traceback" not in res.output, res.output
+    assert not [p for p in tmp_path.rglob("out*") if p.is_file()]
+
+
+def test_grey_saved_as_rgb_takes_a_given_grey_model(tmp_path, rng, tiny_model):
+    """An RGB file with three equal channels is grey for a given grey model too (it was refused: "model is for
+    1-channel images, input has 3"); colourisation names the grey model it cannot use."""
+    grey = rng.integers(0, 256, size=(40, 36)).astype(np.float32) / 255
+    write_image(tmp_path / "g.png", Image(np.repeat(grey[None, :, :, None], 3, axis=-1), np.dtype(np.uint8), None, (0, 255)))
+    res = invoke("denoise", tmp_path / "g.png", "-o", tmp_path / "o.png", "--sigma", 5, "--weights", tiny_model(1), "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["results"][0]["grey_in_colour"] is True
+    out = read_image(tmp_path / "o.png").pixels
+    assert out.shape[-1] == 3 and np.array_equal(out[..., 0], out[..., 2])
+    res = invoke("restore", tmp_path / "g.png", "-o", tmp_path / "c.png", "--task", "colorize", "--steps", 2,
+                 "--weights", tiny_model(1))
+    assert res.exit_code == 2 and "colourisation needs a colour (3-channel) prior" in res.output, res.output
+
+
 def test_input_is_never_overwritten(tmp_path, rng, tiny_model):
     write_png(tmp_path / "a.png", rng)
     before = (tmp_path / "a.png").read_bytes()

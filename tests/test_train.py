@@ -284,3 +284,26 @@ def test_noise_options_of_a_clean_prior_are_refused(toy_folder, tmp_path):
                                    "--zeta", "0.01", "--noise", "poisson"])
     assert res.exit_code == 2 and "--noise, --zeta: the noise of noisy training data" in res.stderr
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_noisy_sigma_is_in_the_data_pixel_units(toy_folder, tmp_path):
+    """`train --sigma`, like every --sigma, is in the images' pixel units (raw for float .npy); the model records
+    grey levels of 255. Grey levels given for float data are refused, as is a folder that mixes value ranges."""
+    from typer.testing import CliRunner
+
+    from scoretool.cli import app
+    from scoretool.io import Image, write_image
+
+    args = ["--noisy", "--noise", "gaussian", "--steps", "1", "--batch", "2", "--patch", "16", "--widths", "8,16",
+            "--blocks", "1", "--device", "cpu"]
+    res = CliRunner().invoke(app, ["train", str(toy_folder), "-o", str(tmp_path / "m.safetensors"), "--sigma", "0.1", *args])
+    assert res.exit_code == 0, res.output
+    assert load_model(str(tmp_path / "m.safetensors"))[1]["noise"]["sigma"] == pytest.approx(25.5)
+    res = CliRunner().invoke(app, ["train", str(toy_folder), "-o", str(tmp_path / "g.safetensors"), "--sigma", "25", *args])
+    assert res.exit_code == 2 and "wider than the images' whole value range (0..1)" in res.output and "0.098" in res.output
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    np.save(mixed / "a.npy", np.full((32, 32), 0.5, np.float32))
+    write_image(mixed / "b.png", Image(np.full((1, 32, 32, 1), 0.5, np.float32), np.dtype(np.uint8), None, (0, 255)))
+    res = CliRunner().invoke(app, ["train", str(mixed), "-o", str(tmp_path / "x.safetensors"), "--sigma", "0.1", *args])
+    assert res.exit_code == 2 and "mixes value ranges (0..1, 0..255)" in res.output

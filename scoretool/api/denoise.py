@@ -12,7 +12,7 @@ from ..bigtiff import denoise_tiff, out_of_core_range
 from ..blind import anscombe_floor, estimate_poisson_gaussian, pd_denoise, pg_denoise, white_noise_sigma
 from ..errors import ScoretoolError
 from ..model import as_batch, channels_of, from_batch, grey_in_colour, loaded
-from ..weights import FAST_SIBLING
+from ..weights import FAST_SIBLING, read_metadata, resolve_weights
 from .models import model_channels
 from .noise import check_finite, tweedie_denoise
 
@@ -141,7 +141,7 @@ def denoise_image(image: np.ndarray, *, noise: str | None = None, parameter: flo
     """The denoiser `scoretool denoise` uses for one image, and its result.
 
     A colour image whose channels are all equal (grey saved as RGB) is denoised as grey with the default
-    prior, by the rules for grey images (no real-noise default), and returned with three equal channels
+    prior or a grey model given, by the rules for grey images (no real-noise default), and returned with three equal channels
     (report: grey_in_colour). Camera noise (`camera_denoise`) when `real_noise`, or by default for an 8-bit (`eight_bit`) colour
     image with a clean prior and no noise named, unless its first frame's noise is white (blind.white_noise_sigma:
     then the blind Gaussian path, and the report's white_noise holds that σ̂); a clean prior's D(y, σ) (`denoise`) for a given Gaussian
@@ -158,9 +158,10 @@ def denoise_image(image: np.ndarray, *, noise: str | None = None, parameter: flo
         the method gives them camera, estimate, negative_clipped, white_noise).
     """
     check_finite(image)
-    if weights is None and grey_in_colour(image):  # grey content: the grey prior, and grey comes back
+    if grey_in_colour(image) and (weights is None or read_metadata(resolve_weights(weights))[0].channels == 1):
+        # grey content: the default or the given grey model, and grey comes back
         out, report = denoise_image(np.asarray(image)[..., :1], noise=noise, parameter=parameter, real_noise=real_noise,
-                                    eight_bit=eight_bit, device=device, precision=precision, tile=tile, ensemble=ensemble,
+                                    eight_bit=eight_bit, weights=weights, device=device, precision=precision, tile=tile, ensemble=ensemble,
                                     sigma_a=sigma_a, negative=negative, seed=seed, a=a, b=b)
         return np.repeat(out, 3, axis=-1), {**report, "grey_in_colour": True}
     ch = channels_of(image)

@@ -9,8 +9,10 @@ import numpy as np
 import torch
 
 from ..ddnm import data_consistency, ddnm_sample, edm_sigmas, geometric_sigmas, pnp_restore
+from ..errors import ScoretoolError
 from ..model import as_batch, grey_in_colour, loaded
 from ..operators import build_operator, gaussian_kernel, random_known_mask, uniform_kernel
+from ..weights import read_metadata, resolve_weights
 
 __all__ = ["SAMPLERS", "gaussian_kernel", "random_mask", "restore", "sampler_for", "sampler_settings", "uniform_kernel"]
 
@@ -126,6 +128,8 @@ def restore(image: np.ndarray, task: str, *, scale: int = 4, sr_kernel: str = "a
     x_shape = _x_shape(task, c, h, w, scale)
     known = _known(mask, h, w) if task == "inpaint" else None
     op = build_operator(task, x_shape, scale=scale, sr_kernel=sr_kernel, mask=known, kernel=kernel, ratio=ratio, seed=seed)
+    if task == "colorize" and weights is not None and read_metadata(resolve_weights(weights))[0].channels != 3:
+        raise ScoretoolError(f"colourisation needs a colour (3-channel) prior; {weights} is a grey one")
     model = loaded(weights, x_shape[0], device, precision, tile)
     small = x_shape[1] <= model.engine.tile and x_shape[2] <= model.engine.tile
     y = y_img.to(model.engine.device if small else torch.device("cpu"))

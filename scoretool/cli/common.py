@@ -75,6 +75,19 @@ def parse_range(text: str | None) -> tuple[float, float] | None:
     return lo, hi
 
 
+def check_sigma_a(sigma_a: float | None, weights: str | None) -> None:
+    """--sigma-a: in (0, 0.1], and only with a Noise2Score model (it reads that model's score s(y, σ_a)); checked
+    before any file (a huge TIFF with a clean prior would otherwise take a path that ignores it)."""
+    if sigma_a is None:
+        return
+    if not 0 < sigma_a <= 0.1:
+        raise ScoretoolError(f"--sigma-a {sigma_a}: expected a value in (0, 0.1]")
+    from ..api import is_noise2score
+
+    if not is_noise2score(weights):
+        raise ScoretoolError(f"--sigma-a reads a Noise2Score model's score; {weights or 'the default prior'} is a clean prior")
+
+
 def unit_sigma(sigma: float, value_range: tuple[float, float], option: str = "--sigma") -> float:
     """A noise std given in the input's pixel units, on the [0,1] scale: σ / (MAX − MIN) of the image's value
     range. Noise wider than the whole range is a unit mix-up (σ = 25 meant as grey levels on float data in
@@ -286,10 +299,17 @@ def command(group: typer.Typer, *shared: str, torchrun: bool = False, **settings
                 bad = [(k, v) for k, v in options.items() if isinstance(v, float) and not math.isfinite(v)]
                 if bad:
                     raise ScoretoolError(f"{flags[bad[0][0]]} {bad[0][1]}: must be a finite number")
+                if options.get("precision") is not None:  # before any file: a typo is a usage error, not N failures
+                    from ..engine import check_precision
+
+                    check_precision(options["precision"])
                 if "seed" in names:
                     import torch
 
-                    torch.manual_seed(common.seed)
+                    try:
+                        torch.manual_seed(common.seed)
+                    except (RuntimeError, ValueError, OverflowError):
+                        raise ScoretoolError(f"--seed {common.seed}: out of range (a 64-bit integer)") from None
                 return fn(common, **options)
 
             run_command(common, body)

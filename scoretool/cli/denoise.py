@@ -11,7 +11,7 @@ import typer
 from ..errors import InputError, ModelError, ScoretoolError
 from . import app
 from .batch import FileJob, plan_jobs, run_batch
-from .common import INPUTS_HELP, Common, Opt, command, parse_range, unit_sigma
+from .common import INPUTS_HELP, Common, Opt, check_sigma_a, command, parse_range, unit_sigma
 
 
 def parse_sigma(sigma: str | None) -> float | str | None:
@@ -103,6 +103,7 @@ def denoise(
     Noise2Score's formulas (Gaussian, Poisson, Gamma) with a Noise2Score model; a parameter left out is
     estimated from the data and reported."""
     from ..api import denoise_image, is_noise2score, out_of_core_range
+    from ..engine import check_ensemble
     from ..io import read_image, write_image
 
     sigma_value = parse_sigma(sigma)
@@ -118,10 +119,11 @@ def denoise(
         raise ScoretoolError("--real-noise estimates the camera noise itself; drop --noise/--sigma/--zeta/--k/--a/--b")
     if negative not in ("error", "clip"):
         raise ScoretoolError(f"--negative {negative}: expected error or clip")
-    if sigma_a is not None and not 0 < sigma_a <= 0.1:
-        raise ScoretoolError(f"--sigma-a {sigma_a}: expected a value in (0, 0.1]")
-    if sigma_a is not None and not is_noise2score(weights):  # before any file: huge TIFFs take another path
-        raise ScoretoolError(f"--sigma-a reads a Noise2Score model's score; {weights or 'the default prior'} is a clean prior")
+    if negative == "clip" and (family == "gaussian" or family is None and not is_noise2score(weights)):
+        raise ScoretoolError("--negative clip is for Poisson, Gamma and Poisson–Gaussian input; Gaussian noise takes "
+                             "values below 0 as they are")
+    check_ensemble(ensemble)
+    check_sigma_a(sigma_a, weights)
     vrange = parse_range(value_range)
     jobs = plan_jobs(common, inputs, output, fmt)
 
@@ -145,7 +147,7 @@ def denoise(
         write_image(job.dest, image.with_pixels(out), overwrite=common.overwrite)
         row = {"weights": report["weights"], "noise": report["family"], "method": report["method"],
                "parameter_name": report["parameter_name"], "parameter": report["parameter"],
-               "estimated": report["estimated"]}
+               "estimated": report["estimated"], "grey_in_colour": bool(report.get("grey_in_colour"))}
         if report["family"] == "gaussian":
             row.update(sigma=report["parameter"] * (hi - lo), sigma_unit=report["parameter"])
         if report.get("poisson_gaussian"):

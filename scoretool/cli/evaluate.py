@@ -165,9 +165,9 @@ def evaluate(
     clip: Annotated[bool, typer.Option("--clip", help="Clamp the denoised images to [0, full range] before measuring (the papers' protocol for PSNR).")] = False,
     probes: Annotated[int | None, typer.Option("--probes", help="--sure: Monte-Carlo divergence probes per image (each costs one network pass; default 1).")] = None,
     weights: Opt.Weights = None,
-    tile: Opt.Tile = None,
+    tile: Annotated[int | None, typer.Option("--tile", min=16, help="--sure/--split: tile size in pixels for large images (overlapping tiles, blended; bounds memory); at least 16, default 512.")] = None,
     value_range: Opt.Range = None,
-    precision: Opt.Precision = None,
+    precision: Annotated[str | None, typer.Option("--precision", help="--split: network arithmetic, auto (default; bf16 where the hardware has it), fp32 or bf16 (--sure is fp32 always).")] = None,
 ) -> None:
     """Measure image quality: PSNR/SSIM against clean images, or without them by uMSE/uPSNR (three
     noisy references), SURE (Gaussian noise, the model's denoiser) or the single-image 2×2 split.
@@ -194,9 +194,13 @@ def evaluate(
                                                    ("--precision", precision)) if value is not None]
         if network_options:
             raise ScoretoolError(f"{', '.join(network_options)}: only used with --sure or --split (the model's denoiser)")
-    tile, precision = tile or 512, precision or "auto"
     if probes is not None and mode != "sure":
         raise ScoretoolError("--probes is only used with --sure")
+    if precision is not None and mode == "sure":
+        raise ScoretoolError("--precision: --sure runs the network in fp32 always (its divergence is a finite difference)")
+    if clip and mode in ("sure", "split"):
+        raise ScoretoolError(f"--clip clamps DENOISED images (--clean, --refs); --{mode} measures the model's own output")
+    tile, precision = tile or 512, precision or "auto"
     probes = 1 if probes is None else probes
     if data_range is not None and not data_range > 0:
         raise ScoretoolError(f"--data-range {data_range}: must be positive")

@@ -14,7 +14,7 @@ import typer
 from ..errors import InputError, ModelError, ScoretoolError
 from . import app
 from .batch import plan_jobs, run_batch
-from .common import INPUTS_HELP, Common, Opt, command, parse_range
+from .common import INPUTS_HELP, Common, Opt, check_sigma_a, command, parse_range
 
 SYMBOL = {"gaussian": "sigma", "poisson": "zeta", "gamma": "k"}
 
@@ -81,8 +81,7 @@ def noise(
     fam = family.lower() if family else None
     if fam is not None and fam not in SYMBOL:
         raise ScoretoolError(f"--noise {family}: expected gaussian, poisson or gamma")
-    if sigma_a is not None and not 0 < sigma_a <= 0.1:
-        raise ScoretoolError(f"--sigma-a {sigma_a}: expected a value in (0, 0.1]")
+    check_sigma_a(sigma_a, weights)
     n2s = is_noise2score(weights)
     if not n2s and fam not in (None, "gaussian"):
         raise ScoretoolError(f"--noise {fam}: estimating this family needs a Noise2Score model (--weights n2s-…); "

@@ -22,7 +22,7 @@ def train(
     output: Annotated[Path, typer.Option("--output", "-o", help="Model file to write (.safetensors). A checkpoint MODEL.ckpt.safetensors is kept beside it.")],
     noisy: Annotated[bool, typer.Option("--noisy/--clean", help="--clean: train a prior on clean images; --noisy: Noise2Score (AR-DAE) on noisy images.")] = False,
     noise: Annotated[str | None, typer.Option("--noise", help="Noise family of the noisy data: gaussian, poisson, gamma (stored in the model; may be left out).")] = None,
-    sigma: Annotated[float | None, typer.Option("--sigma", help="Gaussian noise std of the data, on the [0,1] scale × 255 (grey levels).")] = None,
+    sigma: Annotated[float | None, typer.Option("--sigma", help="Gaussian noise std of the data in its pixel units (0–255 for 8-bit, 0–65535 for 16-bit, raw for float); the model records it in grey levels of 255.")] = None,
     zeta: Annotated[float | None, typer.Option("--zeta", help="Poisson scale ζ of the data (y = ζ·Poisson(x/ζ), [0,1] scale).")] = None,
     k: Annotated[float | None, typer.Option("--k", help="Gamma shape k of the data (mean x, [0,1] scale).")] = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Optimiser steps (the learning-rate schedule spans them); at least 1.")] = 20000,
