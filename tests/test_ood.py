@@ -246,6 +246,21 @@ def test_cli_fit_score_eval(fitted, tmp_path, rng):
     assert read_image(tmp_path / "h.png").pixels.shape[1:3] == (360, 640)  # api.histogram_image's picture
 
 
+def test_cli_score_takes_a_value_range_for_float_data(fitted, tmp_path):
+    """Float data on another scale (0..1000) scored as if on [0,1] is flagged for its scale alone; --range maps it,
+    as every command reading float files does."""
+    model, _, train = fitted
+    pixels = read_image(train / "im00.png").pixels[0, ..., 0]
+    np.save(tmp_path / "unit.npy", pixels)
+    np.save(tmp_path / "wide.npy", pixels * 1000)
+    scores = {}
+    for name, extra in (("unit", []), ("wide", ["--range", "0,1000"])):
+        res = runner.invoke(app, ["ood", "score", str(tmp_path / f"{name}.npy"), "--model", str(model), "--json", *extra])
+        assert res.exit_code == 0, res.output
+        scores[name] = json.loads(res.stdout)["results"][0]["score"]
+    assert scores["wide"] == pytest.approx(scores["unit"], rel=1e-4)
+
+
 def test_cli_bad_inputs(fitted, tmp_path, rng, tiny_model):
     model, _, train = fitted
     colour = _folder(tmp_path / "colour", rng, 2, channels=3)

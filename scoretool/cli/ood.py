@@ -15,7 +15,7 @@ from ..errors import InputError, ModelError, ScoretoolError
 from ..files import atomic_output, check_budget, list_images
 from . import app
 from .batch import FileJob, plan_jobs, run_batch
-from .common import INPUTS_HELP, Common, Opt, command, file_error, one_line
+from .common import INPUTS_HELP, Common, Opt, command, file_error, one_line, parse_range
 
 if TYPE_CHECKING:
     import numpy as np
@@ -54,9 +54,10 @@ def _parse_quantiles(text: str) -> tuple[float, ...]:
     return qs
 
 
-def _read_training(common: Common, data: Path, output: Path) -> tuple[list[np.ndarray], list[str], list[dict]]:
-    """Read every image of DATA (all frames; sub-folders with --recursive), after planning the OOD model
-    file `output`; a bad file or one of another channel count is reported and skipped."""
+def _read_training(common: Common, data: Path, output: Path, value_range: tuple[float, float] | None
+                   ) -> tuple[list[np.ndarray], list[str], list[dict]]:
+    """Read every image of DATA (all frames; sub-folders with --recursive; float values mapped from `value_range`),
+    after planning the OOD model file `output`; a bad file or one of another channel count is reported and skipped."""
     from ..io import read_image
 
     if not Path(data).exists():
@@ -71,7 +72,7 @@ def _read_training(common: Common, data: Path, output: Path) -> tuple[list[np.nd
     images, names, failed, channels = [], [], [], None
     for f in files:
         try:
-            img = read_image(f)
+            img = read_image(f, value_range)
             channels = channels or img.channels
             if img.channels != channels:
                 raise InputError(f, f"{img.channels}-channel image among {channels}-channel training images")
@@ -104,6 +105,7 @@ def fit(
     parity: Annotated[bool, typer.Option("--parity/--no-parity", help="Per level, the even/odd asymmetry of the score map's lag-1 products (catches 2× pixel replication) is a feature.")] = DEFAULT_PARITY,
     parity_mean: Annotated[bool, typer.Option("--parity-mean/--no-parity-mean", help="Once per image, the log of that asymmetry averaged over the levels is a feature (the default's pixel-replication detector).")] = DEFAULT_PARITY_MEAN,
     weights: Opt.Weights = None,
+    value_range: Opt.Range = None,
     precision: Opt.Precision = "auto",
 ) -> None:
     """Fit an OOD density on the multiscale score-norm features of training images."""
@@ -117,7 +119,7 @@ def fit(
     qs = _parse_quantiles(quantiles)
     if not qs and not rms and not corr and not parity and not parity_mean:
         raise ScoretoolError("no features: give --quantiles, --rms, --corr, --parity or --parity-mean")
-    images, _, failed = _read_training(common, data, output)
+    images, _, failed = _read_training(common, data, output, parse_range(value_range))
     if not images:
         raise ScoretoolError(f"{data}: no readable training images")
     t0 = time.perf_counter()
@@ -140,12 +142,12 @@ def fit(
 
 
 def _score_files(common: Common, model: OODModel, jobs: list[FileJob], weights, device, precision, threshold, method,
-                 description="scoring") -> tuple[list[dict], int]:
+                 value_range: tuple[float, float] | None, description="scoring") -> tuple[list[dict], int]:
     from ..api import ood_score
     from ..io import read_image
 
     def process(job):
-        image = read_image(job.src)
+        image = read_image(job.src, value_range)
         t0 = time.perf_counter()
         res = ood_score(image.pixels, model, weights=weights, device=device, precision=precision,
                         threshold_percentile=threshold, method=method)
@@ -191,6 +193,7 @@ def score(
     threshold: ThresholdOpt = 95.0,
     method: MethodOverrideOpt = None,
     weights: Annotated[str | None, typer.Option("--weights", "-w", help="The prior, if it moved since fitting (must be the same file; checked by SHA-256). Default: the one the model was fitted with.")] = None,
+    value_range: Opt.Range = None,
     precision: Opt.Precision = "auto",
 ) -> None:
     """Score images: OOD score (higher = more unusual), percentile among the training images, flag."""
@@ -203,7 +206,7 @@ def score(
     jobs = plan_jobs(common, inputs, None)
     if csv_path is not None:
         common.claim_output(csv_path, "CSV")
-    rows, code = _score_files(common, model, jobs, weights, common.device, precision, threshold, method)
+    rows, code = _score_files(common, model, jobs, weights, common.device, precision, threshold, method, parse_range(value_range))
     ok = [r for r in rows if r["status"] == "ok"]
     if csv_path is not None and common.reports:
         with atomic_output(csv_path) as tmp, open(tmp, "w", newline="") as fh:
@@ -244,6 +247,7 @@ def evaluate(
     threshold: ThresholdOpt = 95.0,
     method: MethodOverrideOpt = None,
     weights: Annotated[str | None, typer.Option("--weights", "-w", help="The prior, if it moved since fitting (must be the same file).")] = None,
+    value_range: Opt.Range = None,
     precision: Opt.Precision = "auto",
 ) -> None:
     """AUROC, AUPR (positive class = outliers) and FPR at 95% TPR of the OOD score on two folders."""
@@ -265,7 +269,8 @@ def evaluate(
     sets = {}
     code = 0
     for name, folder in (("inliers", inliers), ("outliers", outliers)):
-        rows, c = _score_files(common, model, jobs[name], weights, common.device, precision, threshold, method, name)
+        rows, c = _score_files(common, model, jobs[name], weights, common.device, precision, threshold, method,
+                               parse_range(value_range), name)
         code = max(code, c)
         sets[name] = [r for r in rows if r["status"] == "ok"]
         if not sets[name]:
