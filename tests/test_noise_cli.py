@@ -245,3 +245,21 @@ def test_options_a_path_does_not_use_are_refused(tiny_model, images, tmp_path, e
     r = runner.invoke(app, ["denoise", str(images / "a.npy"), "-o", str(tmp_path / "e.npy"), "--weights", str(tiny_model(1)),
                             "--sigma", "0.05", "--ensemble", "2"])
     assert r.exit_code == 0, r.output
+
+
+def test_noise_overall_sigma_is_in_the_input_units_of_its_rows(tmp_path, rng):
+    """The folder's σ was on the [0,1] scale beside rows in input units (0..255 for 8-bit): files of one pixel unit
+    now get the overall σ in that unit too, the median of the rows'."""
+    from scoretool.io import Image, write_image
+
+    x = np.linspace(0.2, 0.8, 64, dtype=np.float32)[None, :].repeat(64, 0)
+    for name, sigma in (("a", 10), ("b", 20), ("c", 30)):
+        y = np.clip(x + sigma / 255 * rng.standard_normal(x.shape), 0, 1).astype(np.float32)
+        write_image(tmp_path / f"{name}.png", Image(y[None, :, :, None], np.dtype(np.uint8), None, (0, 255)))
+    r = runner.invoke(app, ["noise", str(tmp_path), "--json", "--device", "cpu", "--weights", "prior-gray-fast"])
+    assert r.exit_code == 0, r.output
+    out = _json(r)
+    assert out["overall"]["sigma"] == pytest.approx(sorted(row["sigma"] for row in out["results"])[1])
+    assert 15 < out["overall"]["sigma"] < 25
+    r = runner.invoke(app, ["noise", str(tmp_path), "--device", "cpu", "--weights", "prior-gray-fast"])
+    assert f"sigma={out['overall']['sigma']:.4g} (input units)" in r.stdout

@@ -50,8 +50,12 @@ def overall_estimate(rows: list[dict], family: str | None = None) -> dict | None
     values = [r["parameters"][SYMBOL[fam]] for r in ok if math.isfinite(r["parameters"][SYMBOL[fam]])]
     param = statistics.median(values) if values else float("nan")
     powers = [r["power"] for r in ok if math.isfinite(r["power"])]
-    return {"family": fam, "parameter_name": SYMBOL[fam], "parameter": param, "votes": dict(votes),
-            "power_median": statistics.median(powers) if powers else float("nan"), "images": len(ok)}
+    overall = {"family": fam, "parameter_name": SYMBOL[fam], "parameter": param, "votes": dict(votes),
+               "power_median": statistics.median(powers) if powers else float("nan"), "images": len(ok)}
+    if fam == "gaussian" and len({tuple(r["value_range"]) for r in ok}) == 1:  # one pixel unit: σ in it too, as per image
+        sigmas = [r["sigma"] for r in ok if math.isfinite(r["sigma"])]
+        overall["sigma"] = statistics.median(sigmas) if sigmas else float("nan")
+    return overall
 
 
 @command(app, "device", "seed", "recursive", "shard", torchrun=True, name="noise")
@@ -116,6 +120,7 @@ def noise(
     if overall:
         f = overall["family"]
         votes = ", ".join(f"{k} {v}" for k, v in overall["votes"].items())
-        typer.echo(f"overall ({overall['images']} images)\t{f}\t{SYMBOL[f]}={overall['parameter']:.4g}"
-                   f"{' ([0,1] scale)' if f == 'gaussian' else ''}\tvotes: {votes}")
+        value = (f"sigma={overall['sigma']:.4g} (input units)" if "sigma" in overall else
+                 f"{SYMBOL[f]}={overall['parameter']:.4g}{' ([0,1] scale)' if f == 'gaussian' else ''}")
+        typer.echo(f"overall ({overall['images']} images)\t{f}\t{value}\tvotes: {votes}")
     return code
