@@ -127,12 +127,12 @@ def list_images(path: Path, recursive: bool = False) -> tuple[list[Path], list[P
 
 def output_path(src: Path, input_root: Path, output: Path, fmt: str | None, single_file: bool) -> Path:
     """Where the result of `src` goes: the input's name (and relative folder) under the output folder,
-    or the output file itself for a single input named with an image suffix."""
+    or the output file itself for a single input named with an image suffix (a --format must agree with it)."""
     if single_file and output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir():
-        dest = output
-    else:
-        rel = src.relative_to(input_root) if not single_file else Path(src.name)
-        dest = output / rel
-    if fmt:
-        dest = dest.with_suffix("." + fmt.lower().lstrip("."))
-    return dest
+        named, asked = (v.lower().lstrip(".").replace("tiff", "tif") for v in (output.suffix, fmt or output.suffix))
+        if named != asked:
+            raise ScoretoolError(f"-o {output} --format {fmt}: the file name says {named}; name it .{asked} or leave "
+                                 "--format out")
+        return output
+    dest = output / (src.relative_to(input_root) if not single_file else Path(src.name))
+    return dest.with_suffix("." + fmt.lower().lstrip(".")) if fmt else dest

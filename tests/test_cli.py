@@ -186,6 +186,16 @@ def test_grey_saved_as_rgb_takes_a_given_grey_model(tmp_path, rng, tiny_model):
     assert res.exit_code == 2 and "colourisation needs a colour (3-channel) prior" in res.output, res.output
 
 
+def test_an_output_name_and_a_format_that_disagree_are_refused(tmp_path, rng, tiny_model):
+    """`-o out.png --format npy` wrote out.npy, not the file named; now refused. Agreeing ones (.tif / tiff) work."""
+    write_png(tmp_path / "a.png", rng)
+    res = invoke("denoise", tmp_path / "a.png", "-o", tmp_path / "o.png", "--format", "npy", "--sigma", 5, "--weights", tiny_model(1))
+    assert res.exit_code == 2 and "the file name says png; name it .npy" in res.output, res.output
+    assert not list(tmp_path.glob("o.*"))
+    res = invoke("denoise", tmp_path / "a.png", "-o", tmp_path / "o.tif", "--format", "tiff", "--sigma", 5, "--weights", tiny_model(1))
+    assert res.exit_code == 0 and (tmp_path / "o.tif").exists(), res.output
+
+
 def test_input_is_never_overwritten(tmp_path, rng, tiny_model):
     write_png(tmp_path / "a.png", rng)
     before = (tmp_path / "a.png").read_bytes()
