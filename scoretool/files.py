@@ -131,8 +131,8 @@ def output_path(src: Path, input_root: Path, output: Path, fmt: str | None, sing
     if single_file and output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir():
         named, asked = (v.lower().lstrip(".").replace("tiff", "tif") for v in (output.suffix, fmt or output.suffix))
         if named != asked:
-            raise ScoretoolError(f"-o {output} --format {fmt}: the file name says {named}; name it .{asked} or leave "
-                                 "--format out")
+            raise ScoretoolError(f"-o {output} --format {fmt}: the file name says {output.suffix}; name it .{fmt.lower()} "
+                                 "or leave --format out")
         return output
     dest = output / (src.relative_to(input_root) if not single_file else Path(src.name))
     return dest.with_suffix("." + fmt.lower().lstrip(".")) if fmt else dest

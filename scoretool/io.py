@@ -76,6 +76,17 @@ def to_unit(arr: np.ndarray, value_range: tuple[float, float] | None = None) -> 
     return ((arr.astype(np.float32) - lo) / (hi - lo)).astype(np.float32), (lo, hi)
 
 
+def unit_sigma(sigma: float, value_range: tuple[float, float], option: str = "--sigma") -> float:
+    """A noise std given in pixel units, on the [0,1] scale: σ / (MAX − MIN) of the value range. Noise wider than
+    the whole range is a unit mix-up (σ = 25 meant as grey levels on float data in [0,1], where it is 25/255 ≈ 0.098)
+    that would smooth the image into its mean: refused."""
+    lo, hi = value_range
+    if sigma > hi - lo:
+        hint = f" (for float data on 0..1, {sigma:g} grey levels of 255 is {sigma / 255:.4g})" if (lo, hi) == (0, 1) else ""
+        raise ScoretoolError(f"{option} {sigma:g} is wider than the whole value range {lo:g}..{hi:g}: it is in pixel units{hint}")
+    return sigma / (hi - lo)
+
+
 def from_unit(x: np.ndarray, dtype: np.dtype, value_range: tuple[float, float]) -> np.ndarray:
     """Exact inverse of to_unit: integers are rounded and clipped to their range, floats are not clipped."""
     lo, hi = value_range

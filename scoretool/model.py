@@ -19,7 +19,7 @@ import torch
 
 from .engine import Engine, dihedral_ensemble, select_device
 from .errors import ScoretoolError
-from .weights import load_model
+from .weights import load_model, read_metadata, resolve_weights
 
 
 def channels_of(image: np.ndarray) -> int:
@@ -31,6 +31,12 @@ def grey_in_colour(image: np.ndarray) -> bool:
     """A 3-channel (H, W, 3) or (F, H, W, 3) array whose channels are all equal: a grey image saved as RGB."""
     arr = np.asarray(image)
     return channels_of(arr) == 3 and np.ndim(arr) > 2 and bool((arr[..., 0] == arr[..., 1]).all() and (arr[..., 0] == arr[..., 2]).all())
+
+
+def grey_content(image: np.ndarray, weights: str | None) -> bool:
+    """Whether `image` is taken as grey: grey saved as RGB (`grey_in_colour`), with the default weights (the grey
+    prior takes it) or a grey model given. `denoise` and `noise` read it so and give grey back as three channels."""
+    return grey_in_colour(image) and (weights is None or read_metadata(resolve_weights(weights))[0].channels == 1)
 
 
 def as_batch(image: np.ndarray) -> tuple[torch.Tensor, tuple]:

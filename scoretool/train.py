@@ -35,7 +35,7 @@ from . import __version__
 from .engine import autocast, select_device
 from .errors import InputError, ModelError, ScoretoolError
 from .files import atomic_output, list_images
-from .io import read_image
+from .io import read_image, unit_sigma
 from .nets import EDMPrecond, UNetConfig, adapt_channels, edm_loss, widen
 from .weights import load_extra, load_model, read_metadata, save_model
 
@@ -303,15 +303,11 @@ def readable_images(files: list[Path]) -> tuple[list[Path], list[str], set[int],
 
 def grey_level_sigma(sigma: float, spans: set[float]) -> float:
     """`train --sigma`, given in the training images' pixel units (as every --sigma), in grey levels of 255 as
-    models record it (noise.sigma): σ · 255 / the width of their value range, which must be one."""
+    models record it (noise.sigma); their value ranges must have one width."""
     if len(spans) != 1:
         raise ScoretoolError(f"--sigma {sigma:g} is in the images' pixel units, but the folder mixes value ranges "
                              f"({', '.join(f'0..{v:g}' for v in sorted(spans))}): train on one kind of file")
-    span = next(iter(spans))
-    if sigma > span:
-        raise ScoretoolError(f"--sigma {sigma:g} is wider than the images' whole value range (0..{span:g}): it is in their "
-                             f"pixel units (for float data on 0..1, {sigma:g} grey levels of 255 is {sigma / 255:.4g})")
-    return sigma * 255 / span
+    return 255 * unit_sigma(sigma, (0.0, next(iter(spans))))
 
 
 def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, on_skip, stop: StopRequest) -> dict:
@@ -333,7 +329,7 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, on_skip, stop:
     files, skipped, channels, spans = readable_images(list_images(Path(cfg.data))[0])
     if not files:
         raise ScoretoolError(f"{cfg.data}: no readable images to train on" + (f" ({skipped[0]})" if skipped else ""))
-    noise = {**cfg.noise, "sigma": grey_level_sigma(cfg.noise["sigma"], spans)} if "sigma" in cfg.noise else cfg.noise
+    noise_record = {**cfg.noise, "sigma": grey_level_sigma(cfg.noise["sigma"], spans)} if "sigma" in cfg.noise else cfg.noise
     for problem in skipped if on_skip and rank == 0 else ():
         on_skip(problem)
     if cfg.channels is None:
@@ -379,7 +375,7 @@ def _train(cfg: TrainConfig, output: Path, resume: bool, on_step, on_skip, stop:
         "sigma_min": cfg.sigma_min, "sigma_max": cfg.sigma_max, "sigma_focus": cfg.sigma_focus,
         "training_data": f"{cfg.data} ({len(files)} {'clean' if cfg.mode == 'clean' else 'noisy'} images)",
         "command": cfg.command, "git_revision": git_revision(), "scoretool_version": __version__,
-        "noise": noise, "init": cfg.init, "teacher": cfg.teacher,
+        "noise": noise_record, "init": cfg.init, "teacher": cfg.teacher,
         "patch": cfg.patch, "batch": cfg.batch * world, "processes": world, "colour_permute": cfg.colour_permute,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
         "skipped_files": skipped,

@@ -300,7 +300,7 @@ def test_noisy_sigma_is_in_the_data_pixel_units(toy_folder, tmp_path):
     assert res.exit_code == 0, res.output
     assert load_model(str(tmp_path / "m.safetensors"))[1]["noise"]["sigma"] == pytest.approx(25.5)
     res = CliRunner().invoke(app, ["train", str(toy_folder), "-o", str(tmp_path / "g.safetensors"), "--sigma", "25", *args])
-    assert res.exit_code == 2 and "wider than the images' whole value range (0..1)" in res.output and "0.098" in res.output
+    assert res.exit_code == 2 and "--sigma 25 is wider than the whole value range 0..1" in res.output and "0.098" in res.output
     mixed = tmp_path / "mixed"
     mixed.mkdir()
     np.save(mixed / "a.npy", np.full((32, 32), 0.5, np.float32))

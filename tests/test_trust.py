@@ -72,7 +72,10 @@ def test_csv_and_plot_never_replace_an_input_or_an_existing_file(ood_model, tmp_
     before = digest(train)
     res = invoke("ood", "score", train, "--model", model, "--csv", train / "o00.png")
     assert res.exit_code == 2 and "overwrite its input" in res.output
-    res = invoke("ood", "eval", "--model", model, "--inliers", train, "--outliers", train, "--plot", train / "o01.png",
+    outliers = tmp_path / "outliers"
+    outliers.mkdir()
+    (outliers / "x.png").write_bytes((train / "o00.png").read_bytes())
+    res = invoke("ood", "eval", "--model", model, "--inliers", train, "--outliers", outliers, "--plot", train / "o01.png",
                  "--overwrite")
     assert res.exit_code == 2 and "overwrite its input" in res.output
     res = invoke("evaluate", train, "--clean", train / "o02.png", "--csv", train / "o02.png")

@@ -11,9 +11,9 @@ import numpy as np
 from ..bigtiff import denoise_tiff, out_of_core_range
 from ..blind import anscombe_floor, estimate_poisson_gaussian, pd_denoise, pg_denoise, white_noise_sigma
 from ..errors import ScoretoolError
-from ..model import as_batch, channels_of, from_batch, grey_in_colour, loaded
-from ..weights import FAST_SIBLING, read_metadata, resolve_weights
-from .models import model_channels
+from ..model import as_batch, channels_of, from_batch, grey_content, loaded
+from ..weights import FAST_SIBLING
+from .models import check_sigma_a, model_channels
 from .noise import check_finite, tweedie_denoise
 
 __all__ = ["camera_denoise", "denoise", "denoise_image", "denoise_tiff", "out_of_core_range", "poisson_gaussian_denoise"]
@@ -158,8 +158,7 @@ def denoise_image(image: np.ndarray, *, noise: str | None = None, parameter: flo
         the method gives them camera, estimate, negative_clipped, white_noise).
     """
     check_finite(image)
-    if grey_in_colour(image) and (weights is None or read_metadata(resolve_weights(weights))[0].channels == 1):
-        # grey content: the default or the given grey model, and grey comes back
+    if grey_content(image, weights):
         out, report = denoise_image(np.asarray(image)[..., :1], noise=noise, parameter=parameter, real_noise=real_noise,
                                     eight_bit=eight_bit, weights=weights, device=device, precision=precision, tile=tile, ensemble=ensemble,
                                     sigma_a=sigma_a, negative=negative, seed=seed, a=a, b=b)
@@ -167,8 +166,7 @@ def denoise_image(image: np.ndarray, *, noise: str | None = None, parameter: flo
     ch = channels_of(image)
     model = loaded(weights, model_channels(weights, ch), device, precision, tile)
     clean_prior = model.kind != "noise2score"
-    if sigma_a is not None and clean_prior:
-        raise ScoretoolError(f"sigma_a (--sigma-a) reads a Noise2Score model's score; {model.info['name']} is a clean prior")
+    check_sigma_a(sigma_a, weights)
     if ensemble > 1 and not (clean_prior and parameter is not None and noise in (None, "gaussian") and not real_noise):
         raise ScoretoolError("ensemble (--ensemble) averages a clean prior over flips for Gaussian noise of a given σ "
                              "(--sigma); this image takes another path")

@@ -8,9 +8,10 @@ from pathlib import Path
 import torch
 
 from ..engine import bf16_available, select_device
+from ..errors import ScoretoolError
 from ..weights import bundled_models, read_metadata, resolve_weights
 
-__all__ = ["bundled_models", "device_report", "is_noise2score", "model_channels", "model_summary", "select_device"]
+__all__ = ["bundled_models", "check_sigma_a", "device_report", "is_noise2score", "model_channels", "model_summary", "select_device"]
 
 
 def is_noise2score(weights: str | None, channels: int | None = None) -> bool:
@@ -19,6 +20,16 @@ def is_noise2score(weights: str | None, channels: int | None = None) -> bool:
     if weights is None:
         return False
     return read_metadata(resolve_weights(weights, channels))[1].get("kind") == "noise2score"
+
+
+def check_sigma_a(sigma_a: float | None, weights: str | None) -> None:
+    """σ_a (`--sigma-a`): in (0, 0.1] and only with a Noise2Score model, whose score s(y, σ_a) it reads."""
+    if sigma_a is None:
+        return
+    if not 0 < sigma_a <= 0.1:
+        raise ScoretoolError(f"--sigma-a {sigma_a}: expected a value in (0, 0.1]")
+    if not is_noise2score(weights):
+        raise ScoretoolError(f"--sigma-a reads a Noise2Score model's score; {weights or 'the default prior'} is a clean prior")
 
 
 def model_channels(weights: str | None, channels: int) -> int:

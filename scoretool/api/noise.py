@@ -10,7 +10,7 @@ import torch
 from .. import noise as nz
 from ..blind import SIGMA_FLOOR, describe_noise, estimate_sigma, is_clipped
 from ..errors import ScoretoolError
-from ..model import Model, as_batch, channels_of, from_batch, grey_in_colour, loaded
+from ..model import Model, as_batch, channels_of, from_batch, grey_content, loaded
 from .models import is_noise2score, model_channels
 
 __all__ = ["describe_noise", "estimate_noise", "image_noise", "tweedie_denoise"]
@@ -97,7 +97,7 @@ def image_noise(image: np.ndarray, *, weights: str | None = None, family: str | 
         return estimate_noise(image, weights=weights, family=family, sigma_a=sigma_a, device=device, tile=tile, seed=seed)
     frame = np.asarray(image)
     frame = frame[0] if frame.ndim == 4 else frame
-    frame = frame[..., :1] if weights is None and grey_in_colour(frame) else frame  # as denoise_image reads it
+    frame = frame[..., :1] if grey_content(frame, weights) else frame  # as denoise_image reads it
     model = loaded(weights, model_channels(weights, channels_of(frame)), device, "fp32", tile)
     est = describe_noise(frame[..., 0] if frame.ndim == 3 and frame.shape[-1] == 1 else frame, denoise=model.denoise)
     checked = blind_sigma(model, _frames(frame, model)[0], est["parameter"], seed)

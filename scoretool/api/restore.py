@@ -14,7 +14,7 @@ from ..model import as_batch, grey_in_colour, loaded
 from ..operators import build_operator, gaussian_kernel, random_known_mask, uniform_kernel
 from ..weights import read_metadata, resolve_weights
 
-__all__ = ["SAMPLERS", "gaussian_kernel", "random_mask", "restore", "sampler_for", "sampler_settings", "uniform_kernel"]
+__all__ = ["SAMPLERS", "check_colour_prior", "gaussian_kernel", "random_mask", "restore", "sampler_for", "sampler_settings", "uniform_kernel"]
 
 # Each sampler's schedule defaults (network evaluations, first σ), and the sampler `auto` picks per task,
 # measured in bench/restore.py (first 6 Set12 images, same run): pnp in 25 evaluations beats 100 DDNM steps
@@ -58,6 +58,12 @@ def sampler_settings(task: str, sampler: str = "auto", *, steps: int | None = No
                          "--samples ≥ 1 and --start pinv or smooth are required (got "
                          f"{settings['eta']}, {settings['travel']} with {settings['steps']} steps, {settings['samples']}, {settings['start']})")
     return settings
+
+
+def check_colour_prior(weights: str | None) -> None:
+    """Colourisation restores three channels: `weights` (None: the default colour prior) must be a colour model."""
+    if weights is not None and read_metadata(resolve_weights(weights))[0].channels != 3:
+        raise ScoretoolError(f"colourisation needs a colour (3-channel) prior; {weights} is a grey one")
 
 
 def random_mask(shape: tuple[int, int], missing: float, seed: int = 0) -> np.ndarray:
@@ -128,8 +134,8 @@ def restore(image: np.ndarray, task: str, *, scale: int = 4, sr_kernel: str = "a
     x_shape = _x_shape(task, c, h, w, scale)
     known = _known(mask, h, w) if task == "inpaint" else None
     op = build_operator(task, x_shape, scale=scale, sr_kernel=sr_kernel, mask=known, kernel=kernel, ratio=ratio, seed=seed)
-    if task == "colorize" and weights is not None and read_metadata(resolve_weights(weights))[0].channels != 3:
-        raise ScoretoolError(f"colourisation needs a colour (3-channel) prior; {weights} is a grey one")
+    if task == "colorize":
+        check_colour_prior(weights)
     model = loaded(weights, x_shape[0], device, precision, tile)
     small = x_shape[1] <= model.engine.tile and x_shape[2] <= model.engine.tile
     y = y_img.to(model.engine.device if small else torch.device("cpu"))

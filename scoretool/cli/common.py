@@ -35,7 +35,7 @@ class Opt:
     `weights: Opt.Weights = None`. The options every command takes are in SHARED_OPTIONS."""
 
     Device = Annotated[str, typer.Option("--device", help="Compute device: auto (CUDA, then MPS, then CPU), cpu, cuda or mps.")]
-    Seed = Annotated[int, typer.Option("--seed", help="Random seed for noise and sampling (integer).")]
+    Seed = Annotated[int, typer.Option("--seed", help="Random seed for noise and sampling (integer, 0 to 4294967295).")]
     Json = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result on stdout; messages go to stderr.")]
     Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or notices; errors are still printed.")]
     Debug = Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")]
@@ -73,30 +73,6 @@ def parse_range(text: str | None) -> tuple[float, float] | None:
     if not hi > lo:
         raise ScoretoolError(f"--range {text}: MAX must be greater than MIN")
     return lo, hi
-
-
-def check_sigma_a(sigma_a: float | None, weights: str | None) -> None:
-    """--sigma-a: in (0, 0.1], and only with a Noise2Score model (it reads that model's score s(y, σ_a)); checked
-    before any file (a huge TIFF with a clean prior would otherwise take a path that ignores it)."""
-    if sigma_a is None:
-        return
-    if not 0 < sigma_a <= 0.1:
-        raise ScoretoolError(f"--sigma-a {sigma_a}: expected a value in (0, 0.1]")
-    from ..api import is_noise2score
-
-    if not is_noise2score(weights):
-        raise ScoretoolError(f"--sigma-a reads a Noise2Score model's score; {weights or 'the default prior'} is a clean prior")
-
-
-def unit_sigma(sigma: float, value_range: tuple[float, float], option: str = "--sigma") -> float:
-    """A noise std given in the input's pixel units, on the [0,1] scale: σ / (MAX − MIN) of the image's value
-    range. Noise wider than the whole range is a unit mix-up (σ = 25 meant as grey levels on float data in
-    [0,1], where it is 25/255 ≈ 0.098), which would smooth the image into its mean: refused."""
-    lo, hi = value_range
-    if sigma > hi - lo:
-        raise ScoretoolError(f"{option} {sigma:g} is wider than the image's whole value range ({lo:g}..{hi:g}): it is in the "
-                             f"input's pixel units (for float data on 0..1, {sigma:g} grey levels of 255 is {sigma / 255:.4g})")
-    return sigma / (hi - lo)
 
 
 @dataclass
@@ -304,12 +280,11 @@ def command(group: typer.Typer, *shared: str, torchrun: bool = False, **settings
 
                     check_precision(options["precision"])
                 if "seed" in names:
+                    if not 0 <= common.seed < 2**32:  # derived seeds (seed·1000003 + step) must stay 64-bit
+                        raise ScoretoolError(f"--seed {common.seed}: expected an integer from 0 to {2**32 - 1}")
                     import torch
 
-                    try:
-                        torch.manual_seed(common.seed)
-                    except (RuntimeError, ValueError, OverflowError):
-                        raise ScoretoolError(f"--seed {common.seed}: out of range (a 64-bit integer)") from None
+                    torch.manual_seed(common.seed)
                 return fn(common, **options)
 
             run_command(common, body)

@@ -11,7 +11,7 @@ import typer
 from ..errors import InputError, ModelError, ScoretoolError
 from . import app
 from .batch import FileJob, plan_jobs, run_batch
-from .common import INPUTS_HELP, Common, Opt, check_sigma_a, command, parse_range, unit_sigma
+from .common import INPUTS_HELP, Common, Opt, command, parse_range
 
 
 def parse_sigma(sigma: str | None) -> float | str | None:
@@ -74,7 +74,8 @@ def denoise_huge_tiff(job: FileJob, sigma_unit: float, sigma: float, weights: st
     common.notice(f"{job.label}: large TIFF, denoised band by band from disk (out of core)")
     rep = denoise_tiff(job.src, job.dest, sigma_unit, weights, device, precision, tile, value_range, common.overwrite)
     return {"weights": rep["weights"], "noise": "gaussian", "method": "prior D(y, sigma)", "parameter_name": "sigma",
-            "parameter": sigma_unit, "estimated": False, "sigma": sigma, "sigma_unit": sigma_unit, "out_of_core": True,
+            "parameter": sigma_unit, "estimated": False, "grey_in_colour": False, "sigma": sigma, "sigma_unit": sigma_unit,
+            "out_of_core": True,
             "tiles": rep["tiles"], "seconds": round(rep["seconds"], 3), "shape": rep["shape"]}
 
 
@@ -102,9 +103,9 @@ def denoise(
     """Denoise images by Tweedie's posterior mean: x̂ = D(y, σ) with a clean prior (Gaussian noise), or
     Noise2Score's formulas (Gaussian, Poisson, Gamma) with a Noise2Score model; a parameter left out is
     estimated from the data and reported."""
-    from ..api import denoise_image, is_noise2score, out_of_core_range
+    from ..api import check_sigma_a, denoise_image, is_noise2score, out_of_core_range
     from ..engine import check_ensemble
-    from ..io import read_image, write_image
+    from ..io import read_image, unit_sigma, write_image
 
     sigma_value = parse_sigma(sigma)
     if (a is None) != (b is None):
@@ -123,7 +124,7 @@ def denoise(
         raise ScoretoolError("--negative clip is for Poisson, Gamma and Poisson–Gaussian input; Gaussian noise takes "
                              "values below 0 as they are")
     check_ensemble(ensemble)
-    check_sigma_a(sigma_a, weights)
+    check_sigma_a(sigma_a, weights)  # before any file: a huge TIFF takes a path without it
     vrange = parse_range(value_range)
     jobs = plan_jobs(common, inputs, output, fmt)
 

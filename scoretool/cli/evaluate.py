@@ -18,7 +18,7 @@ from ..errors import InputError, ScoretoolError
 from ..files import atomic_output, list_images
 from . import app
 from .batch import FileJob, plan_jobs, run_batch
-from .common import INPUTS_HELP, Common, Opt, command, parse_range, plain_console, unit_sigma
+from .common import INPUTS_HELP, Common, Opt, command, parse_range, plain_console
 
 if TYPE_CHECKING:
     import numpy as np
@@ -177,7 +177,7 @@ def evaluate(
     import numpy as np
 
     from ..api import SPLIT_BIAS_NOTE, evaluate_split, evaluate_sure, psnr_from_mse, ssim, umse
-    from ..io import read_image
+    from ..io import read_image, unit_sigma
 
     chosen = [m for m, on in zip(MODES, (refs is not None, clean is not None, sure, split)) if on]
     if len(chosen) != 1:

@@ -14,7 +14,7 @@ import typer
 from ..errors import InputError, ModelError, ScoretoolError
 from . import app
 from .batch import plan_jobs, run_batch
-from .common import INPUTS_HELP, Common, Opt, check_sigma_a, command, parse_range
+from .common import INPUTS_HELP, Common, Opt, command, parse_range
 
 SYMBOL = {"gaussian": "sigma", "poisson": "zeta", "gamma": "k"}
 
@@ -79,13 +79,13 @@ def noise(
     Poisson–Gaussian a, b of Var[y|x] = a·x + b on the [0,1] scale (signal-dependent noise). --json: sigma,
     sigma_pd and classical in the input's pixel units; sigma_unit, parameter, parameters and poisson_gaussian on
     the [0,1] scale."""
-    from ..api import image_noise, is_noise2score
+    from ..api import check_sigma_a, image_noise, is_noise2score
     from ..io import read_image
 
     fam = family.lower() if family else None
     if fam is not None and fam not in SYMBOL:
         raise ScoretoolError(f"--noise {family}: expected gaussian, poisson or gamma")
-    check_sigma_a(sigma_a, weights)
+    check_sigma_a(sigma_a, weights)  # before any file
     n2s = is_noise2score(weights)
     if not n2s and fam not in (None, "gaussian"):
         raise ScoretoolError(f"--noise {fam}: estimating this family needs a Noise2Score model (--weights n2s-…); "

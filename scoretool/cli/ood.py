@@ -200,13 +200,14 @@ def score(
     from ..api import ood_check_prior
 
     _check_threshold(threshold)
+    vrange = parse_range(value_range)
     common.reads([model_path])
     model = _load(model_path, method)
     ood_check_prior(model, model.prior.get("channels"), weights)  # another prior: fail before any file
     jobs = plan_jobs(common, inputs, None)
     if csv_path is not None:
         common.claim_output(csv_path, "CSV")
-    rows, code = _score_files(common, model, jobs, weights, common.device, precision, threshold, method, parse_range(value_range))
+    rows, code = _score_files(common, model, jobs, weights, common.device, precision, threshold, method, vrange)
     ok = [r for r in rows if r["status"] == "ok"]
     if csv_path is not None and common.reports:
         with atomic_output(csv_path) as tmp, open(tmp, "w", newline="") as fh:
@@ -256,21 +257,21 @@ def evaluate(
     from ..api import detection_metrics, ood_check_prior
 
     _check_threshold(threshold)
+    vrange = parse_range(value_range)
     common.reads([model_path])
     model = _load(model_path, method)
     ood_check_prior(model, model.prior.get("channels"), weights)
     jobs = {name: plan_jobs(common, folder, None) for name, folder in (("inliers", inliers), ("outliers", outliers))}
-    if plot is not None:
-        common.claim_output(plot, "plot")
     both = {j.src.resolve() for j in jobs["inliers"]} & {j.src.resolve() for j in jobs["outliers"]}
     if both:
         raise ScoretoolError(f"--inliers {inliers} and --outliers {outliers} share {len(both)} image(s) "
                              f"({min(both)}): an image cannot be in both classes")
+    if plot is not None:
+        common.claim_output(plot, "plot")
     sets = {}
     code = 0
     for name, folder in (("inliers", inliers), ("outliers", outliers)):
-        rows, c = _score_files(common, model, jobs[name], weights, common.device, precision, threshold, method,
-                               parse_range(value_range), name)
+        rows, c = _score_files(common, model, jobs[name], weights, common.device, precision, threshold, method, vrange, name)
         code = max(code, c)
         sets[name] = [r for r in rows if r["status"] == "ok"]
         if not sets[name]:

@@ -13,7 +13,7 @@ from ..errors import InputError, ScoretoolError
 from ..files import IMAGE_SUFFIXES, check_budget, list_images
 from . import app
 from .batch import plan_jobs, run_batch
-from .common import INPUTS_HELP, Common, Opt, command, parse_range, unit_sigma
+from .common import INPUTS_HELP, Common, Opt, command, parse_range
 
 if TYPE_CHECKING:
     import numpy as np
@@ -125,9 +125,9 @@ def restore(
     """Restore images with a score prior (plug-and-play, or DDNM / DDNM+ sampling): y = A·x (+ noise), x̂ consistent with y."""
     import numpy as np
 
-    from ..api import random_mask, sampler_settings
+    from ..api import check_colour_prior, random_mask, sampler_settings
     from ..api import restore as restore_array
-    from ..io import read_image, write_image
+    from ..io import read_image, unit_sigma, write_image
 
     if task not in TASKS:
         raise ScoretoolError(f"--task {task}: expected one of {', '.join(TASKS)}")
@@ -166,6 +166,8 @@ def restore(
 
     vrange = parse_range(value_range)
     common.reads([Path(p) for p in (kernel,) if p and Path(p).is_file()] + (list_images(mask)[0] if mask else []))
+    if task == "colorize":
+        check_colour_prior(weights)  # before any file
     jobs = plan_jobs(common, inputs, output, fmt)
 
     def process(job):

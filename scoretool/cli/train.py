@@ -53,8 +53,10 @@ def train(
 
     if output.suffix != ".safetensors":
         raise ScoretoolError(f"{output}: the model file must end in .safetensors")
-    if not lr > 0 or any(v is not None and not v > 0 for v in (sigma_min, sigma_max, time_limit)) or checkpoint_minutes < 0:
-        raise ScoretoolError("--lr, --sigma-min, --sigma-max and --time-limit must be positive, --checkpoint-minutes ≥ 0")
+    if not lr > 0 or any(v is not None and not v > 0 for v in (sigma_min, sigma_max, time_limit, sigma, zeta, k)) \
+            or checkpoint_minutes < 0:
+        raise ScoretoolError("--lr, --sigma-min, --sigma-max, --time-limit, --sigma, --zeta and --k must be positive, "
+                             "--checkpoint-minutes ≥ 0")
     try:
         width_list = [int(w) for w in widths.split(",")] if widths else None
     except ValueError:

@@ -13,7 +13,7 @@ from ..errors import InputError, ScoretoolError
 from ..files import IMAGE_SUFFIXES
 from . import app
 from .batch import plan_jobs, run_batch
-from .common import INPUTS_HELP, Common, Opt, command, parse_range, unit_sigma
+from .common import INPUTS_HELP, Common, Opt, command, parse_range
 
 DEFAULT_REGION = 64
 
@@ -70,7 +70,7 @@ def uncertainty(
     import numpy as np
 
     from ..api import METHODS, posterior_components, posterior_std, std_map_image
-    from ..io import Image, read_image, write_image
+    from ..io import Image, read_image, unit_sigma, write_image
 
     if sigma <= 0:
         raise ScoretoolError(f"--sigma {sigma}: must be positive")
