@@ -8,6 +8,7 @@
     python bench/realnoise.py montage               # noisy | CBM3D | scoretool crops, PolyU-Canon and RNI15
     python bench/realnoise.py pg                    # Poisson–Gaussian: BSD68 + CBSD68 first 12, three (a, b)
     python bench/realnoise.py pg-cost               # blind against given (a, b) on small images and a 1920×1600 mosaic
+    python bench/realnoise.py adapt                 # self-training on two Canon bodies, tested on the third (40 min)
 
 blind: σ̂ of `scoretool denoise` without --sigma (api.tweedie_denoise: blind.estimate_sigma, lowered where
 the prior disagrees, api.noise.blind_sigma) on y = x + σn (float, or clipped to [0,1] and quantised to 8 bits);
@@ -46,9 +47,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA, Timer, gaussian_noisy, load_set, print_table, psnr, save_results  # noqa: E402
@@ -393,9 +396,100 @@ def montage(args) -> None:
     print(f"wrote {out}")
 
 
+CANON_BODIES = ("Canon5D2", "Canon600D", "Canon80D")
+ADAPT_BLOCK = 16
+
+
+def bench_adapt(args) -> tuple[list[dict], dict]:
+    """Self-training of the colour prior on real noise without references (a pilot, not a feature): the
+    real-noise mode (api.camera_denoise, the teacher) gives x̂ for every noisy crop of the training bodies;
+    its residual y − x̂ in the flatter half of the 16² blocks (8-pixel grid, so JPEG's blocks stay whole) is
+    taken as samples of the camera's noise, spatial and colour correlation included; prior-rgb is fine-tuned
+    on pseudo-pairs D(x̂ + n', 3·σ̂_PD) → x̂ (n' = 16² residual blocks of the same image, tiled at random;
+    σ̂_PD as the teacher's, so the student needs no teacher at test time) for --minutes, and applied to the
+    held-out body at full resolution, beside the teacher."""
+    import math
+
+    from scoretool.files import list_images
+    from scoretool.io import read_image
+    from scoretool.weights import load_model
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    root = DATA / "PolyU-Canon"
+    files, _ = list_images(root / "noisy")
+    prepared = {}
+    for f in files:
+        y = read_image(f).pixels[0]
+        x_hat, rep = camera_denoise(y)
+        prepared[f.name] = (y, x_hat, 3 * rep["sigma"])
+    train = []
+    for name, (y, x_hat, sigma) in prepared.items():
+        if name.startswith(args.test_body):
+            continue
+        corners = [(i, j) for i in range(0, y.shape[0] - ADAPT_BLOCK + 1, 8) for j in range(0, y.shape[1] - ADAPT_BLOCK + 1, 8)]
+        spread = np.array([x_hat[i:i + ADAPT_BLOCK, j:j + ADAPT_BLOCK].std(axis=(0, 1)).mean() for i, j in corners])
+        flat = [c for c, v in zip(corners, spread) if v <= np.median(spread)]
+        train.append((x_hat, y - x_hat, flat, sigma))
+    p, batch = 64, 8
+
+    def pair():
+        x_hat, residual, flat, sigma = train[rng.integers(len(train))]
+        i, j = rng.integers(x_hat.shape[0] - p + 1), rng.integers(x_hat.shape[1] - p + 1)
+        target = x_hat[i:i + p, j:j + p]
+        noise = np.empty_like(target)
+        for a in range(0, p, ADAPT_BLOCK):
+            for b in range(0, p, ADAPT_BLOCK):
+                bi, bj = flat[rng.integers(len(flat))]
+                noise[a:a + ADAPT_BLOCK, b:b + ADAPT_BLOCK] = residual[bi:bi + ADAPT_BLOCK, bj:bj + ADAPT_BLOCK]
+        k, flip = rng.integers(4), rng.integers(2)
+        target, noise = np.rot90(target, k), np.rot90(noise, k)
+        if flip:
+            target, noise = target[:, ::-1], noise[:, ::-1]
+        return target.transpose(2, 0, 1).copy(), noise.transpose(2, 0, 1).copy(), sigma
+
+    net, _ = load_model("prior-rgb")
+    ema, _ = load_model("prior-rgb")
+    net.train()
+    ema.requires_grad_(False)
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    t0, step, limit = time.perf_counter(), 0, args.minutes * 60
+    while time.perf_counter() - t0 < limit:
+        targets, noises, sigmas = zip(*(pair() for _ in range(batch)))
+        target = torch.from_numpy(np.stack(targets))
+        fraction = (time.perf_counter() - t0) / limit
+        for group in opt.param_groups:
+            group["lr"] = args.lr * min(1, (step + 1) / 50) * (0.02 + 0.49 * (1 + math.cos(math.pi * fraction)))
+        loss = ((net(target + torch.from_numpy(np.stack(noises)), torch.tensor(sigmas)) - target) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - min(0.995, (1 + step) / (10 + step)))
+        step += 1
+        if step % 100 == 0:
+            print(f"step {step}  {time.perf_counter() - t0:.0f} s  pseudo-pair PSNR {-10 * math.log10(loss.item()):.2f}", flush=True)
+    rows = []
+    with torch.no_grad():
+        for name, (y, x_hat, sigma) in prepared.items():
+            if not name.startswith(args.test_body):
+                continue
+            x = read_image(root / "clean" / name).pixels[0]
+            student = ema.eval()(torch.from_numpy(y.transpose(2, 0, 1))[None], torch.tensor([sigma]))[0].numpy().transpose(1, 2, 0)
+            rows.append({"image": name, "psnr_noisy": psnr(y, x), "psnr_teacher": psnr(x_hat, x), "psnr_student": psnr(student, x)})
+            print(f"{name[:36]:36s} noisy {rows[-1]['psnr_noisy']:.2f}  teacher {rows[-1]['psnr_teacher']:.2f}  "
+                  f"student {rows[-1]['psnr_student']:.2f}", flush=True)
+    summary = {key: float(np.mean([r[key] for r in rows])) for key in ("psnr_noisy", "psnr_teacher", "psnr_student")}
+    summary.update(margin_over_teacher=summary["psnr_student"] - summary["psnr_teacher"], steps=step,
+                   training_images=len(train), test_images=len(rows))
+    print(summary)
+    return rows, summary
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=["blind", "camera", "camera-noise", "route", "montage", "pg", "pg-cost"])
+    ap.add_argument("part", choices=["blind", "camera", "camera-noise", "route", "montage", "pg", "pg-cost", "adapt"])
     ap.add_argument("--sets", default="BSD68,CBSD68")
     ap.add_argument("--sigmas", default="5,10,15,25,50", help="noise std in grey levels (of 255)")
     ap.add_argument("--images", type=int, default=None, help="first N images (default: 20 for blind, 12 for route and pg, "
@@ -403,7 +497,10 @@ def main() -> None:
     ap.add_argument("--peer-images", type=int, default=12, help="camera: CBM3D, the blind Gaussian path and the "
                     "σ-grid oracle on the first N only")
     ap.add_argument("--cbm3d-images", type=int, default=None, help="camera: CBM3D on the first N (default: --peer-images)")
-    ap.add_argument("--out", default=None, help="results name (default realnoise-blind / -camera-polyu / -camera-noise-polyu / -route / -poisson-gaussian)")
+    ap.add_argument("--out", default=None, help="results name (default realnoise-blind / -camera-polyu / -camera-noise-polyu / -route / -poisson-gaussian / -adapt-polyu)")
+    ap.add_argument("--test-body", default="Canon600D", choices=CANON_BODIES, help="adapt: the body held out")
+    ap.add_argument("--minutes", type=float, default=40.0, help="adapt: fine-tuning time")
+    ap.add_argument("--lr", type=float, default=1e-4, help="adapt: peak Adam learning rate")
     args = ap.parse_args()
     if args.part == "blind":
         args.images = args.images or 20
@@ -422,6 +519,9 @@ def main() -> None:
         args.images = args.images or 12
         rows, routes = bench_route(args)
         save_results(args.out or "realnoise-route", {"bench": "realnoise route", "args": vars(args), "rows": rows, **routes})
+    elif args.part == "adapt":
+        rows, summary = bench_adapt(args)
+        save_results(args.out or "realnoise-adapt-polyu", {"bench": "realnoise adapt", "args": vars(args), **summary, "rows": rows})
     elif args.part == "camera-noise":
         rows, summary = bench_camera_noise(args)
         save_results(args.out or "realnoise-camera-noise-polyu", {"bench": "realnoise camera-noise", "args": vars(args),
