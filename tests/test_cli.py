@@ -197,6 +197,20 @@ def test_an_output_name_and_a_format_that_disagree_are_refused(tmp_path, rng, ti
     assert res.exit_code == 0 and (tmp_path / "o.tif").exists(), res.output
 
 
+def test_range_on_8_bit_files_is_said_once(tmp_path, rng, tiny_model):
+    """--range maps float values; 8/16-bit files map by their full range, which was not said: one notice per run."""
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b"):
+        write_png(tmp_path / "in" / f"{name}.png", rng)
+    res = invoke("denoise", tmp_path / "in", "-o", tmp_path / "out", "--sigma", 5, "--range", "0,1000",
+                 "--weights", tiny_model(1))
+    assert res.exit_code == 0, res.output
+    assert res.stderr.count("--range is for float data") == 1 and "maps its full range 0..255" in res.stderr
+    res = invoke("denoise", tmp_path / "in", "-o", tmp_path / "out2", "--sigma", 5, "--range", "0,255",
+                 "--weights", tiny_model(1))
+    assert res.exit_code == 0 and "--range is for float data" not in res.stderr  # the range it has anyway
+
+
 def test_input_is_never_overwritten(tmp_path, rng, tiny_model):
     write_png(tmp_path / "a.png", rng)
     before = (tmp_path / "a.png").read_bytes()

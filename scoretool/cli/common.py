@@ -92,6 +92,7 @@ class Common:
     inputs: set[Path] = field(default_factory=set)  # resolved paths of the files this command reads
     planned: dict[Path, str] = field(default_factory=dict)  # resolved output path → the input it is for
     swept: set[Path] = field(default_factory=set)  # output folders cleared of stale temporary files
+    range_unused_told: bool = False  # read_input has said once that --range left an 8/16-bit file as it is
 
     @property
     def reports(self) -> bool:
@@ -104,6 +105,18 @@ class Common:
 
     def error(self, msg: str) -> None:
         self.console.print(f"Error: {one_line(msg)}", style="red")
+
+    def read_input(self, path: Path, value_range: tuple[float, float] | None, label: str | None = None):
+        """io.read_image(path, value_range), saying once per run where --range does not apply: 8- and 16-bit
+        samples map by their full range (io.sample_range), --range is for float (and wider integer) data."""
+        from ..io import read_image
+
+        image = read_image(path, value_range)
+        if value_range is not None and image.value_range != tuple(value_range) and not self.range_unused_told:
+            self.range_unused_told = True
+            self.notice(f"{label or path}: --range is for float data; this {image.dtype} file maps its full range "
+                        f"{image.value_range[0]:g}..{image.value_range[1]:g} to [0,1] (as do other 8/16-bit files)")
+        return image
 
     def reads(self, paths: Iterable[Path]) -> None:
         """Record files this command reads: no output may be planned over them."""

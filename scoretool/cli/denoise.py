@@ -105,7 +105,7 @@ def denoise(
     estimated from the data and reported."""
     from ..api import check_sigma_a, denoise_image, is_noise2score, out_of_core_range
     from ..engine import check_ensemble
-    from ..io import read_image, unit_sigma, write_image
+    from ..io import unit_sigma, write_image
 
     sigma_value = parse_sigma(sigma)
     if (a is None) != (b is None):
@@ -131,7 +131,7 @@ def denoise(
     def process(job):
         if given == "sigma" and ensemble == 1 and (huge := out_of_core_range(job.src, job.dest, weights, vrange)):
             return denoise_huge_tiff(job, unit_sigma(sigma_value, huge), sigma_value, weights, common.device, precision, tile, vrange, common)
-        image = read_image(job.src, vrange)
+        image = common.read_input(job.src, vrange, job.label)
         lo, hi = image.value_range
         param = unit_sigma(sigma_value, (lo, hi)) if given == "sigma" else {"zeta": zeta, "k": k}.get(given)
         t0 = time.perf_counter()

@@ -177,7 +177,7 @@ def evaluate(
     import numpy as np
 
     from ..api import SPLIT_BIAS_NOTE, evaluate_split, evaluate_sure, psnr_from_mse, ssim, umse
-    from ..io import read_image, unit_sigma
+    from ..io import unit_sigma
 
     chosen = [m for m, on in zip(MODES, (refs is not None, clean is not None, sure, split)) if on]
     if len(chosen) != 1:
@@ -226,7 +226,7 @@ def evaluate(
     range_units = set()
 
     def process(job: FileJob) -> dict:
-        image = read_image(job.src, vrange)
+        image = common.read_input(job.src, vrange, job.label)
         lo, hi = image.value_range
         full = hi - lo
         m_pixel = data_range if data_range is not None else full
@@ -239,7 +239,7 @@ def evaluate(
         others = []
         for label, folder in zip(("A", "B", "C") if mode == "refs" else ("clean",), partners):
             path = find_partner(job.src, single, Path(folder), "--refs" if mode == "refs" else "--clean")
-            other = read_image(path, vrange)
+            other = common.read_input(path, vrange)
             if other.pixels.shape != image.pixels.shape:
                 raise InputError(job.src, f"size {_size(image.pixels)} differs from its partner {path} ({_size(other.pixels)})")
             others.append(other.pixels.astype(np.float64))

@@ -80,7 +80,6 @@ def noise(
     sigma_pd and classical in the input's pixel units; sigma_unit, parameter, parameters and poisson_gaussian on
     the [0,1] scale."""
     from ..api import check_sigma_a, image_noise, is_noise2score
-    from ..io import read_image
 
     fam = family.lower() if family else None
     if fam is not None and fam not in SYMBOL:
@@ -94,7 +93,7 @@ def noise(
     jobs = plan_jobs(common, inputs, None)
 
     def process(job):
-        image = read_image(job.src, vrange)
+        image = common.read_input(job.src, vrange, job.label)
         lo, hi = image.value_range
         try:
             est = image_noise(image.pixels, weights=weights, family=fam, sigma_a=sigma_a, device=common.device, tile=tile,

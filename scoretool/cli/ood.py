@@ -58,7 +58,6 @@ def _read_training(common: Common, data: Path, output: Path, value_range: tuple[
                    ) -> tuple[list[np.ndarray], list[str], list[dict]]:
     """Read every image of DATA (all frames; sub-folders with --recursive; float values mapped from `value_range`),
     after planning the OOD model file `output`; a bad file or one of another channel count is reported and skipped."""
-    from ..io import read_image
 
     if not Path(data).exists():
         raise ScoretoolError(f"{data}: no such file or folder")
@@ -72,7 +71,7 @@ def _read_training(common: Common, data: Path, output: Path, value_range: tuple[
     images, names, failed, channels = [], [], [], None
     for f in files:
         try:
-            img = read_image(f, value_range)
+            img = common.read_input(f, value_range)
             channels = channels or img.channels
             if img.channels != channels:
                 raise InputError(f, f"{img.channels}-channel image among {channels}-channel training images")
@@ -144,10 +143,9 @@ def fit(
 def _score_files(common: Common, model: OODModel, jobs: list[FileJob], weights, device, precision, threshold, method,
                  value_range: tuple[float, float] | None, description="scoring") -> tuple[list[dict], int]:
     from ..api import ood_score
-    from ..io import read_image
 
     def process(job):
-        image = read_image(job.src, value_range)
+        image = common.read_input(job.src, value_range, job.label)
         t0 = time.perf_counter()
         res = ood_score(image.pixels, model, weights=weights, device=device, precision=precision,
                         threshold_percentile=threshold, method=method)

@@ -127,7 +127,7 @@ def restore(
 
     from ..api import check_colour_prior, random_mask, sampler_settings
     from ..api import restore as restore_array
-    from ..io import read_image, unit_sigma, write_image
+    from ..io import unit_sigma, write_image
 
     if task not in TASKS:
         raise ScoretoolError(f"--task {task}: expected one of {', '.join(TASKS)}")
@@ -171,7 +171,7 @@ def restore(
     jobs = plan_jobs(common, inputs, output, fmt)
 
     def process(job):
-        image = read_image(job.src, vrange)
+        image = common.read_input(job.src, vrange, job.label)
         frames, h, w, ch = image.pixels.shape
         try:
             check_budget(frames * h * s * w * s, f"the {s}× output")

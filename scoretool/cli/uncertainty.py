@@ -70,7 +70,7 @@ def uncertainty(
     import numpy as np
 
     from ..api import METHODS, posterior_components, posterior_std, std_map_image
-    from ..io import Image, read_image, unit_sigma, write_image
+    from ..io import Image, unit_sigma, write_image
 
     if sigma <= 0:
         raise ScoretoolError(f"--sigma {sigma}: must be positive")
@@ -98,7 +98,7 @@ def uncertainty(
                      outputs_of=lambda src: [output / n for n in output_names(src, k).values()])
 
     def process(job):
-        image = read_image(job.src, vrange)
+        image = common.read_input(job.src, vrange, job.label)
         if image.pixels.shape[0] != 1:
             raise InputError(job.src, "multi-frame stacks are not supported by uncertainty (one image per file)")
         lo, hi = image.value_range
