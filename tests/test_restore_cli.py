@@ -122,12 +122,21 @@ def test_bad_mask_size(tmp_path, grey, tiny_model):
     assert not out.exists()
 
 
+def test_mask_with_nothing_known_is_refused(tmp_path, grey, tiny_model):
+    """A mask marking every pixel missing gave a near-black image with residual 0 (0/0) and status ok."""
+    h, w = read_image(grey).pixels.shape[1:3]
+    mask = _png(tmp_path / "m.png", np.full((h, w), 255, np.uint8))
+    out = tmp_path / "all.png"
+    res, _, stderr = _run([grey, "-o", out, "--task", "inpaint", "--mask", mask, "--weights", tiny_model(1)])
+    assert res.exit_code == 2 and "marks every pixel missing" in stderr and not out.exists()
+
+
 def test_mask_folder_partial_failure(tmp_path, rng, tiny_model):
     src, masks = tmp_path / "in", tmp_path / "masks"
     src.mkdir(), masks.mkdir()
     _png(src / "a.png", rng.integers(0, 256, (12, 12)))
     _png(src / "b.png", rng.integers(0, 256, (12, 12)))
-    _png(masks / "a.png", np.full((12, 12), 255, np.uint8))
+    _png(masks / "a.png", np.repeat(np.array([0, 255], np.uint8), 6)[:, None].repeat(12, 1))
     _png(masks / "b.png", np.zeros((10, 12), np.uint8))
     res, _, stderr = _run([src, "-o", tmp_path / "out", "--task", "inpaint", "--mask", masks, "--weights", tiny_model(1)])
     assert res.exit_code == 1 and "b.png" in stderr

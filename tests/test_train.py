@@ -307,3 +307,20 @@ def test_noisy_sigma_is_in_the_data_pixel_units(toy_folder, tmp_path):
     write_image(mixed / "b.png", Image(np.full((1, 32, 32, 1), 0.5, np.float32), np.dtype(np.uint8), None, (0, 255)))
     res = CliRunner().invoke(app, ["train", str(mixed), "-o", str(tmp_path / "x.safetensors"), "--sigma", "0.1", *args])
     assert res.exit_code == 2 and "mixes value ranges (0..1, 0..255)" in res.output
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--clean", "--sigma-min", "0.5", "--sigma-max", "0.1"], "the smallest σ must be below the largest"),
+    (["--clean", "--sigma-min", "20"], "--sigma-min 20, --sigma-max 10: the smallest σ"),
+    (["--noisy", "--noise", "gaussian", "--zeta", "0.01"], "--zeta is the parameter of poisson noise, not of --noise gaussian"),
+    (["--noisy", "--noise", "poisson", "--k", "100"], "--k is the parameter of gamma noise"),
+])
+def test_inconsistent_training_options_are_refused(toy_folder, tmp_path, extra, words):
+    """A σ range upside down, or a noise parameter of another family, was trained and recorded as given."""
+    from typer.testing import CliRunner
+
+    from scoretool.cli import app
+
+    res = CliRunner().invoke(app, ["train", str(toy_folder), "-o", str(tmp_path / "m.safetensors"), "--steps", "1", *extra])
+    assert res.exit_code == 2 and words in res.output, res.output
+    assert not (tmp_path / "m.safetensors").exists()

@@ -93,6 +93,8 @@ def _known(mask: np.ndarray | None, h: int, w: int) -> torch.Tensor:
         m = m[..., :3].max(-1)
     if m.shape != (h, w):
         raise ValueError(f"mask size {m.shape[1] if m.ndim > 1 else '?'}×{m.shape[0]} does not match the image {w}×{h}")
+    if not (m == 0).any():
+        raise ValueError("the mask marks every pixel missing (non-zero): nothing is known to inpaint from")
     return torch.from_numpy((m == 0).astype(np.float32))
 
 

@@ -14,6 +14,8 @@ from ..files import list_images
 from . import app
 from .common import Common, Opt, command
 
+PARAMETER_FAMILY = {"sigma": "gaussian", "zeta": "poisson", "k": "gamma"}
+
 
 @command(app, "device", "seed", torchrun=True)
 def train(
@@ -57,6 +59,10 @@ def train(
             or checkpoint_minutes < 0:
         raise ScoretoolError("--lr, --sigma-min, --sigma-max, --time-limit, --sigma, --zeta and --k must be positive, "
                              "--checkpoint-minutes ≥ 0")
+    sigma_min = (0.001 if noisy else 0.002) if sigma_min is None else sigma_min
+    sigma_max = (0.1 if noisy else 10.0) if sigma_max is None else sigma_max
+    if not sigma_min < sigma_max:
+        raise ScoretoolError(f"--sigma-min {sigma_min:g}, --sigma-max {sigma_max:g}: the smallest σ must be below the largest")
     try:
         width_list = [int(w) for w in widths.split(",")] if widths else None
     except ValueError:
@@ -80,10 +86,12 @@ def train(
         noise_info = {"family": noise}
     for name, value in (("sigma", sigma), ("zeta", zeta), ("k", k)):
         if value is not None:
+            if noise and noise != PARAMETER_FAMILY[name]:
+                raise ScoretoolError(f"--{name} is the parameter of {PARAMETER_FAMILY[name]} noise, not of --noise {noise}")
             noise_info[name] = value
     cfg = TrainConfig(
         data=str(data), mode="noisy" if noisy else "clean", steps=steps, patch=patch, batch=batch, lr=lr,
-        sigma_min=sigma_min or (0.001 if noisy else 0.002), sigma_max=sigma_max or (0.1 if noisy else 10.0),
+        sigma_min=sigma_min, sigma_max=sigma_max,
         sigma_focus=None if noisy else (0.01, 0.5), seed=common.seed, widths=width_list, blocks_per_level=blocks, checkpoint_minutes=checkpoint_minutes,
         time_limit_minutes=time_limit, precision=precision, init=init, noise=noise_info,
         device=common.device, workers=workers, lr_schedule=lr_schedule, teacher=teacher, colour_permute=colour_permute,
