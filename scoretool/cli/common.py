@@ -59,6 +59,8 @@ SHARED_OPTIONS = {  # name → (annotation, default); json, quiet and debug go w
     "json": (Opt.Json, False), "quiet": (Opt.Quiet, False), "debug": (Opt.Debug, False),
 }
 EVERY_COMMAND = ("json", "quiet", "debug")
+PARAMETER_OF = {"gaussian": "sigma", "poisson": "zeta", "gamma": "k"}  # noise family → its option (--sigma, …)
+FAMILY_OF = {option: family for family, option in PARAMETER_OF.items()}
 
 
 def parse_range(text: str | None) -> tuple[float, float] | None:

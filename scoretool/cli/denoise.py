@@ -11,7 +11,7 @@ import typer
 from ..errors import InputError, ModelError, ScoretoolError
 from . import app
 from .batch import FileJob, plan_jobs, run_batch
-from .common import INPUTS_HELP, Common, Opt, command, parse_range
+from .common import FAMILY_OF, INPUTS_HELP, PARAMETER_OF, Common, Opt, command, parse_range
 
 
 def parse_sigma(sigma: str | None) -> float | str | None:
@@ -38,7 +38,6 @@ def choose_noise(noise: str | None, sigma: float | str | None, zeta: float | Non
     given = [(n, v) for n, v in (("sigma", sigma), ("zeta", zeta), ("k", k)) if v is not None]
     if len(given) > 1:
         raise ScoretoolError(f"give one of --sigma, --zeta, --k (got {', '.join('--' + n for n, _ in given)})")
-    family_of = {"sigma": "gaussian", "zeta": "poisson", "k": "gamma"}
     if noise is not None:
         noise = noise.lower()
         if noise not in ("gaussian", "poisson", "gamma", "poisson-gaussian", "auto"):
@@ -49,16 +48,13 @@ def choose_noise(noise: str | None, sigma: float | str | None, zeta: float | Non
     if name:
         if noise == "auto":
             raise ScoretoolError(f"--noise auto estimates the family and its parameter; drop --{name} or name the family")
-        if noise is not None and family_of[name] != noise:
-            raise ScoretoolError(f"--{name} is the {family_of[name]} parameter; --noise {noise} takes --{PARAM_OPT[noise]}")
-        noise = family_of[name]
+        if noise is not None and FAMILY_OF[name] != noise:
+            raise ScoretoolError(f"--{name} is the {FAMILY_OF[name]} parameter; --noise {noise} takes --{PARAMETER_OF[noise]}")
+        noise = FAMILY_OF[name]
         value = given[0][1]
         if not value > 0 or (name == "k" and not value > 1):
             raise ScoretoolError(f"--{name} {value}: must be positive" + (" and greater than 1" if name == "k" else ""))
     return noise, name
-
-
-PARAM_OPT = {"gaussian": "sigma", "poisson": "zeta", "gamma": "k"}
 
 
 def _values(v: float | list[float]) -> str:

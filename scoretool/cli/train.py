@@ -12,9 +12,7 @@ import typer
 from ..errors import ScoretoolError
 from ..files import list_images
 from . import app
-from .common import Common, Opt, command
-
-PARAMETER_FAMILY = {"sigma": "gaussian", "zeta": "poisson", "k": "gamma"}
+from .common import FAMILY_OF, Common, Opt, command
 
 
 @command(app, "device", "seed", torchrun=True)
@@ -86,8 +84,8 @@ def train(
         noise_info = {"family": noise}
     for name, value in (("sigma", sigma), ("zeta", zeta), ("k", k)):
         if value is not None:
-            if noise and noise != PARAMETER_FAMILY[name]:
-                raise ScoretoolError(f"--{name} is the parameter of {PARAMETER_FAMILY[name]} noise, not of --noise {noise}")
+            if noise and noise != FAMILY_OF[name]:
+                raise ScoretoolError(f"--{name} is the parameter of {FAMILY_OF[name]} noise, not of --noise {noise}")
             noise_info[name] = value
     cfg = TrainConfig(
         data=str(data), mode="noisy" if noisy else "clean", steps=steps, patch=patch, batch=batch, lr=lr,
